@@ -1,0 +1,1 @@
+"""Preference data: prompts, batched generation, reward scoring and pairing."""

@@ -1,0 +1,173 @@
+"""One place for loading models: the policy, its tokenizer and the reward model, by preset, local path or hub id.
+
+``"tiny-imdb"`` (the default) is the embedded world under ``alignray/assets/tiny-imdb``; ``"lvwerra-imdb"`` names the
+hub models of the original assignment for clusters that reach the hub. Any other string is a local directory
+written by ``save_pretrained`` or a hub id; both go through the same ``from_pretrained`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+__all__ = [
+    "ASSETS",
+    "PRESETS",
+    "RewardModel",
+    "WorldError",
+    "load_policy",
+    "load_reward",
+    "pick_device",
+    "resolve_model",
+]
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "assets"
+PRESETS: dict[str, dict[str, str]] = {
+    "tiny-imdb": {"policy": str(ASSETS / "tiny-imdb" / "policy"), "reward": str(ASSETS / "tiny-imdb" / "reward")},
+    "lvwerra-imdb": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb"},
+}
+_HUB_HOST = "huggingface.co"
+
+
+class WorldError(RuntimeError):
+    """A model could not be found or fetched; the message says what is missing and how to get it."""
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else the first GPU when one is present, else the CPU (said once in the log)."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    log.info("No GPU found, running on CPU")
+    return torch.device("cpu")
+
+
+def resolve_model(name: str, role: str) -> str:
+    """Turn a preset name, local path or hub id into what ``from_pretrained`` takes, failing early and clearly.
+
+    ``role`` is ``"policy"`` or ``"reward"`` and picks the member of a preset.
+    """
+    if role not in ("policy", "reward"):
+        raise ValueError(f"role={role!r} is unknown; known: 'policy', 'reward'")
+    name = PRESETS[name][role] if name in PRESETS else name
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        if not (path / "config.json").is_file():
+            hint = "build it with `make world`" if "tiny-imdb" in str(path) else "point to a save_pretrained directory"
+            raise WorldError(f"Model path {path} has no config.json: {hint}. Presets: {', '.join(PRESETS)}.")
+        return str(path)
+    _ensure_hub_reachable(name)
+    return name
+
+
+def _ensure_hub_reachable(repo_id: str) -> None:
+    """Fail at once when a hub id is neither cached nor fetchable, instead of retrying for minutes."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    reason = "HF_HUB_OFFLINE is set"
+    if not offline:
+        try:
+            socket.create_connection((_HUB_HOST, 443), timeout=3).close()
+            return
+        except OSError as err:
+            reason = f"{_HUB_HOST} is unreachable ({err.__class__.__name__})"
+    raise WorldError(
+        f"Cannot fetch hub model {repo_id!r}: {reason} and it is not in the local cache. "
+        f"Use the embedded world ('tiny-imdb'), a local save_pretrained path, or a machine that reaches the hub."
+    )
+
+
+def _from_pretrained(cls, source: str, **kwargs):
+    local = Path(source).is_dir()
+    return cls.from_pretrained(source, trust_remote_code=False, use_safetensors=True if local else None, **kwargs)
+
+
+def load_tokenizer(name: str = "tiny-imdb", role: str = "policy") -> PreTrainedTokenizerBase:
+    """The tokenizer of a policy (left-padded for batched generation, pad = eos when it has none) or reward."""
+    source = resolve_model(name, role)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    if role == "policy":
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(
+    name: str = "tiny-imdb", device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer, on ``pick_device(device)``, in eval mode."""
+    source = resolve_model(name, "policy")
+    model = _from_pretrained(AutoModelForCausalLM, source, dtype=dtype)
+    tokenizer = load_tokenizer(name, "policy")
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(pick_device(device)).eval(), tokenizer
+
+
+@dataclass
+class RewardModel:
+    """A sentiment classifier whose reward for a text is its POSITIVE logit."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int = 512
+
+    @property
+    def positive_index(self) -> int:
+        """Index of the POSITIVE label, read from ``config.label2id`` (never assumed to be 1)."""
+        by_name = {str(k).upper(): int(v) for k, v in self.model.config.label2id.items()}
+        if "POSITIVE" not in by_name:
+            raise WorldError(f"Reward model labels {sorted(by_name)} have no POSITIVE label to take the logit of")
+        return by_name["POSITIVE"]
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Classifier logits of ``texts``, shape (len(texts), num_labels), float32, in batches of ``batch_size``."""
+        out = [np.zeros((0, self.model.config.num_labels), dtype=np.float32)]
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.model.device)
+            out.append(self.model(**batch).logits.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def score(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Rewards of ``texts`` (their POSITIVE logits), shape (len(texts),), float32."""
+        return self.logits(texts, batch_size)[:, self.positive_index]
+
+    def is_positive(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Whether the classifier calls each text positive (POSITIVE is its arg-max label), shape (len(texts),)."""
+        return self.logits(texts, batch_size).argmax(axis=1) == self.positive_index
+
+
+def load_reward(name: str = "tiny-imdb", device: str | torch.device | None = None) -> RewardModel:
+    """The reward model of a preset, path or hub id, on ``pick_device(device)``, in eval mode."""
+    source = resolve_model(name, "reward")
+    model = _from_pretrained(AutoModelForSequenceClassification, source)
+    tokenizer = load_tokenizer(name, "reward")
+    limit = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    return RewardModel(model.to(pick_device(device)).eval(), tokenizer, max_length=limit)

