@@ -15,7 +15,7 @@ def policy(micro_world):
 def test_imdb_prefix_prompts_take_2_to_8_tokens_of_distinct_reviews(policy):
     _, tokenizer = policy
     # The first two characters tell the reviews apart, and every token covers at least one character.
-    reviews = [f"{chr(65 + i)}{chr(97 + i)} says the film was {'good' if i % 2 else 'bad'} and long" for i in range(26)]
+    reviews = [f"{chr(65 + i)}{chr(97 + i)} says the film was {'good' if i % 2 else 'bad'}" for i in range(26)]
     prompts = imdb_prefix_prompts(reviews, tokenizer, n=20, seed=3)
     assert len(prompts) == 20
     assert prompts == imdb_prefix_prompts(reviews, tokenizer, n=20, seed=3)
