@@ -419,6 +419,14 @@ def write_model_card(card: dict, out: str | Path, command: str) -> Path:
         " labels {0: NEGATIVE, 1: POSITIVE}; word embeddings start from the policy's; trained on the head and the"
         " tail of each review, reads the tail of long texts.",
         "",
+        "## Why these sizes",
+        "The budget is ~45 minutes on 2 CPU cores for everything. Measured here (`python bench/world_sizes.py`), a",
+        "4 x 128 GPT-2 trains about 1.3x faster per token than 4 x 192 and 1.7x faster than 4 x 256; ~19 minutes then",
+        "buy ~4M tokens, and at ~20 tokens per parameter (Chinchilla) ~2M parameters is what that many tokens can",
+        "train, so a wider policy would only see fewer tokens. The reward's 2 x 128 DistilBERT reads ~1.9x more",
+        "reviews per second than 4 x 128, enough for one pass over the head and the tail of every review; its width",
+        "equals the policy's so that it starts from the policy's trained word embeddings.",
+        "",
         "## Held-out figures (measured by the build)",
         f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews:"
         f" **{figures['reward_heldout_accuracy']:.1%}**",
