@@ -1,0 +1,161 @@
+"""One f-DPO training run from a preference file: in this process, or data-parallel on Ray Train workers.
+
+``train(config)`` is the whole run: load the data and the policy, train with ``FDPOTrainer``, save the policy
+(``<out>/model``, safetensors) and ``<out>/metrics.json``. With ``config.workers > 1`` the same trainer runs in each
+worker of a ``TorchTrainer`` (gloo on CPUs, NCCL on GPUs), wrapped by Ray's ``prepare_trainer`` and reporting with
+``RayTrainReportCallback``; the last checkpoint becomes ``<out>/model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, load_dataset
+
+from alignray.config import TrainConfig
+from alignray.trainer import FDPOConfig, FDPOTrainer
+from alignray.world import load_policy
+
+__all__ = ["PREFERENCE_COLUMNS", "build_trainer", "load_preferences", "train"]
+
+log = logging.getLogger(__name__)
+
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def load_preferences(path: str | Path) -> Dataset:
+    """A preference parquet file (or a directory of them) as a ``datasets.Dataset`` with prompt/chosen/rejected."""
+    path = Path(path)
+    files = sorted(str(p) for p in path.glob("*.parquet")) if path.is_dir() else [str(path)]
+    if not files:
+        raise ValueError(f"data={str(path)!r} holds no parquet files")
+    data = load_dataset("parquet", data_files=files, split="train")
+    missing = [c for c in PREFERENCE_COLUMNS if c not in data.column_names]
+    if missing:
+        raise ValueError(f"data={str(path)!r} lacks columns {missing}; it has {data.column_names}")
+    if len(data) == 0:
+        raise ValueError(f"data={str(path)!r} has no rows")
+    return data.select_columns(list(PREFERENCE_COLUMNS))
+
+
+def _fdpo_args(config: TrainConfig, output_dir: str, **overrides: Any) -> FDPOConfig:
+    settings: dict[str, Any] = {
+        "output_dir": output_dir,
+        "divergence": config.divergence,
+        "divergence_params": config.divergence_params,
+        "beta": config.beta,
+        "loss_type": config.loss_type,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.epochs,
+        "per_device_train_batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "precompute_ref_log_probs": config.precompute_ref,
+        "use_cpu": not torch.cuda.is_available(),
+        "report_to": "none",
+        "logging_steps": 5,
+        "save_strategy": "no",
+        "dataloader_num_workers": 0,
+    }
+    return FDPOConfig(**(settings | overrides))
+
+
+def build_trainer(config: TrainConfig, data: Dataset, output_dir: str, **overrides: Any) -> FDPOTrainer:
+    """An FDPOTrainer for ``config`` on ``data``; ``overrides`` go to ``FDPOConfig``."""
+    model, tokenizer = load_policy(config.policy)
+    tokenizer.padding_side = "left"
+    return FDPOTrainer(
+        model=model.train(),
+        args=_fdpo_args(config, output_dir, **overrides),
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+
+
+def _summary(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of each numeric metric (``train_loss`` is the Trainer's mean over the run)."""
+    merged: dict[str, float] = {}
+    for entry in log_history:
+        merged.update({k: float(v) for k, v in entry.items() if isinstance(v, int | float)})
+    return merged
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train."""
+    data = load_preferences(config.validate_data())
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if config.workers > 1:
+        metrics = _train_on_ray(config, out)
+    else:
+        trainer = build_trainer(config, data, str(out / "trainer"))
+        trainer.train()
+        trainer.save_model(str(out / "model"))
+        _drop_pickles(out / "model")
+        metrics = _summary(trainer.state.log_history)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+    seconds = time.monotonic() - started
+    result = {
+        "config": dataclasses.asdict(config),
+        "pairs": len(data),
+        "seconds": round(seconds, 2),
+        "pairs_per_second": round(len(data) * config.epochs / seconds, 2),
+        "metrics": metrics,
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs: the same trainer, prepared for Ray and reporting each epoch's checkpoint."""
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    config = TrainConfig(**loop_config["config"])
+    data = load_preferences(config.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(
+            config, data, scratch, save_strategy="epoch", logging_strategy="epoch", save_only_model=True
+        )
+        trainer.add_callback(RayTrainReportCallback())
+        prepare_trainer(trainer).train()
+
+
+def _train_on_ray(config: TrainConfig, out: Path) -> dict[str, float]:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+    storage = Path(tempfile.mkdtemp(prefix="alignray-train-"))
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"config": dataclasses.asdict(config)},
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
+        run_config=RunConfig(name="fdpo", storage_path=str(storage)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run finished without a checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as directory:
+        shutil.rmtree(out / "model", ignore_errors=True)
+        shutil.copytree(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME, out / "model")
+    _drop_pickles(out / "model")
+    shutil.rmtree(storage, ignore_errors=True)
+    return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+
+
+def _drop_pickles(directory: Path) -> None:
+    """Remove the Trainer's pickled ``training_args.bin``: weights are safetensors and nothing here unpickles."""
+    for path in directory.glob("*.bin"):
+        path.unlink()

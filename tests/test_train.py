@@ -1,0 +1,90 @@
+"""One training run end to end: jobs/train.py in-process, and the same run on 2 Ray Train CPU workers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alignray.config import TrainConfig
+from alignray.train import load_preferences, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def preferences(tmp_path_factory):
+    rows = [
+        ("the film", " was great fun and moving", " was dull"),
+        ("I think", " it is good", " it is bad, bad, bad"),
+        ("a movie", " to love", " to hate it"),
+        ("this was", " a joy to watch", " boring"),
+    ]
+    path = tmp_path_factory.mktemp("prefs") / "prefs.parquet"
+    pd.DataFrame(rows * 4, columns=["prompt", "chosen", "rejected"]).to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def _changed(before: Path, after: Path) -> bool:
+    start, end = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
+    return any(not torch.equal(start[k], end[k]) for k in start)
+
+
+def test_job_trains_saves_safetensors_and_metrics(tmp_path, micro_world, preferences):
+    from jobs.train import main
+
+    out, _ = micro_world
+    result = main(
+        ["--data", str(preferences), "--policy", str(out / "policy"), "--out", str(tmp_path), "--batch-size", "4",
+         "--divergence", "alpha_divergence", "--alpha", "0.3", "--learning-rate", "1e-3"]
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["config"]["alpha"] == 0.3 and saved["pairs"] == 16
+    assert result["metrics"]["train_loss"] > 0 and "rewards/accuracies" in result["metrics"]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not list((tmp_path / "model").glob("*.bin"))
+    assert _changed(out / "policy", tmp_path / "model")
+
+
+def test_job_rejects_bad_input_before_loading_anything(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(tmp_path / "none.parquet")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode != 0
+    assert "data=" in run.stderr and "does not exist" in run.stderr
+    assert "Loading weights" not in run.stderr
+
+
+def test_preferences_need_the_three_columns(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pd.DataFrame({"prompt": ["a"], "chosen": ["b"]}).to_parquet(path)
+    with pytest.raises(ValueError, match="lacks columns \\['rejected'\\]"):
+        load_preferences(path)
+
+
+def test_two_ray_train_workers_train_report_and_checkpoint(tmp_path, micro_world, preferences, ray_cluster):
+    out, _ = micro_world
+    config = TrainConfig(
+        data=str(preferences), policy=str(out / "policy"), out=str(tmp_path), batch_size=4, workers=2,
+        learning_rate=1e-3,
+    )  # fmt: skip
+    result = train(config)
+    assert result["metrics"]["epoch"] == 1.0
+    assert "loss" in result["metrics"] and "rewards/margins" in result["metrics"]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert _changed(out / "policy", tmp_path / "model")
