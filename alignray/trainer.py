@@ -2,8 +2,9 @@
 
 Tokenisation, collation, precomputed reference log-probs, PEFT, mixed precision, accelerate and logging stay
 TRL's. The override is ``_compute_loss``: TRL's picks f′ from a fixed list inline, so FDPOTrainer takes the same
-sequence log-probs TRL computes (TRL's fused LM head, TRL's ``compute_ref_log_probs`` for the reference) and hands
-the log-ratios to ``alignray.losses.preference_loss``. Written against TRL 1.16 (pinned ``trl>=1.0,<2``).
+sequence log-probs TRL computes (TRL's fused LM head on CUDA, plain logits elsewhere; TRL's
+``compute_ref_log_probs`` for the reference) and hands the log-ratios to ``alignray.losses.preference_loss``.
+Written against TRL 1.16 (pinned ``trl>=1.0,<2``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.utils import selective_log_softmax
 
 from alignray.divergences import Divergence, get_divergence
 from alignray.losses import check_loss_type, preference_loss
@@ -32,6 +34,13 @@ class FDPOConfig(DPOConfig):
     )
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "score the reference once before training instead of at every step"}
+    )
+    fused_lm_head: bool | None = field(
+        default=None,
+        metadata={
+            "help": "score the policy with TRL's chunked LM head; None: on CUDA only, where its Triton kernel saves "
+            "memory; on CPUs plain logits are ~2x faster (bench/trainer.py)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -73,6 +82,18 @@ class FDPOTrainer(DPOTrainer):
             raise TypeError(f"FDPOTrainer needs args=FDPOConfig(...), got {type(config).__name__}")
         self.divergence = config.make_divergence()
         super().__init__(*args, **kwargs)
+        fused = config.fused_lm_head
+        self.use_fused_lm_head = self.accelerator.device.type == "cuda" if fused is None else fused
+
+    def _policy_token_logps(self, model, model_kwargs, labels, length: int) -> tuple[torch.Tensor, Any]:
+        """Per-token log-probs of the labels, shape (2B, length), zero where the label is masked."""
+        if self.use_fused_lm_head:
+            outputs = model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+            return outputs.log_probs[:, -length:], outputs
+        outputs = model(**model_kwargs, use_cache=False)
+        logits, targets = outputs.logits[:, -length - 1 : -1], labels[:, -length:]
+        mask = targets != -100
+        return selective_log_softmax(logits, targets.clamp(min=0)) * mask, outputs
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
@@ -80,8 +101,8 @@ class FDPOTrainer(DPOTrainer):
         shift_mask = completion_mask[..., 1:]
         model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        outputs = model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
-        logps = outputs.log_probs[:, -shift_mask.size(1) :].sum(dim=1)
+        token_logps, outputs = self._policy_token_logps(model, model_kwargs, labels, shift_mask.size(1))
+        logps = token_logps.sum(dim=1)
         chosen_logps, rejected_logps = logps.chunk(2, dim=0)  # TRL's batch is [chosen..., rejected...]
 
         if self.precompute_ref_logps:

@@ -76,20 +76,24 @@ def test_loss_equals_trl_dpo_trainer(
     assert abs(ours_loss.item() - trl_loss.item()) < 1e-5
 
 
-def test_precomputed_reference_matches_the_reference_forward(tmp_path, policy_and_reference):
+@pytest.mark.parametrize(("precompute", "fused"), [(False, False), (True, True), (False, True)])
+def test_reference_and_lm_head_paths_agree(tmp_path, policy_and_reference, precompute, fused):
+    """Precomputed vs per-step reference, TRL's fused LM head vs plain logits: the same loss."""
     policy, reference, tokenizer = policy_and_reference
     losses = []
-    for precompute in (True, False):
-        args = FDPOConfig(str(tmp_path / str(precompute)), precompute_ref_log_probs=precompute, **COMMON)
+    for options in ({"precompute_ref_log_probs": True, "fused_lm_head": False},
+                    {"precompute_ref_log_probs": precompute, "fused_lm_head": fused}):  # fmt: skip
         trainer = FDPOTrainer(
             model=copy.deepcopy(policy),
             ref_model=copy.deepcopy(reference),
-            args=args,
+            args=FDPOConfig(str(tmp_path / str(len(losses))), **options, **COMMON),
             train_dataset=PAIRS,
             processing_class=tokenizer,
         )
+        assert trainer.use_fused_lm_head is options["fused_lm_head"]
         losses.append(_loss(trainer, next(iter(trainer.get_train_dataloader()))).item())
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    assert losses[0] != pytest.approx(0.6931, abs=1e-3)  # log 2 would mean the policy equals its reference
 
 
 TRAINABLE = [(name, {}) for name in DIVERGENCES if name not in ("total_variation", "alpha_divergence")]
