@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from alignray.data.pairing import check_strategy
+from alignray.data.prompts import PROMPT_SOURCES
 from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
 
-__all__ = ["TrainConfig", "field_docs", "parse_config"]
+__all__ = ["PreferenceConfig", "TrainConfig", "field_docs", "parse_config"]
 
 C = TypeVar("C")
 
@@ -70,12 +72,7 @@ class TrainConfig:
             )
         get_divergence(self.divergence, **self.divergence_params).check_trainable()
         check_loss_type(self.loss_type)
-        for name in ("beta", "learning_rate", "epochs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
-        for name in ("batch_size", "max_length", "workers"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be an integer >= 1")
+        _check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers"))
         if self.use_gpu and self.workers == 1:
             raise ValueError("use_gpu=True is for Ray Train workers (workers > 1); a single run finds a GPU itself")
 
@@ -92,6 +89,120 @@ class TrainConfig:
         return path
 
 
+def _check_positive(config: Any, floats: tuple[str, ...] = (), ints: tuple[str, ...] = ()) -> None:
+    for name in floats:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name}={getattr(config, name)!r} must be > 0")
+    for name in ints:
+        value = getattr(config, name)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+
+
+@dataclass(frozen=True)
+class PreferenceConfig:
+    """A preference data set: sample completions of prompts, score them with the reward, pair them."""
+
+    out: str = "runs/preferences"
+    """Directory for preferences.parquet, samples.parquet and card.json."""
+    policy: str = "tiny-imdb"
+    """Policy that writes the completions: a preset, a local path or a hub id."""
+    reward: str = "tiny-imdb"
+    """Reward model that scores prompt + completion (its POSITIVE logit)."""
+    prompts: str = "imdb_prefix"
+    """Prompt source: imdb_prefix (held-out IMDB review openings), fixed (fixed_prompts or a .txt), file (a column)."""
+    num_prompts: int = 512
+    """How many prompts to use (at most)."""
+    fixed_prompts: tuple[str, ...] = ()
+    """The prompts of the fixed source, e.g. seed 002's topic words."""
+    prompt_file: str | None = None
+    """File of the fixed (.txt) or file (.parquet, .csv, .jsonl) source."""
+    prompt_column: str = "prompt"
+    """Column of prompt_file that holds the prompts (file source)."""
+    min_prompt_tokens: int = 2
+    """Shortest imdb_prefix prompt, in tokens."""
+    max_prompt_tokens: int = 8
+    """Longest imdb_prefix prompt, in tokens."""
+    samples_per_prompt: int = 4
+    """Completions sampled for each prompt."""
+    max_new_tokens: int = 48
+    """Tokens sampled per completion."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_k: int = 0
+    """Sample from the k most likely tokens only (0: all)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1: all)."""
+    strategy: str = "best_vs_worst"
+    """Pairing: best_vs_worst, top_vs_bottom, random_pairs or threshold."""
+    k: int = 3
+    """top_vs_bottom: the best against the k worst, the k best against the worst."""
+    pairs_per_prompt: int = 2
+    """random_pairs: pairs drawn per prompt."""
+    hi: float = 1.0
+    """threshold: a chosen completion's reward is above hi (seed 000 used 2.5 with lvwerra/distilbert-imdb)."""
+    lo: float = -0.5
+    """threshold: a rejected completion's reward is below lo (seed 000 used 1.75 with lvwerra/distilbert-imdb)."""
+    min_margin: float = 0.0
+    """Keep a pair only when chosen_reward − rejected_reward ≥ this (ties are always dropped)."""
+    seed: int = 0
+    """Seed of prompts, sampling and pairing; the same seed gives the same data set on CPU."""
+    batch_size: int = 64
+    """Prompts per generate call and per scoring call."""
+    generation_actors: int | None = None
+    """Generation actor pool size (default: one per GPU, or the CPUs less one)."""
+    scoring_actors: int | None = None
+    """Scoring actor pool size (default: one per GPU, or one)."""
+    use_gpu: bool | None = None
+    """Put actors on GPUs (default: when the cluster has them)."""
+
+    def __post_init__(self) -> None:
+        if self.prompts not in PROMPT_SOURCES:
+            raise ValueError(f"prompts={self.prompts!r} is unknown; known: {', '.join(PROMPT_SOURCES)}")
+        if self.prompts == "file" and not self.prompt_file:
+            raise ValueError("prompts='file' needs prompt_file (a .parquet, .csv or .jsonl file)")
+        if self.prompts == "fixed" and not (self.fixed_prompts or self.prompt_file):
+            raise ValueError("prompts='fixed' needs fixed_prompts or prompt_file (a .txt file, one prompt per line)")
+        if self.prompt_file and not Path(self.prompt_file).is_file():
+            raise ValueError(f"prompt_file={self.prompt_file!r} does not exist")
+        check_strategy(self.strategy)
+        _check_positive(
+            self,
+            floats=("temperature", "top_p"),
+            ints=("num_prompts", "min_prompt_tokens", "max_prompt_tokens", "samples_per_prompt", "max_new_tokens",
+                  "k", "pairs_per_prompt", "batch_size", "generation_actors", "scoring_actors"),
+        )  # fmt: skip
+        if self.top_p > 1:
+            raise ValueError(f"top_p={self.top_p!r} must lie in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k!r} must be >= 0")
+        if self.min_prompt_tokens > self.max_prompt_tokens:
+            raise ValueError(
+                f"min_prompt_tokens={self.min_prompt_tokens} exceeds max_prompt_tokens={self.max_prompt_tokens}"
+            )
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
+        if self.min_margin < 0:
+            raise ValueError(f"min_margin={self.min_margin!r} must be >= 0")
+        if self.strategy == "threshold" and not self.hi > self.lo:
+            raise ValueError(f"threshold needs hi > lo, got hi={self.hi}, lo={self.lo}")
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """Sampling options for ``generate``."""
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+    @property
+    def strategy_params(self) -> dict[str, float]:
+        """The parameters of the chosen pairing strategy."""
+        return {
+            "best_vs_worst": {},
+            "top_vs_bottom": {"k": self.k},
+            "random_pairs": {"pairs_per_prompt": self.pairs_per_prompt},
+            "threshold": {"hi": self.hi, "lo": self.lo},
+        }[self.strategy]
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The one-line docstrings under each field of a dataclass, read from its source."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
@@ -104,10 +215,11 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _scalar_type(annotation: Any) -> type:
-    """The argparse type of a field annotation: ``int``, ``float``, ``str`` or ``bool`` (``X | None`` → X)."""
+    """The argparse type of a field annotation: ``int``, ``float``, ``str``, ``bool`` or ``tuple`` of str
+    (``X | None`` → X)."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return annotation
+    return tuple if typing.get_origin(annotation) is tuple else annotation
 
 
 def _bool(text: str) -> bool:
@@ -131,13 +243,15 @@ def parse_config(cls: type[C], argv: list[str] | None = None, description: str |
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            type=_bool if kind is bool else kind,
+            type={bool: _bool, tuple: str}.get(kind, kind),
+            nargs="+" if kind is tuple else None,
             help=f"{docs.get(field.name, '')} ({default})",
         )
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
     values = _read_yaml(parser, cls, config_path) if config_path else {}
     values.update({k: v for k, v in args.items() if v is not None})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:

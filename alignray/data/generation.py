@@ -42,3 +42,94 @@ def sample_continuations(
     finally:
         torch.random.set_rng_state(generator_state)
     return texts
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    seed: int,
+    reference: PreTrainedModel | None = None,
+    **sampling,
+) -> dict[str, list]:
+    """One batched ``generate`` call: a completion per prompt, its token ids, and with ``reference`` the statistics
+    the evaluation needs, each summed over the completion's tokens (up to and including its first eos):
+
+    ``logp`` (log π of the sampled tokens, from the raw logits), ``entropy`` (the policy's next-token entropy),
+    ``ref_logp`` (log π_ref of the same tokens) and ``tokens`` (how many were summed).
+    """
+    options = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0, **sampling}
+    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+    torch.manual_seed(seed)
+    out = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        return_dict_in_generate=True,
+        output_logits=reference is not None,
+        **options,
+    )
+    start = batch["input_ids"].shape[1]
+    new = out.sequences[:, start:]
+    eos_seen = (new == tokenizer.eos_token_id).cumsum(dim=1)
+    generated = (eos_seen == 0) | ((eos_seen == 1) & (new == tokenizer.eos_token_id))  # up to the first eos
+    content = generated & (new != tokenizer.eos_token_id) & (new != tokenizer.pad_token_id)
+    result: dict[str, list] = {
+        "completion": tokenizer.batch_decode(new, skip_special_tokens=True),
+        "completion_ids": [row[mask].tolist() for row, mask in zip(new.cpu(), content.cpu(), strict=True)],
+    }
+    if reference is None:
+        return result
+    log_probs = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)  # (B, T, V), before any warping
+    logp = log_probs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    mask = torch.cat([batch["attention_mask"], generated.long()], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    ref_logits = reference(input_ids=out.sequences, attention_mask=mask, position_ids=positions).logits
+    ref_log_probs = ref_logits[:, start - 1 : -1].float().log_softmax(dim=-1)
+    ref_logp = ref_log_probs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+    weights = generated.float()
+    result["logp"] = (logp * weights).sum(dim=1).tolist()
+    result["entropy"] = (entropy * weights).sum(dim=1).tolist()
+    result["ref_logp"] = (ref_logp * weights).sum(dim=1).tolist()
+    result["tokens"] = weights.sum(dim=1).long().tolist()
+    return result
+
+
+class Generator:
+    """Ray Data actor holding a policy (and, for evaluation, its reference): one completion per row.
+
+    Rows carry ``row`` (a unique integer) and ``prompt``; each batch is sampled with seed ``seed + min(row)``,
+    so the same rows in the same batches give the same completions on every run.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        max_new_tokens: int,
+        seed: int,
+        sampling: dict | None = None,
+        reference: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        from alignray.world import load_policy
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.tokenizer = load_policy(policy)
+        self.reference = load_policy(reference, device=self.model.device)[0] if reference else None
+        self.max_new_tokens, self.seed, self.sampling = max_new_tokens, seed, sampling or {}
+
+    def __call__(self, batch):
+        out = generate_batch(
+            self.model,
+            self.tokenizer,
+            batch["prompt"].tolist(),
+            self.max_new_tokens,
+            self.seed + int(batch["row"].min()),
+            self.reference,
+            **self.sampling,
+        )
+        return batch.assign(**out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["imdb_prefix_prompts"]
+__all__ = ["PROMPT_SOURCES", "imdb_prefix_prompts", "read_prompt_file"]
 
 
 def imdb_prefix_prompts(
@@ -30,3 +30,24 @@ def imdb_prefix_prompts(
         ids = tokenizer(reviews[index], add_special_tokens=False)["input_ids"][: int(k)]
         prompts.append(tokenizer.decode(ids))
     return prompts
+
+
+PROMPT_SOURCES = ("imdb_prefix", "fixed", "file")
+"""Where prompts come from: held-out IMDB prefixes, a fixed list, or a column of a parquet/CSV/JSONL file."""
+
+
+def read_prompt_file(path: str, column: str = "prompt") -> list[str]:
+    """Prompts from a ``.txt`` (one per line), ``.parquet``, ``.csv`` or ``.jsonl`` file (column ``column``)."""
+    import pandas as pd
+
+    suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix == "txt":
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    readers = {"parquet": pd.read_parquet, "csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True)}
+    if suffix not in readers:
+        raise ValueError(f"prompt_file={path!r}: expected .txt, .parquet, .csv or .jsonl")
+    frame = readers[suffix](path)
+    if column not in frame.columns:
+        raise ValueError(f"prompt_column={column!r} is not in {path} (columns: {list(frame.columns)})")
+    return frame[column].astype(str).tolist()

@@ -1,0 +1,176 @@
+"""The Ray Data pipeline: prompts → generation actors → scoring actors → pairs, and the same stages for evaluation.
+
+Actor pools hold the models; on GPUs each actor takes half a GPU (one generator and one scorer per device), on CPUs
+the cluster's CPUs are shared out among the actors and each sets its torch threads to match.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alignray.config import PreferenceConfig
+from alignray.data.generation import Generator
+from alignray.data.pairing import make_pairs
+from alignray.data.prompts import imdb_prefix_prompts, read_prompt_file
+from alignray.data.scoring import Scorer
+
+__all__ = ["build_preferences", "load_prompts", "run_stages"]
+
+log = logging.getLogger(__name__)
+
+
+def load_prompts(config: PreferenceConfig) -> list[str]:
+    """The prompt set the config names (``imdb_prefix`` prompts are tokenised with the policy's tokenizer)."""
+    if config.prompts == "fixed":
+        prompts = list(config.fixed_prompts) or read_prompt_file(str(config.prompt_file))
+    elif config.prompts == "file":
+        prompts = read_prompt_file(str(config.prompt_file), config.prompt_column)
+    else:
+        from alignray.imdb import load_reviews, split_reviews
+        from alignray.world import load_tokenizer
+
+        _, heldout = split_reviews(load_reviews())
+        tokenizer = load_tokenizer(config.policy, "policy")
+        reviews = heldout["text"].tolist()
+        prompts = imdb_prefix_prompts(
+            reviews, tokenizer, config.num_prompts, config.seed, config.min_prompt_tokens, config.max_prompt_tokens
+        )
+    return prompts[: config.num_prompts]
+
+
+def _actor_resources(generation_actors: int | None, scoring_actors: int | None, use_gpu: bool | None) -> dict:
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if use_gpu is not False else 0
+    if use_gpu and not gpus:
+        raise ValueError("use_gpu=True but the Ray cluster has no GPU")
+    cpus = resources.get("CPU", 1.0)
+    if gpus:
+        g, s = generation_actors or gpus, scoring_actors or gpus
+        return {"generation": (g, {"num_gpus": 0.5, "num_cpus": 1}), "scoring": (s, {"num_gpus": 0.5, "num_cpus": 1})}
+    g = generation_actors or max(1, int(cpus) - 1)
+    s = scoring_actors or 1
+    share = cpus / (g + s)
+    return {"generation": (g, {"num_cpus": share}), "scoring": (s, {"num_cpus": share}), "threads": max(1, int(share))}
+
+
+def run_stages(
+    prompts: list[str],
+    policy: str,
+    reward: str,
+    samples_per_prompt: int,
+    max_new_tokens: int,
+    seed: int,
+    sampling: dict | None = None,
+    reference: str | None = None,
+    batch_size: int = 64,
+    generation_actors: int | None = None,
+    scoring_actors: int | None = None,
+    use_gpu: bool | None = None,
+) -> pd.DataFrame:
+    """Generate ``samples_per_prompt`` completions per prompt and score them, on Ray Data actor pools.
+
+    Returns one row per sample, in prompt order: row, prompt_id, prompt, completion, completion_ids, reward,
+    positive (and with ``reference``: logp, entropy, ref_logp, tokens; see ``generate_batch``).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    plan = _actor_resources(generation_actors, scoring_actors, use_gpu)
+    threads = plan.get("threads")
+    rows = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(len(prompts)), samples_per_prompt),
+            "prompt": np.repeat(np.asarray(prompts, dtype=object), samples_per_prompt),
+        }
+    )
+    rows.insert(0, "row", np.arange(len(rows)))
+    # One block per batch: which rows share a batch, and so each batch's seed, never depends on scheduling.
+    blocks = [rows.iloc[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    generation_size, generation_resources = plan["generation"]
+    scoring_size, scoring_resources = plan["scoring"]
+    dataset = (
+        ray.data.from_pandas(blocks)
+        .map_batches(
+            Generator,
+            fn_constructor_kwargs={
+                "policy": policy,
+                "max_new_tokens": max_new_tokens,
+                "seed": seed,
+                "sampling": sampling,
+                "reference": reference,
+                "threads": threads,
+            },
+            batch_size=batch_size,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=min(generation_size, len(blocks))),
+            **generation_resources,
+        )
+        .map_batches(
+            Scorer,
+            fn_constructor_kwargs={"reward": reward, "threads": threads},
+            batch_size=batch_size,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=min(scoring_size, len(blocks))),
+            **scoring_resources,
+        )
+    )
+    return dataset.to_pandas().sort_values("row").reset_index(drop=True)
+
+
+def build_preferences(config: PreferenceConfig) -> tuple[pd.DataFrame, dict]:
+    """Generate, score and pair; write ``<out>/preferences.parquet`` and ``<out>/card.json``; return both."""
+    started = time.monotonic()
+    prompts = load_prompts(config)
+    samples = run_stages(
+        prompts,
+        config.policy,
+        config.reward,
+        config.samples_per_prompt,
+        config.max_new_tokens,
+        config.seed,
+        sampling=config.sampling,
+        batch_size=config.batch_size,
+        generation_actors=config.generation_actors,
+        scoring_actors=config.scoring_actors,
+        use_gpu=config.use_gpu,
+    )
+    pairs = make_pairs(samples, config.strategy, config.min_margin, config.seed, **config.strategy_params)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs.to_parquet(out / "preferences.parquet", index=False)
+    samples.drop(columns=["completion_ids"]).to_parquet(out / "samples.parquet", index=False)
+    card = {
+        "config": asdict(config),
+        "seed": config.seed,
+        "counts": {"prompts": len(prompts), "samples": len(samples), "pairs": len(pairs)},
+        "rewards": {
+            "samples": _stats(samples["reward"]),
+            "chosen": _stats(pairs["chosen_reward"]),
+            "rejected": _stats(pairs["rejected_reward"]),
+            "samples_positive_fraction": float(samples["positive"].mean()),
+        },
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return pairs, card
+
+
+def _stats(values: pd.Series) -> dict[str, float]:
+    if values.empty:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }

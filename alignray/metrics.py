@@ -1,0 +1,93 @@
+"""The evaluation every trial runs: sample from the policy on fixed prompts, score, and report fixed metric names.
+
+Metric names (reported to Tune as they are): ``reward/{mean,std,p10,p50,p90,frac_positive}``,
+``diversity/token_entropy`` (the seeds': entropy of the token-frequency distribution over all generated tokens),
+``diversity/predictive_entropy`` (the f-DPO paper's: mean next-token entropy of the policy along its own samples),
+``diversity/distinct_1``, ``diversity/distinct_2`` (distinct n-grams / all n-grams, over all samples), ``kl/ref``
+(Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)) and ``fluency/ref_perplexity``
+(exp of the mean negative log π_ref per generated token). Samples are drawn by pure sampling (temperature 1, no
+top-k/top-p), so that they are samples of π and the KL and entropy estimates are unbiased.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["METRICS", "distinct_n", "evaluate", "metrics_from_samples", "token_entropy"]
+
+METRICS = (
+    "reward/mean",
+    "reward/std",
+    "reward/p10",
+    "reward/p50",
+    "reward/p90",
+    "reward/frac_positive",
+    "diversity/token_entropy",
+    "diversity/predictive_entropy",
+    "diversity/distinct_1",
+    "diversity/distinct_2",
+    "kl/ref",
+    "fluency/ref_perplexity",
+)
+
+
+def token_entropy(token_ids: Sequence[Sequence[int]]) -> float:
+    """Entropy (nats) of the frequency distribution of all tokens in all sequences; 0 for no tokens."""
+    counts = np.fromiter(Counter(t for seq in token_ids for t in seq).values(), dtype=np.float64)
+    if counts.size == 0:
+        return 0.0
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:
+    """Distinct n-grams over all n-grams, pooled over the sequences (n-grams do not cross sequences); 0 if none."""
+    grams = [tuple(seq[i : i + n]) for seq in token_ids for i in range(len(seq) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def metrics_from_samples(samples: pd.DataFrame) -> dict[str, float]:
+    """The METRICS of scored samples with columns reward, positive, completion_ids, logp, entropy, ref_logp, tokens."""
+    rewards = samples["reward"].to_numpy(dtype=np.float64)
+    ids = samples["completion_ids"].tolist()
+    tokens = samples["tokens"].to_numpy(dtype=np.float64)
+    total = max(tokens.sum(), 1.0)
+    p10, p50, p90 = np.percentile(rewards, [10, 50, 90])
+    return {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()),
+        "reward/p10": float(p10),
+        "reward/p50": float(p50),
+        "reward/p90": float(p90),
+        "reward/frac_positive": float(samples["positive"].mean()),
+        "diversity/token_entropy": token_entropy(ids),
+        "diversity/predictive_entropy": float(samples["entropy"].sum() / total),
+        "diversity/distinct_1": distinct_n(ids, 1),
+        "diversity/distinct_2": distinct_n(ids, 2),
+        "kl/ref": float((samples["logp"] - samples["ref_logp"]).mean()),
+        "fluency/ref_perplexity": math.exp(-float(samples["ref_logp"].sum()) / total),
+    }
+
+
+def evaluate(
+    policy: str,
+    reference: str,
+    reward: str,
+    prompts: list[str],
+    samples_per_prompt: int = 1,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+    **stage_options,
+) -> dict[str, float]:
+    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score."""
+    from alignray.data.pipeline import run_stages
+
+    samples = run_stages(
+        prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, **stage_options
+    )
+    return metrics_from_samples(samples)
