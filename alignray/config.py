@@ -110,7 +110,8 @@ class PreferenceConfig:
     reward: str = "tiny-imdb"
     """Reward model that scores prompt + completion (its POSITIVE logit)."""
     prompts: str = "imdb_prefix"
-    """Prompt source: imdb_prefix (held-out IMDB review openings), fixed (fixed_prompts or a .txt), file (a column)."""
+    """Prompt source: imdb_prefix (openings of held-out IMDB reviews not kept for evaluation), fixed (fixed_prompts
+    or a .txt), file (a column of a file)."""
     num_prompts: int = 512
     """How many prompts to use (at most)."""
     fixed_prompts: tuple[str, ...] = ()
@@ -147,10 +148,10 @@ class PreferenceConfig:
     """Keep a pair only when chosen_reward − rejected_reward ≥ this (ties are always dropped)."""
     seed: int = 0
     """Seed of prompts, sampling and pairing; the same seed gives the same data set on CPU."""
-    batch_size: int = 64
-    """Prompts per generate call and per scoring call."""
+    batch_size: int = 128
+    """Samples per generate call and per scoring call."""
     generation_actors: int | None = None
-    """Generation actor pool size (default: one per GPU, or the CPUs less one)."""
+    """Generation actor pool size (default: one per GPU, or the CPUs less half a CPU per scorer)."""
     scoring_actors: int | None = None
     """Scoring actor pool size (default: one per GPU, or one)."""
     use_gpu: bool | None = None

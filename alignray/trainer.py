@@ -124,6 +124,12 @@ class FDPOTrainer(DPOTrainer):
             rejected_lengths=rejected_lengths,
         )
         loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite f-DPO loss {loss.item()} with {self.divergence!r}, beta={self.beta}, "
+                f"loss_type={self.loss_types[0]!r} at step {self.state.global_step}; log-ratios "
+                f"chosen {chosen_logratios.detach().tolist()}, rejected {rejected_logratios.detach().tolist()}"
+            )
         self._log_pair_metrics(mode, chosen_logps, rejected_logps, chosen_logratios, rejected_logratios)
         return (loss, outputs) if return_outputs else loss
 

@@ -48,3 +48,38 @@ def test_sampling_refuses_right_padding(policy):
             sample_continuations(model, tokenizer, ["x"])
     finally:
         tokenizer.padding_side = "left"
+
+
+def test_gumbel_max_sampling_draws_from_the_softmax():
+    from alignray.data.generation import GumbelSampler
+
+    torch.manual_seed(0)
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    draws = GumbelSampler()(None, logits.expand(200_000, 4).clone()).argmax(dim=1)
+    frequencies = torch.bincount(draws, minlength=4).float() / len(draws)
+    torch.testing.assert_close(frequencies, logits.softmax(0), atol=4e-3, rtol=0)
+
+
+def test_sampling_options_apply_top_k_before_the_noise(policy):
+    from alignray.data.generation import sampling_options
+
+    model, tokenizer = policy
+    greedy = model.generate(
+        **tokenizer(["the film"], return_tensors="pt"), max_new_tokens=5, do_sample=False, pad_token_id=0
+    )
+    top1 = model.generate(
+        **tokenizer(["the film"], return_tensors="pt"), max_new_tokens=5, pad_token_id=0, **sampling_options(top_k=1)
+    )
+    assert torch.equal(greedy, top1)
+
+
+def test_training_and_evaluation_prompts_come_from_disjoint_held_out_reviews():
+    from alignray.data.prompts import EVAL_REVIEWS, imdb_prompt_reviews
+    from alignray.imdb import load_reviews, split_reviews
+
+    train, evaluation = imdb_prompt_reviews("train"), imdb_prompt_reviews("eval")
+    assert len(evaluation) == EVAL_REVIEWS and len(train) > 1000
+    assert not set(train) & set(evaluation)
+    assert set(train) | set(evaluation) == set(split_reviews(load_reviews())[1]["text"])
+    with pytest.raises(ValueError, match="purpose='test'"):
+        imdb_prompt_reviews("test")

@@ -147,3 +147,28 @@ def test_bf16_is_off_on_a_cpu_by_default(tmp_path, monkeypatch):
     config = FDPOConfig(str(tmp_path), use_cpu=True, report_to="none")
     assert config.bf16 is False
     assert config.precompute_ref_log_probs is True
+
+
+def test_a_non_finite_loss_stops_the_run_with_its_reason(tmp_path, micro_world, monkeypatch):
+    out, _ = micro_world
+    policy, tokenizer = load_policy(str(out / "policy"))
+    args = FDPOConfig(str(tmp_path), divergence="forward_kl", max_steps=2, **COMMON)
+    trainer = FDPOTrainer(model=policy.train(), args=args, train_dataset=PAIRS, processing_class=tokenizer)
+    monkeypatch.setattr(trainer.divergence, "f_prime", lambda x: x * float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite f-DPO loss nan with get_divergence\\('forward_kl'\\)"):
+        trainer.train()
+
+
+def test_trl_is_within_the_range_the_trainer_is_written_against():
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from trl import DPOTrainer
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    (trl,) = [Requirement(d) for d in pyproject["project"]["dependencies"] if Requirement(d).name == "trl"]
+    assert str(trl.specifier) == "<2,>=1.0"
+    assert trl.specifier.contains(version("trl"))
+    assert issubclass(FDPOTrainer, DPOTrainer) and issubclass(FDPOConfig, DPOConfig)

@@ -1,15 +1,47 @@
-"""Batched, left-padded sampling with the KV cache: many prompts per ``generate`` call, never one at a time."""
+"""Batched, left-padded sampling with the KV cache: many prompts per ``generate`` call, never one at a time.
+
+Sampling is Gumbel-max: ``generate`` decodes greedily over scores + Gumbel noise, which draws exactly from
+softmax(scores) (after temperature, top-k and top-p). It gives the same distribution as ``do_sample=True`` but skips
+``torch.multinomial``, which on CPUs is the slowest step of batched generation (bench/data.py).
+"""
 
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-__all__ = ["sample_continuations"]
+__all__ = ["Generator", "GumbelSampler", "generate_batch", "sample_continuations", "sampling_options"]
 
 
-@torch.inference_mode()
+class GumbelSampler(LogitsProcessor):
+    """Adds Gumbel(0, 1) noise to the scores, so that their arg-max is a sample of softmax(scores)."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        uniform = torch.rand_like(scores, dtype=torch.float32).clamp_(min=torch.finfo(torch.float32).tiny)
+        return scores - torch.log(-torch.log(uniform)).to(scores.dtype)
+
+
+def sampling_options(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> dict:
+    """``generate`` keyword arguments for sampling at these settings (top_k=0 and top_p=1 switch those off)."""
+    warpers: list[LogitsProcessor] = []
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k > 0:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return {"do_sample": False, "num_beams": 1, "logits_processor": LogitsProcessorList([*warpers, GumbelSampler()])}
+
+
 def sample_continuations(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -20,25 +52,14 @@ def sample_continuations(
     progress: bool = False,
     **sampling,
 ) -> list[str]:
-    """One sampled continuation per prompt (the continuation only, special tokens dropped).
-
-    ``sampling`` goes to ``generate`` (``temperature``, ``top_k``, ``top_p``...); the default is pure sampling
-    from the model's distribution (``top_k=0``, ``top_p=1``). The tokenizer must pad on the left.
-    """
-    if tokenizer.padding_side != "left":
-        raise ValueError("tokenizer.padding_side must be 'left' for batched generation")
-    options = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0, **sampling}
+    """One sampled continuation per prompt (the continuation only, special tokens dropped), ``batch_size`` prompts
+    per ``generate_batch`` call; the global torch RNG is left as it was."""
     generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     texts: list[str] = []
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress):
-            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
-            batch = batch.to(model.device)
-            out = model.generate(
-                **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **options
-            )
-            texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            batch = prompts[start : start + batch_size]
+            texts += generate_batch(model, tokenizer, batch, max_new_tokens, seed + start, **sampling)["completion"]
     finally:
         torch.random.set_rng_state(generator_state)
     return texts
@@ -58,9 +79,12 @@ def generate_batch(
     the evaluation needs, each summed over the completion's tokens (up to and including its first eos):
 
     ``logp`` (log π of the sampled tokens, from the raw logits), ``entropy`` (the policy's next-token entropy),
-    ``ref_logp`` (log π_ref of the same tokens) and ``tokens`` (how many were summed).
+    ``ref_logp`` (log π_ref of the same tokens) and ``tokens`` (how many were summed). ``sampling`` (temperature,
+    top_k, top_p) goes to ``sampling_options``: pure sampling by default. The tokenizer must pad on the left.
     """
-    options = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0, **sampling}
+    if tokenizer.padding_side != "left":
+        raise ValueError("tokenizer.padding_side must be 'left' for batched generation")
+    options = sampling_options(**sampling)
     batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     torch.manual_seed(seed)
     out = model.generate(

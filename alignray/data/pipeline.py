@@ -1,7 +1,7 @@
 """The Ray Data pipeline: prompts → generation actors → scoring actors → pairs, and the same stages for evaluation.
 
 Actor pools hold the models; on GPUs each actor takes half a GPU (one generator and one scorer per device), on CPUs
-the cluster's CPUs are shared out among the actors and each sets its torch threads to match.
+the cluster's CPUs are shared out among the actors and each sets its torch threads to match (``_actor_resources``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 from alignray.config import PreferenceConfig
 from alignray.data.generation import Generator
 from alignray.data.pairing import make_pairs
-from alignray.data.prompts import imdb_prefix_prompts, read_prompt_file
+from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews, read_prompt_file
 from alignray.data.scoring import Scorer
 
 __all__ = ["build_preferences", "load_prompts", "run_stages"]
@@ -33,12 +33,10 @@ def load_prompts(config: PreferenceConfig) -> list[str]:
     elif config.prompts == "file":
         prompts = read_prompt_file(str(config.prompt_file), config.prompt_column)
     else:
-        from alignray.imdb import load_reviews, split_reviews
         from alignray.world import load_tokenizer
 
-        _, heldout = split_reviews(load_reviews())
         tokenizer = load_tokenizer(config.policy, "policy")
-        reviews = heldout["text"].tolist()
+        reviews = imdb_prompt_reviews("train")
         prompts = imdb_prefix_prompts(
             reviews, tokenizer, config.num_prompts, config.seed, config.min_prompt_tokens, config.max_prompt_tokens
         )
@@ -46,6 +44,11 @@ def load_prompts(config: PreferenceConfig) -> list[str]:
 
 
 def _actor_resources(generation_actors: int | None, scoring_actors: int | None, use_gpu: bool | None) -> dict:
+    """Pool sizes, Ray resources and torch threads of the two stages.
+
+    On GPUs each actor takes half a device. On CPUs a scorer is counted as half a CPU (scoring a text costs about a
+    tenth of generating it) and the generation actors share the rest, each with as many torch threads.
+    """
     import ray
 
     resources = ray.cluster_resources()
@@ -54,12 +57,18 @@ def _actor_resources(generation_actors: int | None, scoring_actors: int | None, 
         raise ValueError("use_gpu=True but the Ray cluster has no GPU")
     cpus = resources.get("CPU", 1.0)
     if gpus:
-        g, s = generation_actors or gpus, scoring_actors or gpus
-        return {"generation": (g, {"num_gpus": 0.5, "num_cpus": 1}), "scoring": (s, {"num_gpus": 0.5, "num_cpus": 1})}
-    g = generation_actors or max(1, int(cpus) - 1)
-    s = scoring_actors or 1
-    share = cpus / (g + s)
-    return {"generation": (g, {"num_cpus": share}), "scoring": (s, {"num_cpus": share}), "threads": max(1, int(share))}
+        per_actor = {"num_gpus": 0.5, "num_cpus": 1}
+        return {
+            "generation": (generation_actors or gpus, per_actor, None),
+            "scoring": (scoring_actors or gpus, per_actor, None),
+        }
+    scorers = scoring_actors or 1
+    generators = generation_actors or max(1, int(cpus - 0.5 * scorers))
+    share = max(cpus - 0.5 * scorers, 0.5) / generators
+    return {
+        "generation": (generators, {"num_cpus": share}, max(1, round(share))),
+        "scoring": (scorers, {"num_cpus": 0.5}, 1),
+    }
 
 
 def run_stages(
@@ -71,7 +80,7 @@ def run_stages(
     seed: int,
     sampling: dict | None = None,
     reference: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = 128,
     generation_actors: int | None = None,
     scoring_actors: int | None = None,
     use_gpu: bool | None = None,
@@ -86,7 +95,6 @@ def run_stages(
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
     plan = _actor_resources(generation_actors, scoring_actors, use_gpu)
-    threads = plan.get("threads")
     rows = pd.DataFrame(
         {
             "prompt_id": np.repeat(np.arange(len(prompts)), samples_per_prompt),
@@ -96,8 +104,8 @@ def run_stages(
     rows.insert(0, "row", np.arange(len(rows)))
     # One block per batch: which rows share a batch, and so each batch's seed, never depends on scheduling.
     blocks = [rows.iloc[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    generation_size, generation_resources = plan["generation"]
-    scoring_size, scoring_resources = plan["scoring"]
+    generation_size, generation_resources, generation_threads = plan["generation"]
+    scoring_size, scoring_resources, scoring_threads = plan["scoring"]
     dataset = (
         ray.data.from_pandas(blocks)
         .map_batches(
@@ -108,7 +116,7 @@ def run_stages(
                 "seed": seed,
                 "sampling": sampling,
                 "reference": reference,
-                "threads": threads,
+                "threads": generation_threads,
             },
             batch_size=batch_size,
             batch_format="pandas",
@@ -117,7 +125,7 @@ def run_stages(
         )
         .map_batches(
             Scorer,
-            fn_constructor_kwargs={"reward": reward, "threads": threads},
+            fn_constructor_kwargs={"reward": reward, "threads": scoring_threads},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=min(scoring_size, len(blocks))),

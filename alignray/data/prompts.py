@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["PROMPT_SOURCES", "imdb_prefix_prompts", "read_prompt_file"]
+__all__ = ["EVAL_REVIEWS", "PROMPT_SOURCES", "imdb_prefix_prompts", "imdb_prompt_reviews", "read_prompt_file"]
 
 
 def imdb_prefix_prompts(
@@ -30,6 +30,21 @@ def imdb_prefix_prompts(
         ids = tokenizer(reviews[index], add_special_tokens=False)["input_ids"][: int(k)]
         prompts.append(tokenizer.decode(ids))
     return prompts
+
+
+EVAL_REVIEWS = 500
+"""The last 500 held-out reviews give evaluation prompts and the rest give preference-data prompts, so that the
+two never share a review."""
+
+
+def imdb_prompt_reviews(purpose: str) -> list[str]:
+    """Held-out IMDB reviews to cut prompts from: ``"train"`` (preference data) or ``"eval"`` (evaluation)."""
+    from alignray.imdb import load_reviews, split_reviews
+
+    if purpose not in ("train", "eval"):
+        raise ValueError(f"purpose={purpose!r} must be 'train' or 'eval'")
+    texts = split_reviews(load_reviews())[1]["text"].tolist()
+    return texts[-EVAL_REVIEWS:] if purpose == "eval" else texts[:-EVAL_REVIEWS]
 
 
 PROMPT_SOURCES = ("imdb_prefix", "fixed", "file")
