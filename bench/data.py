@@ -18,6 +18,7 @@ import logging
 import time
 
 import torch
+from common import matmul_peak_flops  # bench/common.py
 
 from alignray.data.pipeline import run_stages
 from alignray.data.prompts import imdb_prefix_prompts
@@ -25,16 +26,6 @@ from alignray.imdb import load_reviews, split_reviews
 from alignray.world import PRESETS, load_policy, load_reward
 
 MAX_NEW_TOKENS = 48
-
-
-def matmul_peak_flops(size: int = 1024, seconds: float = 2.0) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        a @ b
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - started)
 
 
 @torch.inference_mode()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import matmul_peak_flops  # bench/common.py
 from trl import DPOConfig, DPOTrainer
 
 from alignray.data.generation import sample_continuations
@@ -30,16 +31,6 @@ from alignray.imdb import load_reviews, split_reviews
 from alignray.train import load_preferences
 from alignray.trainer import FDPOConfig, FDPOTrainer
 from alignray.world import load_policy, load_reward
-
-
-def matmul_peak_flops(size: int = 1024, seconds: float = 2.0) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        a @ b
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - started)
 
 
 def build_pairs(n_prompts: int, path: Path) -> None:

@@ -80,8 +80,8 @@ def make_pairs(samples: pd.DataFrame, strategy: str, min_margin: float = 0.0, se
     """Pairs from ``samples`` (columns prompt, completion, reward; several rows per prompt).
 
     Returns prompt, chosen, rejected, chosen_reward, rejected_reward; a pair is kept only when its reward gap is
-    > 0 (ties dropped) and >= ``min_margin``. Prompts are visited in order of first appearance, so the result is a
-    pure function of ``samples`` and ``seed``.
+    > 0 (ties dropped) and >= ``min_margin``. Samples of prompts with the same text are pooled. Prompts are visited
+    in order of first appearance, so the result is a pure function of ``samples`` and ``seed``.
     """
     check_strategy(strategy)
     rng = np.random.default_rng(seed)
