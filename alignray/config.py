@@ -25,7 +25,7 @@ from alignray.data.prompts import PROMPT_SOURCES
 from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
 
-__all__ = ["PreferenceConfig", "TrainConfig", "field_docs", "parse_config"]
+__all__ = ["EvalConfig", "PreferenceConfig", "TrainConfig", "field_docs", "parse_config"]
 
 C = TypeVar("C")
 
@@ -202,6 +202,29 @@ class PreferenceConfig:
             "random_pairs": {"pairs_per_prompt": self.pairs_per_prompt},
             "threshold": {"hi": self.hi, "lo": self.lo},
         }[self.strategy]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation of one policy: sample on held-out evaluation prompts, score, report alignray.metrics.METRICS."""
+
+    policy: str = "tiny-imdb"
+    """Policy to evaluate: a preset, a local path (e.g. runs/x/model) or a hub id."""
+    reference: str = "tiny-imdb"
+    """Reference policy for kl/ref and fluency/ref_perplexity."""
+    reward: str = "tiny-imdb"
+    """Reward model (its POSITIVE logit)."""
+    num_prompts: int = 256
+    """Evaluation prompts: openings of the held-out reviews kept for evaluation (at most 500)."""
+    samples_per_prompt: int = 2
+    """Completions sampled per prompt."""
+    max_new_tokens: int = 48
+    """Tokens sampled per completion."""
+    seed: int = 0
+    """Seed of prompts and sampling."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ints=("num_prompts", "samples_per_prompt", "max_new_tokens"))
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRICS", "distinct_n", "evaluate", "metrics_from_samples", "token_entropy"]
+from alignray.config import EvalConfig
+
+__all__ = ["METRICS", "distinct_n", "evaluate", "evaluate_config", "metrics_from_samples", "token_entropy"]
 
 METRICS = (
     "reward/mean",
@@ -91,3 +93,21 @@ def evaluate(
         prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, **stage_options
     )
     return metrics_from_samples(samples)
+
+
+def evaluate_config(config: EvalConfig) -> dict[str, float]:
+    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts)."""
+    from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews
+    from alignray.world import load_tokenizer
+
+    tokenizer = load_tokenizer(config.policy, "policy")
+    prompts = imdb_prefix_prompts(imdb_prompt_reviews("eval"), tokenizer, config.num_prompts, seed=config.seed)
+    return evaluate(
+        config.policy,
+        config.reference,
+        config.reward,
+        prompts,
+        samples_per_prompt=config.samples_per_prompt,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )

@@ -66,3 +66,11 @@ def test_evaluate_a_policy_against_itself(micro_world, ray_cluster):
     assert 0.0 < m["diversity/predictive_entropy"] <= math.log(400) + 1e-6
     assert 0.0 <= m["reward/frac_positive"] <= 1.0
     assert m == evaluate(policy, policy, str(out / "reward"), prompts, max_new_tokens=6, batch_size=4)
+
+
+def test_evaluate_job_rejects_bad_input_before_ray(capsys):
+    from jobs.evaluate import main
+
+    with pytest.raises(SystemExit):
+        main(["--num-prompts", "0"])
+    assert "num_prompts=0 must be an integer >= 1" in capsys.readouterr().err
