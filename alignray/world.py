@@ -67,7 +67,7 @@ def resolve_model(name: str, role: str) -> str:
         raise ValueError(f"role={role!r} is unknown; known: 'policy', 'reward'")
     name = PRESETS[name][role] if name in PRESETS else name
     path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids: [owner/]name
         if not (path / "config.json").is_file():
             hint = "build it with `make world`" if "tiny-imdb" in str(path) else "point to a save_pretrained directory"
             raise WorldError(f"Model path {path} has no config.json: {hint}. Presets: {', '.join(PRESETS)}.")

@@ -104,3 +104,11 @@ def test_committed_policy_writes_text(monkeypatch):
     model, tokenizer = load_policy("tiny-imdb")
     texts = sample_continuations(model, tokenizer, ["This movie", "I"], max_new_tokens=12, seed=0)
     assert len(texts) == 2 and all(len(t.split()) >= 3 for t in texts)
+
+
+def test_an_owner_less_hub_id_is_treated_as_a_hub_id(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WorldError, match="Cannot fetch hub model 'gpt2'"):
+        resolve_model("gpt2", "policy")
+    with pytest.raises(WorldError, match="has no config.json"):
+        resolve_model("runs/some/model", "policy")
