@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import shutil
 import tempfile
 import time
@@ -25,8 +24,6 @@ from alignray.trainer import FDPOConfig, FDPOTrainer
 from alignray.world import load_policy
 
 __all__ = ["PREFERENCE_COLUMNS", "build_trainer", "load_preferences", "train"]
-
-log = logging.getLogger(__name__)
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 

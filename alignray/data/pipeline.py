@@ -23,8 +23,6 @@ from alignray.data.scoring import Scorer
 
 __all__ = ["build_preferences", "load_prompts", "run_stages"]
 
-log = logging.getLogger(__name__)
-
 
 def load_prompts(config: PreferenceConfig) -> list[str]:
     """The prompt set the config names (``imdb_prefix`` prompts are tokenised with the policy's tokenizer)."""
