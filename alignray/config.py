@@ -24,6 +24,7 @@ from alignray.data.pairing import check_strategy
 from alignray.data.prompts import PROMPT_SOURCES
 from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
+from alignray.registry import unknown_name
 
 __all__ = ["EvalConfig", "PreferenceConfig", "TrainConfig", "field_docs", "parse_config"]
 
@@ -159,7 +160,7 @@ class PreferenceConfig:
 
     def __post_init__(self) -> None:
         if self.prompts not in PROMPT_SOURCES:
-            raise ValueError(f"prompts={self.prompts!r} is unknown; known: {', '.join(PROMPT_SOURCES)}")
+            raise unknown_name("prompts", self.prompts, PROMPT_SOURCES)
         if self.prompts == "file" and not self.prompt_file:
             raise ValueError("prompts='file' needs prompt_file (a .parquet, .csv or .jsonl file)")
         if self.prompts == "fixed" and not (self.fixed_prompts or self.prompt_file):

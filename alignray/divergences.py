@@ -15,13 +15,14 @@ and gradients stay finite in float32 for |log u| ≤ 1000 and still point the wa
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from alignray.registry import unknown_name
 
 __all__ = [
     "DIVERGENCES",
@@ -111,9 +112,7 @@ def register(cls: type[Divergence]) -> type[Divergence]:
 def get_divergence(name: str, **params) -> Divergence:
     """Build a registered divergence; an unknown name or a bad parameter raises ValueError naming it."""
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"divergence={name!r} is unknown; {hint}Known: {', '.join(_REGISTRY)}")
+        raise unknown_name("divergence", name, _REGISTRY)
     try:
         return _REGISTRY[name](**params)
     except TypeError as err:

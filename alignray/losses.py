@@ -8,7 +8,6 @@ completion token as TRL does when lengths are given.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignray.divergences import Divergence
+from alignray.registry import unknown_name
 
 __all__ = ["LOSS_TYPES", "check_loss_type", "preference_loss"]
 
@@ -40,9 +40,7 @@ LOSS_TYPES: tuple[str, ...] = tuple(_LOSSES)
 def check_loss_type(loss_type: str) -> None:
     """Raise ValueError naming ``loss_type`` when it is not one of ``LOSS_TYPES``."""
     if loss_type not in _LOSSES:
-        close = difflib.get_close_matches(str(loss_type), _LOSSES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"loss_type={loss_type!r} is unknown; {hint}Known: {', '.join(LOSS_TYPES)}")
+        raise unknown_name("loss_type", loss_type, LOSS_TYPES)
 
 
 def preference_loss(

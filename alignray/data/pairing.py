@@ -8,11 +8,12 @@ Adding a strategy:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+
+from alignray.registry import unknown_name
 
 __all__ = ["STRATEGIES", "check_strategy", "make_pairs", "register_strategy"]
 
@@ -35,9 +36,7 @@ def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
 def check_strategy(name: str) -> None:
     """Raise ValueError naming ``strategy`` when it is not registered."""
     if name not in _STRATEGIES:
-        close = difflib.get_close_matches(str(name), _STRATEGIES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"strategy={name!r} is unknown; {hint}Known: {', '.join(_STRATEGIES)}")
+        raise unknown_name("strategy", name, _STRATEGIES)
 
 
 @register_strategy("best_vs_worst")
