@@ -26,7 +26,16 @@ from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
 from alignray.registry import unknown_name
 
-__all__ = ["EvalConfig", "PreferenceConfig", "TrainConfig", "field_docs", "parse_config"]
+__all__ = [
+    "OBJECTIVES",
+    "SWEEP_PRESETS",
+    "EvalConfig",
+    "PreferenceConfig",
+    "SweepConfig",
+    "TrainConfig",
+    "field_docs",
+    "parse_config",
+]
 
 C = TypeVar("C")
 
@@ -255,11 +264,23 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
 
 
-def parse_config(cls: type[C], argv: list[str] | None = None, description: str | None = None) -> C:
-    """Build ``cls`` from ``--config file.yaml`` and ``--field value`` flags; bad values exit with the field named."""
+def parse_config(
+    cls: type[C],
+    argv: list[str] | None = None,
+    description: str | None = None,
+    presets: dict[str, dict[str, Any]] | None = None,
+) -> C:
+    """Build ``cls`` from ``--preset NAME``, ``--config file.yaml`` and ``--field value`` flags, each layer
+    overriding the one before; bad values exit with the field named."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+    parser = argparse.ArgumentParser(
+        description=description or cls.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if presets:
+        parser.add_argument(
+            "--preset", choices=list(presets), default=next(iter(presets)), help="defaults to start from (%(default)s)"
+        )
     parser.add_argument("--config", help="YAML file of field: value pairs; flags given here override it")
     for field in dataclasses.fields(cls):
         kind = _scalar_type(hints[field.name])
@@ -269,12 +290,14 @@ def parse_config(cls: type[C], argv: list[str] | None = None, description: str |
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
             type={bool: _bool, tuple: str}.get(kind, kind),
-            nargs="+" if kind is tuple else None,
+            nargs="+" if kind is tuple else "?" if kind is bool else None,
+            const=True if kind is bool else None,  # a bare --flag means true
             help=f"{docs.get(field.name, '')} ({default})",
         )
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
-    values = _read_yaml(parser, cls, config_path) if config_path else {}
+    values = dict(presets[args.pop("preset")]) if presets else {}
+    values.update(_read_yaml(parser, cls, config_path) if config_path else {})
     values.update({k: v for k, v in args.items() if v is not None})
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
@@ -291,3 +314,215 @@ def _read_yaml(parser: argparse.ArgumentParser, cls: type, path: str) -> dict[st
     if unknown:
         parser.error(f"--config {path}: unknown fields {unknown}")
     return loaded
+
+
+OBJECTIVES = {
+    "reward": ("reward/mean", "reward/p50", "reward/frac_positive"),
+    "diversity": ("diversity/token_entropy", "diversity/predictive_entropy", "diversity/distinct_2"),
+}
+"""Metrics the sweep may maximise, per objective (names of alignray.metrics.METRICS)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A reward–diversity sweep: preference data on Ray Data, f-DPO trials searched by Optuna on Ray Tune, and the
+    Pareto frontier. Defaults are the tiny-imdb preset: 10 trials in about 10 minutes on 2 CPU cores."""
+
+    output: str = "runs/sweep"
+    """Experiment directory: preferences, study, Tune experiment, results, frontier models, report."""
+    policy: str = "tiny-imdb"
+    """SFT policy every trial starts from and stays near: a preset, a local path or a hub id."""
+    reward: str = "tiny-imdb"
+    """Reward model (its POSITIVE logit): a preset, a local path or a hub id."""
+    num_prompts: int = 320
+    """Preference data: prompts (openings of held-out IMDB reviews kept for preference data)."""
+    samples_per_prompt: int = 4
+    """Preference data: completions sampled per prompt."""
+    strategy: str = "top_vs_bottom"
+    """Preference data: pairing strategy (best_vs_worst, top_vs_bottom, random_pairs, threshold)."""
+    k: int = 1
+    """Preference data: top_vs_bottom's k (k=1: best against worst and, where distinct, second best against worst)."""
+    max_new_tokens: int = 48
+    """Tokens sampled per completion, for preference data and evaluation alike."""
+    search: str = "optuna"
+    """optuna (the sampler below over the space) or grid (the seeds' hand grid: β ∈ {0.1, 0.5, 1, 10} × reverse_kl,
+    forward_kl, js_divergence, alpha_divergence α=0.5; num_trials is then the grid's 16)."""
+    sampler: str = "tpe"
+    """Optuna sampler: tpe, nsga2 or random."""
+    num_trials: int = 10
+    """Trials to run (search=optuna)."""
+    startup_trials: int = 4
+    """Random trials before TPE models the space (NSGA-II: its population size)."""
+    divergences: tuple[str, ...] = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
+    """Divergences to search over (alignray.divergences.DIVERGENCES)."""
+    loss_types: tuple[str, ...] = ("sigmoid",)
+    """Loss shapes to search over (sigmoid, hinge, ipo); one fixes it."""
+    beta_min: float = 0.05
+    """Smallest β (log-uniform)."""
+    beta_max: float = 2.0
+    """Largest β."""
+    learning_rate_min: float = 2e-4
+    """Smallest learning rate (log-uniform)."""
+    learning_rate_max: float = 2e-3
+    """Largest learning rate."""
+    alpha_min: float = 0.1
+    """Smallest α of alpha_divergence (the paper's α; uniform)."""
+    alpha_max: float = 0.9
+    """Largest α."""
+    grid_learning_rate: float = 5e-4
+    """Learning rate of every grid trial."""
+    points_to_evaluate: tuple[str, ...] = ()
+    """Trials to run first, each a JSON mapping, e.g. '{"divergence": "reverse_kl", "beta": 0.1,
+    "learning_rate": 5e-4}' (YAML: a list of mappings)."""
+    reward_metric: str = "reward/mean"
+    """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
+    diversity_metric: str = "diversity/token_entropy"
+    """Diversity objective (maximised): diversity/token_entropy (the seeds'), diversity/predictive_entropy (the
+    paper's) or diversity/distinct_2."""
+    hv_reward: float | None = None
+    """Reward of the hypervolume reference point (default: the base policy's reward)."""
+    hv_diversity: float | None = None
+    """Diversity of the hypervolume reference point (default: half the base policy's diversity)."""
+    epochs: float = 1.0
+    """Each trial: passes over the preference data."""
+    batch_size: int = 16
+    """Each trial: pairs per optimizer step and worker."""
+    max_length: int = 96
+    """Each trial: tokens of prompt + completion kept per pair."""
+    eval_prompts: int = 128
+    """Each trial: held-out evaluation prompts (disjoint from the preference prompts)."""
+    eval_samples_per_prompt: int = 2
+    """Each trial: completions sampled per evaluation prompt."""
+    workers_per_trial: int = 1
+    """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
+    cpus_per_trial: float = 1.0
+    """Each trial: CPUs (and torch threads) it holds."""
+    gpus_per_trial: float | None = None
+    """Each trial: GPUs it holds (default: 1 when the cluster has GPUs, else 0)."""
+    max_concurrent_trials: int | None = None
+    """Trials at once (default: what the cluster's CPUs and GPUs hold)."""
+    max_failures: int = 1
+    """Retries of a trial whose worker or node died (a trial that raises or meets NaN is not retried)."""
+    seed: int = 0
+    """Seed of prompts, sampling, pairing, the sampler and every trial's training."""
+    storage: str | None = None
+    """Optuna study storage, any SQLAlchemy URL (default: sqlite:///<output>/study.db)."""
+    tune_storage: str | None = None
+    """Where Tune keeps trials and checkpoints (default: <output>/tune; on several nodes a shared or cloud path)."""
+    keep_all_models: bool = False
+    """Keep every trial's model, not only the frontier's."""
+    resume: bool = False
+    """Continue the sweep in output (its own saved config is used; completed trials are kept, not repeated)."""
+    overwrite: bool = False
+    """Delete an existing experiment in output and start again."""
+
+    def __post_init__(self) -> None:
+        from alignray.sweep.space import PARAMETERS, SAMPLERS
+
+        if self.search not in ("optuna", "grid"):
+            raise unknown_name("search", self.search, ("optuna", "grid"))
+        if self.sampler not in SAMPLERS:
+            raise unknown_name("sampler", self.sampler, SAMPLERS)
+        check_strategy(self.strategy)
+        if not self.divergences:
+            raise ValueError("divergences=() is empty; name at least one divergence to search")
+        for name in self.divergences:
+            params = {"alpha": 0.5} if name == "alpha_divergence" else {}
+            try:
+                get_divergence(name, **params).check_trainable()
+            except ValueError as err:
+                raise ValueError(f"divergences: {err}") from None
+        if not self.loss_types:
+            raise ValueError("loss_types=() is empty; name at least one of sigmoid, hinge, ipo")
+        for loss_type in self.loss_types:
+            check_loss_type(loss_type)
+        _check_positive(
+            self,
+            floats=("beta_min", "beta_max", "learning_rate_min", "learning_rate_max", "grid_learning_rate", "epochs",
+                    "cpus_per_trial"),
+            ints=("num_prompts", "samples_per_prompt", "k", "max_new_tokens", "num_trials", "startup_trials",
+                  "batch_size", "max_length", "eval_prompts", "eval_samples_per_prompt", "workers_per_trial",
+                  "max_concurrent_trials"),
+        )  # fmt: skip
+        for low, high in (("beta_min", "beta_max"), ("learning_rate_min", "learning_rate_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low}={getattr(self, low)!r} exceeds {high}={getattr(self, high)!r}")
+        if not 0 < self.alpha_min <= self.alpha_max < 1:
+            raise ValueError(f"need 0 < alpha_min <= alpha_max < 1, got {self.alpha_min!r}, {self.alpha_max!r}")
+        if self.learning_rate_max > 1:
+            raise ValueError(f"learning_rate_max={self.learning_rate_max!r} is absurd for Adam; allowed: (0, 1]")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
+        for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):
+            if metric not in OBJECTIVES[objective]:
+                raise unknown_name(f"{objective}_metric", metric, OBJECTIVES[objective])
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial={self.gpus_per_trial!r} must be >= 0")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other; pick one")
+        object.__setattr__(self, "points_to_evaluate", tuple(_point(p, PARAMETERS) for p in self.points_to_evaluate))
+
+    def preference_config(self, out: str) -> PreferenceConfig:
+        """The preference data set of this sweep, written to ``out``."""
+        return PreferenceConfig(
+            out=out,
+            policy=self.policy,
+            reward=self.reward,
+            num_prompts=self.num_prompts,
+            samples_per_prompt=self.samples_per_prompt,
+            max_new_tokens=self.max_new_tokens,
+            strategy=self.strategy,
+            k=self.k,
+            seed=self.seed,
+        )
+
+
+def _point(point: str | dict, allowed: tuple[str, ...]) -> str:
+    """A point to evaluate as canonical JSON, after checking its names and values (a trial config must build)."""
+    import json
+
+    try:
+        values = json.loads(point) if isinstance(point, str) else dict(point)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"points_to_evaluate: {point!r} is not a JSON mapping ({err})") from None
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"points_to_evaluate: {point!r} has unknown names {unknown}; allowed: {', '.join(allowed)}")
+    missing = [name for name in ("divergence", "beta", "learning_rate") if name not in values]
+    if missing:
+        raise ValueError(f"points_to_evaluate: {point!r} lacks {missing}")
+    try:
+        TrainConfig(data="-", **values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"points_to_evaluate: {point!r}: {err}") from None
+    return json.dumps(values, sort_keys=True)
+
+
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny-imdb": {},
+    "gpt2-imdb": {
+        "policy": "lvwerra-imdb",
+        "reward": "lvwerra-imdb",
+        "num_prompts": 600,
+        "samples_per_prompt": 6,
+        "k": 3,
+        "num_trials": 32,
+        "startup_trials": 8,
+        "beta_min": 0.05,
+        "beta_max": 10.0,
+        "learning_rate_min": 1e-6,
+        "learning_rate_max": 1e-4,
+        "grid_learning_rate": 1e-5,
+        "epochs": 1.0,
+        "batch_size": 16,
+        "max_length": 128,
+        "eval_prompts": 500,
+        "eval_samples_per_prompt": 2,
+        "gpus_per_trial": 1.0,
+        "cpus_per_trial": 2.0,
+    },
+}
+"""Sweep presets: ``tiny-imdb`` (the defaults; 2 CPU cores) and ``gpt2-imdb`` (the hub models at the seeds' sizes,
+~600 prompts x 6 samples, one GPU per trial)."""

@@ -20,7 +20,16 @@ import pandas as pd
 
 from alignray.config import EvalConfig
 
-__all__ = ["METRICS", "distinct_n", "evaluate", "evaluate_config", "metrics_from_samples", "token_entropy"]
+__all__ = [
+    "METRICS",
+    "distinct_n",
+    "evaluate",
+    "evaluate_config",
+    "evaluate_here",
+    "evaluation_prompts",
+    "metrics_from_samples",
+    "token_entropy",
+]
 
 METRICS = (
     "reward/mean",
@@ -95,13 +104,40 @@ def evaluate(
     return metrics_from_samples(samples)
 
 
-def evaluate_config(config: EvalConfig) -> dict[str, float]:
-    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts)."""
+def evaluate_here(
+    policy: str,
+    reference: str,
+    reward: str,
+    prompts: list[str],
+    samples_per_prompt: int = 1,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+    threads: int | None = None,
+    batch_size: int = 128,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """``evaluate`` in this process, with the same stages and seeds (what a sweep trial runs in its own resources);
+    returns the metrics and the scored samples."""
+    from alignray.data.pipeline import run_stages_here
+
+    samples = run_stages_here(
+        prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference,
+        batch_size=batch_size, threads=threads,
+    )  # fmt: skip
+    return metrics_from_samples(samples), samples
+
+
+def evaluation_prompts(policy: str, num_prompts: int, seed: int = 0) -> list[str]:
+    """Evaluation prompts: openings of the held-out reviews kept for evaluation, cut with the policy's tokenizer."""
     from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews
     from alignray.world import load_tokenizer
 
-    tokenizer = load_tokenizer(config.policy, "policy")
-    prompts = imdb_prefix_prompts(imdb_prompt_reviews("eval"), tokenizer, config.num_prompts, seed=config.seed)
+    tokenizer = load_tokenizer(policy, "policy")
+    return imdb_prefix_prompts(imdb_prompt_reviews("eval"), tokenizer, num_prompts, seed=seed)
+
+
+def evaluate_config(config: EvalConfig) -> dict[str, float]:
+    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts)."""
+    prompts = evaluation_prompts(config.policy, config.num_prompts, config.seed)
     return evaluate(
         config.policy,
         config.reference,

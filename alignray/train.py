@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset, load_dataset
 
 from alignray.config import TrainConfig
-from alignray.trainer import FDPOConfig, FDPOTrainer
+from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
 from alignray.world import load_policy
 
 __all__ = ["PREFERENCE_COLUMNS", "build_trainer", "load_preferences", "train"]
@@ -29,7 +29,8 @@ PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def load_preferences(path: str | Path) -> Dataset:
-    """A preference parquet file (or a directory of them) as a ``datasets.Dataset`` with prompt/chosen/rejected."""
+    """A preference parquet file (or a directory of them) as a ``datasets.Dataset`` with prompt/chosen/rejected,
+    and the reference log-probs ``REFERENCE_COLUMNS`` when the file has them."""
     path = Path(path)
     files = sorted(str(p) for p in path.glob("*.parquet")) if path.is_dir() else [str(path)]
     if not files:
@@ -40,7 +41,8 @@ def load_preferences(path: str | Path) -> Dataset:
         raise ValueError(f"data={str(path)!r} lacks columns {missing}; it has {data.column_names}")
     if len(data) == 0:
         raise ValueError(f"data={str(path)!r} has no rows")
-    return data.select_columns(list(PREFERENCE_COLUMNS))
+    shared_reference = all(c in data.column_names for c in REFERENCE_COLUMNS)
+    return data.select_columns(list(PREFERENCE_COLUMNS) + (list(REFERENCE_COLUMNS) if shared_reference else []))
 
 
 def _fdpo_args(config: TrainConfig, output_dir: str, **overrides: Any) -> FDPOConfig:
@@ -85,14 +87,15 @@ def _summary(log_history: list[dict[str, Any]]) -> dict[str, float]:
     return merged
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train."""
+def train(config: TrainConfig, run_name: str = "fdpo", storage_path: str | None = None) -> dict[str, Any]:
+    """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train,
+    whose run is ``run_name`` under ``storage_path`` (default: a temporary directory, removed afterwards)."""
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if config.workers > 1:
-        metrics = _train_on_ray(config, out)
+        metrics = _train_on_ray(config, out, run_name, storage_path)
     else:
         trainer = build_trainer(config, data, str(out / "trainer"))
         trainer.train()
@@ -126,20 +129,21 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         prepare_trainer(trainer).train()
 
 
-def _train_on_ray(config: TrainConfig, out: Path) -> dict[str, float]:
+def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: str | None) -> dict[str, float]:
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.huggingface.transformers import RayTrainReportCallback
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
-    storage = Path(tempfile.mkdtemp(prefix="alignray-train-"))
+    storage = Path(storage_path or tempfile.mkdtemp(prefix="alignray-train-"))
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"config": dataclasses.asdict(config)},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
-        run_config=RunConfig(name="fdpo", storage_path=str(storage)),
+        # A fixed name (no timestamp): a restored sweep trial finds its own Train run again.
+        run_config=RunConfig(name=run_name, storage_path=str(storage), failure_config=FailureConfig(max_failures=1)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -148,7 +152,8 @@ def _train_on_ray(config: TrainConfig, out: Path) -> dict[str, float]:
         shutil.rmtree(out / "model", ignore_errors=True)
         shutil.copytree(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME, out / "model")
     _drop_pickles(out / "model")
-    shutil.rmtree(storage, ignore_errors=True)
+    if storage_path is None:
+        shutil.rmtree(storage, ignore_errors=True)
     return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
 
 

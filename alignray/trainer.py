@@ -19,9 +19,11 @@ from trl.trainer.utils import selective_log_softmax
 from alignray.divergences import Divergence, get_divergence
 from alignray.losses import check_loss_type, preference_loss
 
-__all__ = ["FDPOConfig", "FDPOTrainer"]
+__all__ = ["REFERENCE_COLUMNS", "FDPOConfig", "FDPOTrainer"]
 
-_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+"""Columns of reference log-probs that a preference data set may carry (computed once, shared by many runs)."""
+_NON_MODEL_KEYS = {"completion_mask", *REFERENCE_COLUMNS}
 
 
 @dataclass
@@ -84,6 +86,13 @@ class FDPOTrainer(DPOTrainer):
         super().__init__(*args, **kwargs)
         fused = config.fused_lm_head
         self.use_fused_lm_head = self.accelerator.device.type == "cuda" if fused is None else fused
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        """TRL's precompute, skipped when the data already carries ``REFERENCE_COLUMNS`` (a sweep scores its
+        reference once for all trials, see ``alignray.sweep.driver``)."""
+        if all(column in dataset.column_names for column in REFERENCE_COLUMNS):
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def _policy_token_logps(self, model, model_kwargs, labels, length: int) -> tuple[torch.Tensor, Any]:
         """Per-token log-probs of the labels, shape (2B, length), zero where the label is masked."""

@@ -21,7 +21,7 @@ from alignray.data.pairing import make_pairs
 from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews, read_prompt_file
 from alignray.data.scoring import Scorer
 
-__all__ = ["build_preferences", "load_prompts", "run_stages"]
+__all__ = ["build_preferences", "load_prompts", "run_stages", "run_stages_here"]
 
 
 def load_prompts(config: PreferenceConfig) -> list[str]:
@@ -69,6 +69,21 @@ def _actor_resources(generation_actors: int | None, scoring_actors: int | None, 
     }
 
 
+def _row_blocks(prompts: list[str], samples_per_prompt: int, batch_size: int) -> list[pd.DataFrame]:
+    """Rows (row, prompt_id, prompt), ``samples_per_prompt`` per prompt, cut into blocks of ``batch_size``.
+
+    One block per batch: which rows share a batch, and so each batch's seed, never depends on scheduling.
+    """
+    rows = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(len(prompts)), samples_per_prompt),
+            "prompt": np.repeat(np.asarray(prompts, dtype=object), samples_per_prompt),
+        }
+    )
+    rows.insert(0, "row", np.arange(len(rows)))
+    return [rows.iloc[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
 def run_stages(
     prompts: list[str],
     policy: str,
@@ -93,15 +108,7 @@ def run_stages(
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
     plan = _actor_resources(generation_actors, scoring_actors, use_gpu)
-    rows = pd.DataFrame(
-        {
-            "prompt_id": np.repeat(np.arange(len(prompts)), samples_per_prompt),
-            "prompt": np.repeat(np.asarray(prompts, dtype=object), samples_per_prompt),
-        }
-    )
-    rows.insert(0, "row", np.arange(len(rows)))
-    # One block per batch: which rows share a batch, and so each batch's seed, never depends on scheduling.
-    blocks = [rows.iloc[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    blocks = _row_blocks(prompts, samples_per_prompt, batch_size)
     generation_size, generation_resources, generation_threads = plan["generation"]
     scoring_size, scoring_resources, scoring_threads = plan["scoring"]
     dataset = (
@@ -131,6 +138,30 @@ def run_stages(
         )
     )
     return dataset.to_pandas().sort_values("row").reset_index(drop=True)
+
+
+def run_stages_here(
+    prompts: list[str],
+    policy: str,
+    reward: str,
+    samples_per_prompt: int,
+    max_new_tokens: int,
+    seed: int,
+    sampling: dict | None = None,
+    reference: str | None = None,
+    batch_size: int = 128,
+    threads: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """``run_stages`` in this process: the same ``Generator`` and ``Scorer`` on the same blocks, so the same seed
+    gives the same samples. What a sweep trial runs: Ray Data actors would run outside the trial's resources."""
+    from tqdm.auto import tqdm
+
+    generator = Generator(policy, max_new_tokens, seed, sampling, reference, threads)
+    scorer = Scorer(reward, threads)
+    blocks = _row_blocks(prompts, samples_per_prompt, batch_size)
+    scored = [scorer(generator(block)) for block in tqdm(blocks, desc="evaluate", disable=not progress)]
+    return pd.concat(scored, ignore_index=True)
 
 
 def build_preferences(config: PreferenceConfig) -> tuple[pd.DataFrame, dict]:

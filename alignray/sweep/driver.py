@@ -1,0 +1,435 @@
+"""The sweep driver: preference data, a shared reference, the Tune + Optuna search, and the Pareto frontier.
+
+``run_sweep(config)`` runs the stages in order, each reusing what an earlier run of the same experiment left:
+
+1. preference data on Ray Data (``alignray.data.pipeline``), reused when its config hash matches;
+2. the reference once: its log-probs on the preference data (``ref_chosen_logps`` / ``ref_rejected_logps``, so
+   no trial runs a reference forward pass) and the base policy's evaluation, the frontier's anchor;
+3. the search: Ray Tune with ``OptunaSearch`` (multi-objective, define-by-run, study in RDB storage), each trial
+   ``alignray.sweep.trial.run_trial``;
+4. the frontier: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/``, the
+   hypervolume, ``report.md``.
+
+Experiment directory: ``sweep.json`` (config and study name), ``preferences/``, ``base/``, ``study.db``, ``tune/``,
+``results.parquet``, ``pareto.csv``, ``frontier/``, ``report.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alignray.config import SweepConfig
+from alignray.sweep.pareto import hypervolume, pareto_mask
+
+__all__ = ["SWEEP_FILE", "check_output", "load_resumed", "run_sweep", "study_storage_url"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"
+PARAM_COLUMNS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+
+
+def _say(message: str) -> None:
+    print(f"[alignray] {message}", flush=True)
+
+
+def study_storage_url(config: SweepConfig) -> str:
+    """The Optuna storage URL: ``config.storage`` or a SQLite file in the experiment directory."""
+    return config.storage or f"sqlite:///{Path(config.output).resolve() / 'study.db'}"
+
+
+def _masked(url: str) -> str:
+    """A storage URL fit to print: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: print no part of it that could hold a secret
+        return url.split("://", 1)[0] + "://***"
+
+
+def check_output(config: SweepConfig) -> None:
+    """Refuse an output directory that holds something else, or nothing to resume; before Ray or a model starts."""
+    out = Path(config.output)
+    saved = out / SWEEP_FILE
+    if config.resume:
+        if not saved.is_file():
+            raise ValueError(f"output={config.output!r} holds no sweep to resume (no {SWEEP_FILE}); drop --resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output={config.output!r} is a file; name a directory")
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+        what = f"the sweep {json.loads(saved.read_text())['study']}" if saved.is_file() else "files of something else"
+        raise ValueError(
+            f"output={config.output!r} already holds {what}; pass --resume to continue it, --overwrite to delete it "
+            "and start again, or another --output"
+        )
+
+
+def load_resumed(config: SweepConfig) -> SweepConfig:
+    """The saved config of the experiment in ``config.output``, to resume (its own settings, not new ones)."""
+    saved = json.loads((Path(config.output) / SWEEP_FILE).read_text())["config"]
+    return SweepConfig(**{**saved, "output": config.output, "resume": True, "overwrite": False})
+
+
+def _hash(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through a temporary file and rename, so a crash or a full disk never leaves a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"could not write {path}: {err}; earlier results are untouched") from err
+
+
+def _init_ray() -> None:
+    """Join the running cluster (``ray start`` or ``ray job submit``) if there is one, else start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), logging_level=logging.WARNING)
+        _say(f"joined the Ray cluster: {ray.cluster_resources()}")
+    except ConnectionError:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        _say(f"started a local Ray: {ray.cluster_resources()}")
+
+
+def _trial_resources(config: SweepConfig) -> tuple[dict[str, float], int]:
+    """A trial's Ray resources and how many trials the cluster holds at once."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    gpus = config.gpus_per_trial if config.gpus_per_trial is not None else (1.0 if cluster.get("GPU") else 0.0)
+    resources = {"cpu": config.cpus_per_trial, "gpu": gpus}
+    # Ray Train workers of a multi-worker trial hold their own CPU (and GPU) beside the trial's.
+    cpus_each = config.cpus_per_trial + (config.workers_per_trial if config.workers_per_trial > 1 else 0)
+    gpus_each = gpus * (1 + (config.workers_per_trial if config.workers_per_trial > 1 else 0))
+    fits = int(cluster.get("CPU", 1) // cpus_each)
+    if gpus_each:
+        fits = min(fits, int(cluster.get("GPU", 0) // gpus_each))
+    if fits < 1:
+        raise ValueError(f"one trial needs {cpus_each} CPUs and {gpus_each} GPUs; the cluster has {cluster}")
+    return resources, config.max_concurrent_trials or fits
+
+
+def _tune_storage(config: SweepConfig) -> str:
+    import ray
+
+    storage = config.tune_storage or str(Path(config.output).resolve() / "tune")
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    if len(alive) > 1 and config.tune_storage is None:
+        raise ValueError(
+            f"the cluster has {len(alive)} nodes but tune_storage defaults to the local path {storage}; give "
+            "--tune-storage a shared file system path or a cloud URI (s3://, gs://) that every node reaches"
+        )
+    return storage
+
+
+def _preferences(config: SweepConfig, out: Path) -> Path:
+    """Stage 1: the preference data, reused when the directory holds the same config's data."""
+    from alignray.data.pipeline import build_preferences
+
+    directory = out / "preferences"
+    prefs = config.preference_config(str(directory))
+    key = _hash({k: v for k, v in dataclasses.asdict(prefs).items() if k != "out"})
+    card_path = directory / "card.json"
+    if card_path.is_file() and json.loads(card_path.read_text()).get("config_hash") == key:
+        card = json.loads(card_path.read_text())
+        _say(f"1/4 preference data: reusing {card['counts']['pairs']} pairs in {directory}")
+        return directory / "preferences.parquet"
+    _say(f"1/4 preference data: {config.num_prompts} prompts x {config.samples_per_prompt} samples on Ray Data")
+    pairs, card = build_preferences(prefs)
+    if pairs.empty:
+        raise ValueError(f"the preference data has no pairs ({card['counts']}); try another strategy or more samples")
+    card["config_hash"] = key
+    _write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    _say(f"1/4 preference data: {len(pairs)} pairs in {card['seconds']} s")
+    return directory / "preferences.parquet"
+
+
+def _reference_stage(config: SweepConfig, data: Path, out: Path, prompts: list[str]) -> dict[str, float]:
+    """Stage 2, in a trial's resources: reference log-probs on the data, once, and the base policy's metrics."""
+    import ray
+
+    target = data.with_name("with_reference.parquet")
+    base = out / "base"
+    key = _hash({"data": json.loads((data.parent / "card.json").read_text())["config_hash"], "max_length":
+                 config.max_length, "policy": config.policy, "eval": [prompts, config.eval_samples_per_prompt,
+                 config.max_new_tokens, config.reward, config.seed]})  # fmt: skip
+    done = base / "metrics.json"
+    if target.is_file() and done.is_file() and json.loads(done.read_text()).get("key") == key:
+        _say("2/4 reference log-probs and base policy: reusing")
+        return json.loads(done.read_text())["metrics"]
+    _say(f"2/4 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
+    resources, _ = _trial_resources(config)
+    task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"])(_score_reference)
+    started = time.monotonic()
+    metrics = ray.get(task.remote(config, str(data), str(target), str(base), prompts))
+    _write_atomic(done, lambda p: p.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n"))
+    _say(
+        f"2/4 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
+        f"{metrics[config.reward_metric]:.3f}, {config.diversity_metric} {metrics[config.diversity_metric]:.3f}"
+    )
+    return metrics
+
+
+def _score_reference(config: SweepConfig, data: str, target: str, base: str, prompts: list[str]) -> dict[str, float]:
+    """Runs as a Ray task: TRL's own reference precompute, kept as columns, then the base policy's evaluation."""
+    import tempfile
+
+    import torch
+
+    from alignray.config import TrainConfig
+    from alignray.metrics import evaluate_here
+    from alignray.train import PREFERENCE_COLUMNS, build_trainer, load_preferences
+    from alignray.trainer import REFERENCE_COLUMNS
+
+    threads = max(1, int(config.cpus_per_trial))
+    torch.set_num_threads(threads)
+    run = TrainConfig(data=data, policy=config.policy, max_length=config.max_length, batch_size=config.batch_size)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(run, load_preferences(data), scratch)
+        scored = trainer.train_dataset.select_columns([*PREFERENCE_COLUMNS, *REFERENCE_COLUMNS]).to_pandas()
+    _write_atomic(Path(target), lambda p: scored.to_parquet(p, index=False))
+    metrics, samples = evaluate_here(
+        config.policy, config.policy, config.reward, prompts, config.eval_samples_per_prompt, config.max_new_tokens,
+        config.seed, threads=threads,
+    )  # fmt: skip
+    Path(base).mkdir(parents=True, exist_ok=True)
+    samples.drop(columns=["completion_ids"]).to_parquet(Path(base) / "samples.parquet", index=False)
+    return metrics
+
+
+def _searcher(config: SweepConfig, study: str):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from alignray.sweep.space import SearchSpace, grid_points, make_sampler
+
+    points = grid_points(config) if config.search == "grid" else [json.loads(p) for p in config.points_to_evaluate]
+    if len(config.loss_types) == 1:  # a single loss type is a constant, not a searched parameter
+        points = [{k: v for k, v in p.items() if k != "loss_type"} for p in points]
+    return OptunaSearch(
+        space=SearchSpace(config),
+        metric=[config.reward_metric, config.diversity_metric],
+        mode=["max", "max"],
+        points_to_evaluate=points or None,
+        sampler=make_sampler(config),
+        study_name=study,
+        storage=optuna.storages.RDBStorage(study_storage_url(config)),
+    )
+
+
+def _tuner(config: SweepConfig, study: str, data: Path, prompts: list[str]):
+    from ray import tune
+
+    from alignray.sweep.space import grid_points
+    from alignray.sweep.trial import run_trial
+
+    resources, concurrent = _trial_resources(config)
+    storage = _tune_storage(config)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, config=config, data=str(data), prompts=prompts), resources
+    )
+    experiment = f"{storage.rstrip('/')}/{study}"
+    if config.resume and tune.Tuner.can_restore(experiment):
+        _say(f"3/4 search: resuming {experiment}")
+        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False)
+    trials = len(grid_points(config)) if config.search == "grid" else config.num_trials
+    _say(
+        f"3/4 search: {trials} trials ({config.search}"
+        f"{'' if config.search == 'grid' else ', ' + config.sampler}), {concurrent} at once, each {resources}; "
+        f"study {study!r} in {_masked(study_storage_url(config))}"
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(config, study), num_samples=trials, max_concurrent_trials=concurrent
+        ),
+        run_config=tune.RunConfig(
+            name=study,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            progress_reporter=_reporter(config),
+            verbose=1,
+        ),
+    )
+
+
+def _reporter(config: SweepConfig):
+    """Tune's status table with the sweep's parameters and objectives (Tune's newer output shows neither)."""
+    from ray import tune
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # read by Tune at fit time; the older output takes a reporter
+    metrics = {config.reward_metric: "reward", config.diversity_metric: "diversity", "kl/ref": "kl"}
+    return tune.CLIReporter(
+        metric_columns=metrics,
+        parameter_columns=list(PARAM_COLUMNS[:4]),
+        max_report_frequency=30,
+        sort_by_metric=False,
+    )
+
+
+def _trial_id(result) -> tuple[str, int]:
+    """A trial's id and its creation index, from its directory name (``run_trial_<id>_<index>_<params>``)."""
+    match = re.match(r"\w+?_([0-9a-f]{5,})_(\d+)_", Path(result.path).name)
+    if match:
+        return match.group(1), int(match.group(2))
+    return str(result.metrics.get("trial_id") or Path(result.path).name), 0
+
+
+def _reason(result) -> str:
+    text = str(result.error).strip().splitlines()
+    lines = [line for line in text if re.match(r"^\w*(Error|Exception|TrialFailed)\b", line)]
+    return (lines[-1] if lines else text[-1])[:500] if text else "unknown error"
+
+
+def collect_results(grid, config: SweepConfig) -> pd.DataFrame:
+    """One row per trial, in the order trials were created: parameters, status, reason, metrics, timings."""
+    rows = []
+    for result in grid:
+        params = {k: result.config.get(k) for k in PARAM_COLUMNS}
+        ok = result.error is None and config.reward_metric in result.metrics
+        metrics = {k: v for k, v in result.metrics.items() if "/" in k} if ok else {}
+        trial, index = _trial_id(result)
+        rows.append(
+            {
+                "trial": trial,
+                "index": index,
+                "status": "ok" if ok else "error",
+                "reason": None if ok else _reason(result),
+                **params,
+                **metrics,
+                "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+
+
+def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
+    """Which rows are on the reward–diversity frontier (finished trials only)."""
+    mask = np.zeros(len(table), dtype=bool)
+    ok = (table["status"] == "ok").to_numpy()
+    if ok.any():
+        mask[ok] = pareto_mask(table.loc[ok, [config.reward_metric, config.diversity_metric]].to_numpy())
+    return pd.Series(mask, index=table.index)
+
+
+def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
+    """Copy the frontier's checkpoints to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
+    target = out / "frontier"
+    shutil.rmtree(target, ignore_errors=True)
+    by_trial = {_trial_id(result)[0]: result for result in grid}
+    for _, row in table.iterrows():
+        result = by_trial.get(row["trial"])
+        if result is None or result.checkpoint is None:
+            continue
+        if row["pareto"]:
+            result.checkpoint.to_directory(str(target / row["trial"]))
+        elif not keep_all:
+            result.checkpoint.filesystem.delete_dir(f"{result.checkpoint.path}/model")
+
+
+def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
+    columns = ["trial", "divergence", "alpha", "beta", "learning_rate", config.reward_metric, config.diversity_metric,
+               "kl/ref", "fluency/ref_perplexity"]  # fmt: skip
+    shown = table.loc[table["pareto"], columns].sort_values(config.reward_metric, ascending=False)
+    base_row = {"trial": "base (SFT)", **{k: base.get(k) for k in columns[5:]}}
+    shown = pd.concat([pd.DataFrame([base_row]), shown], ignore_index=True)[columns]
+    return shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+
+
+def _write_report(out: Path, config: SweepConfig, table: pd.DataFrame, base: dict, summary: dict) -> None:
+    text = [
+        f"# Sweep {summary['study']}",
+        "",
+        f"{summary['trials']} trials ({summary['errors']} errored), search {config.search}"
+        f"{'' if config.search == 'grid' else ' / ' + config.sampler}; objectives {config.reward_metric} and "
+        f"{config.diversity_metric}, both maximised.",
+        f"Hypervolume **{summary['hypervolume']:.4f}** against the reference point "
+        f"({summary['reference_point'][0]:.4f}, {summary['reference_point'][1]:.4f}).",
+        "",
+        "## Frontier (base policy first)",
+        "",
+        "```",
+        _format_table(table, config, base),
+        "```",
+        "",
+        "## Every trial",
+        "",
+        "```",
+        table.drop(columns=["checkpoint"]).to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+        "```",
+        "",
+    ]
+    _write_atomic(out / "report.md", lambda p: p.write_text("\n".join(text)))
+
+
+def run_sweep(config: SweepConfig) -> dict[str, Any]:
+    """Run (or resume) the sweep of ``config``; returns the summary that ``sweep.json`` also records."""
+    from alignray.metrics import evaluation_prompts
+
+    started = time.monotonic()
+    out = Path(config.output)
+    prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed)  # models checked before writing
+    if config.overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / SWEEP_FILE
+    study = json.loads(saved.read_text())["study"] if saved.is_file() else f"alignray-{uuid.uuid4().hex[:8]}"
+    record = {"study": study, "config": dataclasses.asdict(config)}
+    _write_atomic(saved, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+    _init_ray()
+    data = _preferences(config, out)
+    base = _reference_stage(config, data, out, prompts)
+    grid = _tuner(config, study, data.with_name("with_reference.parquet"), prompts).fit()
+
+    table = collect_results(grid, config)
+    table["pareto"] = frontier(table, config)
+    reference = (
+        config.hv_reward if config.hv_reward is not None else base[config.reward_metric],
+        config.hv_diversity if config.hv_diversity is not None else 0.5 * base[config.diversity_metric],
+    )
+    finished = table[table["status"] == "ok"]
+    volume = hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
+    _say("4/4 frontier: saving models, results.parquet, pareto.csv, report.md")
+    _keep_models(grid, table, out, config.keep_all_models)
+    _write_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    _write_atomic(out / "pareto.csv", lambda p: table[table["pareto"]].drop(columns="pareto").to_csv(p, index=False))
+    summary = {
+        "study": study,
+        "trials": len(table),
+        "errors": int((table["status"] != "ok").sum()),
+        "frontier": table.loc[table["pareto"], "trial"].tolist(),
+        "hypervolume": volume,
+        "reference_point": list(reference),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    _write_report(out, config, table, base, summary)
+    _write_atomic(saved, lambda p: p.write_text(json.dumps({**record, "summary": summary}, indent=2) + "\n"))
+    print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}), {summary['seconds']} s:")
+    print(_format_table(table, config, base))
+    print(f"hypervolume {volume:.4f} against {tuple(round(v, 4) for v in reference)}; {summary['errors']} errored")
+    print(f"results: {out / 'results.parquet'}, {out / 'pareto.csv'}, {out / 'report.md'}, {out / 'frontier'}")
+    return summary

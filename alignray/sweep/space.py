@@ -1,0 +1,100 @@
+"""What the sweep searches: a define-by-run Optuna space, the seeds' hand grid, and the samplers.
+
+A trial's parameters: ``divergence`` (categorical over the configured set), ``beta`` and ``learning_rate``
+(log-uniform), ``alpha`` (uniform, only when the divergence is ``alpha_divergence``; the paper's α, see
+``alignray.divergences``) and ``loss_type`` (categorical, only when more than one is configured).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from alignray.config import SweepConfig
+
+__all__ = ["GRID_BETAS", "GRID_DIVERGENCES", "PARAMETERS", "SAMPLERS", "SearchSpace", "grid_points", "make_sampler"]
+
+PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+"""The names a trial's parameters (and a point to evaluate) may use."""
+SAMPLERS = ("tpe", "nsga2", "random")
+"""Optuna samplers by name: TPE (default), NSGA-II, random search."""
+GRID_BETAS = (0.1, 0.5, 1.0, 10.0)
+"""The seeds' hand-picked β values."""
+GRID_DIVERGENCES: tuple[tuple[str, float | None], ...] = (
+    ("reverse_kl", None),
+    ("forward_kl", None),
+    ("js_divergence", None),
+    ("alpha_divergence", 0.5),
+)
+"""The seeds' divergences (with α) for ``search='grid'``."""
+
+
+def _ranges(config: SweepConfig) -> dict[str, tuple[float, float]]:
+    ranges = {
+        "beta": (config.beta_min, config.beta_max),
+        "learning_rate": (config.learning_rate_min, config.learning_rate_max),
+        "alpha": (config.alpha_min, config.alpha_max),
+    }
+    if config.search == "grid":  # the grid's values lie inside the space Optuna records them in
+        ranges["beta"] = (min(config.beta_min, *GRID_BETAS), max(config.beta_max, *GRID_BETAS))
+        lr = config.grid_learning_rate
+        ranges["learning_rate"] = (min(config.learning_rate_min, lr), max(config.learning_rate_max, lr))
+    return ranges
+
+
+class SearchSpace:
+    """The define-by-run space of a sweep for ``OptunaSearch``; called with an Optuna trial, it suggests the
+    parameters and returns the constant ones. A class, not a closure, so Tune can save it with the searcher."""
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.ranges = _ranges(config)
+        grid = config.search == "grid"
+        self.divergences = [name for name, _ in GRID_DIVERGENCES] if grid else list(config.divergences)
+        self.loss_types = list(config.loss_types)
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        divergence = trial.suggest_categorical("divergence", self.divergences)
+        trial.suggest_float("beta", *self.ranges["beta"], log=True)
+        trial.suggest_float("learning_rate", *self.ranges["learning_rate"], log=True)
+        if divergence == "alpha_divergence":
+            trial.suggest_float("alpha", *self.ranges["alpha"])
+        if len(self.loss_types) > 1:
+            trial.suggest_categorical("loss_type", self.loss_types)
+            return {}
+        return {"loss_type": self.loss_types[0]}
+
+
+def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
+    """The seeds' grid: β ∈ GRID_BETAS × GRID_DIVERGENCES at ``grid_learning_rate`` and the first loss type."""
+    points, learning_rate = [], config.grid_learning_rate
+    for beta in GRID_BETAS:
+        for divergence, alpha in GRID_DIVERGENCES:
+            point: dict[str, Any] = {"divergence": divergence, "beta": beta, "learning_rate": learning_rate}
+            if alpha is not None:
+                point["alpha"] = alpha
+            if len(config.loss_types) > 1:
+                point["loss_type"] = config.loss_types[0]
+            points.append(point)
+    return points
+
+
+def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
+    """The configured Optuna sampler, seeded; TPE and NSGA-II start with ``startup_trials`` random trials."""
+    import optuna
+
+    if config.sampler == "random" or config.search == "grid":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=max(2, config.startup_trials), seed=config.seed)
+    with warnings.catch_warnings():  # multivariate/group/constant_liar are marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            n_startup_trials=config.startup_trials,
+            multivariate=True,
+            group=True,  # α exists only for alpha_divergence: TPE models each group of parameters on its own
+            constant_liar=True,  # concurrent trials are not all sent to the same region
+            seed=config.seed,
+        )

@@ -1,0 +1,116 @@
+"""One sweep trial, run by Ray Tune in the trial's own resources: train with FDPOTrainer, evaluate, report once.
+
+The trial trains in its own process (``workers_per_trial > 1``: a Ray Train ``TorchTrainer`` started from here, the
+Train V2 pattern, its run named by the trial id), then evaluates with the same batched generation and scoring code
+the Ray Data actors run, in this process: Ray Data actors would run outside the trial's placement group and can hang
+when trials hold every CPU or GPU. It reports the fixed metric names once, with a checkpoint holding the model
+(``model/``) and the evaluation samples (``samples.parquet``).
+
+A trial that raises, or whose objectives are not finite, ends as an errored Tune trial: OptunaSearch then marks
+its Optuna trial FAIL. Reporting NaN instead would make Optuna drop the trial with only a warning. A deterministic
+failure (non-finite loss or metric, a bad value) is recorded in ``failure.json`` so that Tune's retry, meant for
+dead workers and nodes, does not train the same failure again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from alignray.config import SweepConfig, TrainConfig
+
+__all__ = ["FAILURE_FILE", "TrialFailed", "run_trial", "train_config"]
+
+FAILURE_FILE = "failure.json"
+
+
+class TrialFailed(RuntimeError):
+    """A trial that fails the same way whenever it runs (recorded, not retried)."""
+
+
+def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: str) -> TrainConfig:
+    """The training run of a trial's parameters under the sweep's fixed settings."""
+    gpus = config.gpus_per_trial or 0
+    return TrainConfig(
+        data=data,
+        out=out,
+        policy=config.policy,
+        divergence=params["divergence"],
+        alpha=params.get("alpha"),
+        beta=params["beta"],
+        loss_type=params.get("loss_type", config.loss_types[0]),
+        learning_rate=params["learning_rate"],
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        seed=config.seed,
+        workers=config.workers_per_trial,
+        use_gpu=gpus > 0 and config.workers_per_trial > 1,
+    )
+
+
+def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str]) -> None:
+    """The Tune function trainable: train, evaluate, check, report (see the module docstring)."""
+    import torch
+    from ray import tune
+
+    from alignray.metrics import evaluate_here
+    from alignray.train import train
+
+    started = time.monotonic()
+    os.environ["TQDM_DISABLE"] = "1"  # many trials' progress bars interleaved say nothing; Tune's table does
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    failure = trial_dir / FAILURE_FILE
+    if failure.exists():
+        raise TrialFailed(json.loads(failure.read_text())["reason"])
+    threads = max(1, int(config.cpus_per_trial))
+    torch.set_num_threads(threads)
+    scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
+    try:
+        run = train_config(params, config, data, str(scratch / "run"))
+        trained = train(run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"))
+        evaluated = time.monotonic()
+        metrics, samples = evaluate_here(
+            str(scratch / "run" / "model"),
+            config.policy,
+            config.reward,
+            prompts,
+            samples_per_prompt=config.eval_samples_per_prompt,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            threads=threads,
+        )
+        eval_seconds = time.monotonic() - evaluated
+        objectives = (config.reward_metric, config.diversity_metric)
+        broken = {k: metrics[k] for k in objectives if not math.isfinite(metrics[k])}
+        if broken:
+            raise FloatingPointError(f"non-finite objectives {broken}")
+    except (FloatingPointError, ValueError) as err:  # the same parameters would fail the same way again
+        failure.write_text(json.dumps({"reason": f"{type(err).__name__}: {err}", "params": params}) + "\n")
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+    checkpoint = scratch / "checkpoint"
+    checkpoint.mkdir()
+    shutil.move(str(scratch / "run" / "model"), checkpoint / "model")
+    samples.drop(columns=["completion_ids"]).to_parquet(checkpoint / "samples.parquet", index=False)
+    train_seconds = trained["seconds"]
+    total = time.monotonic() - started
+    report = {
+        **{k: float(v) for k, v in metrics.items()},
+        **{f"train/{k}": v for k, v in trained["metrics"].items()},
+        "train/pairs": trained["pairs"],
+        "time/train_s": train_seconds,
+        "time/eval_s": eval_seconds,
+        "time/other_s": total - train_seconds - eval_seconds,
+        "time/total_s": total,
+    }
+    tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""The alignray sweep: which divergence and which β? Answered as a reward–diversity Pareto frontier.
+
+    python jobs/sweep.py                                   # tiny-imdb, ~10 trials in ~10 minutes on 2 CPU cores
+    python jobs/sweep.py --preset gpt2-imdb --output runs/gpt2      # the hub models, one GPU per trial
+    python jobs/sweep.py --search grid --output runs/grid           # the seeds' hand grid, to compare searches
+    python jobs/sweep.py --output runs/sweep --resume               # continue a sweep whose driver was killed
+    ray job submit --working-dir . -- python jobs/sweep.py          # on a running cluster
+
+Stages: preference data on Ray Data; reference log-probs and the base policy once; Ray Tune + Optuna trials (each
+trains with FDPOTrainer and evaluates in its own resources); the frontier (results.parquet, pareto.csv,
+frontier/<trial>/ models, report.md, the Optuna study in study.db). Every option is checked before Ray starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from alignray.config import SWEEP_PRESETS, SweepConfig, parse_config
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = parse_config(SweepConfig, argv, description=__doc__, presets=SWEEP_PRESETS)
+    from alignray.sweep.driver import check_output, load_resumed, run_sweep
+    from alignray.world import WorldError, resolve_model
+
+    try:
+        check_output(config)
+        if config.resume:
+            config = load_resumed(config)
+        resolve_model(config.policy, "policy")
+        resolve_model(config.reward, "reward")
+    except (ValueError, WorldError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    return run_sweep(config)
+
+
+if __name__ == "__main__":
+    main()
