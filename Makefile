@@ -22,8 +22,21 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# The main job on a local Ray: joins a running cluster, else starts a head (token auth on, dashboard on loopback) and
+# stops it afterwards. The job runs from an upload of this checkout; results go to SWEEP_OUTPUT on this machine.
+SWEEP_OUTPUT ?= $(CURDIR)/runs/sweep
+SWEEP_ARGS ?= --overwrite
+RAY := RAY_AUTH_MODE=token $(VENV)/bin/ray
 sweep: $(STAMP)
-	@echo "make sweep arrives with the sweep issue; until then: make world, jobs/train.py (see README)." && exit 1
+	@started=0; \
+	if ! $(RAY) status >/dev/null 2>&1; then \
+		$(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats >/dev/null && started=1 || exit 1; \
+	fi; \
+	$(RAY) job submit --address http://127.0.0.1:8265 --working-dir . \
+		--runtime-env-json '{"excludes": [".venv/", "runs/", ".git/", "*.egg-info/"]}' \
+		-- $(abspath $(PY)) jobs/sweep.py --output $(SWEEP_OUTPUT) $(SWEEP_ARGS); rc=$$?; \
+	if [ $$started = 1 ]; then $(RAY) stop >/dev/null; fi; \
+	exit $$rc
 
 world: $(STAMP)
 	$(PY) jobs/build_world.py --out alignray/assets/tiny-imdb

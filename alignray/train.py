@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, load_dataset
+from transformers import PrinterCallback
 
 from alignray.config import TrainConfig
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
@@ -87,9 +88,12 @@ def _summary(log_history: list[dict[str, Any]]) -> dict[str, float]:
     return merged
 
 
-def train(config: TrainConfig, run_name: str = "fdpo", storage_path: str | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, run_name: str = "fdpo", storage_path: str | None = None, quiet: bool = False
+) -> dict[str, Any]:
     """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train,
-    whose run is ``run_name`` under ``storage_path`` (default: a temporary directory, removed afterwards)."""
+    whose run is ``run_name`` under ``storage_path`` (default: a temporary directory, removed afterwards).
+    ``quiet`` prints no progress bar or log line (many concurrent sweep trials would interleave them)."""
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +101,9 @@ def train(config: TrainConfig, run_name: str = "fdpo", storage_path: str | None 
     if config.workers > 1:
         metrics = _train_on_ray(config, out, run_name, storage_path)
     else:
-        trainer = build_trainer(config, data, str(out / "trainer"))
+        trainer = build_trainer(config, data, str(out / "trainer"), disable_tqdm=quiet)
+        if quiet:
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
         trainer.save_model(str(out / "model"))
         _drop_pickles(out / "model")

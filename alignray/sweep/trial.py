@@ -25,9 +25,13 @@ from typing import Any
 
 from alignray.config import SweepConfig, TrainConfig
 
-__all__ = ["FAILURE_FILE", "TrialFailed", "run_trial", "train_config"]
+__all__ = ["FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "run_trial", "train_config"]
 
 FAILURE_FILE = "failure.json"
+FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
+"""Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
+(a crash, retried), ``nan:<divergence>`` makes their reward NaN (deterministic, recorded, not retried). Ray workers
+inherit it from the environment that starts the cluster."""
 
 
 class TrialFailed(RuntimeError):
@@ -64,18 +68,24 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
     from alignray.train import train
 
     started = time.monotonic()
-    os.environ["TQDM_DISABLE"] = "1"  # many trials' progress bars interleaved say nothing; Tune's table does
+    os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass; interleaved bars of many trials say nothing
     context = tune.get_context()
     trial_dir = Path(context.get_trial_dir())
     failure = trial_dir / FAILURE_FILE
     if failure.exists():
         raise TrialFailed(json.loads(failure.read_text())["reason"])
+    finished = tune.get_checkpoint()
+    if finished is not None:  # restored after its report (the driver died): report it again, do not retrain
+        with finished.as_directory() as directory:
+            report = json.loads((Path(directory) / "metrics.json").read_text())
+        tune.report(report, checkpoint=finished)
+        return
     threads = max(1, int(config.cpus_per_trial))
     torch.set_num_threads(threads)
     scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
     try:
         run = train_config(params, config, data, str(scratch / "run"))
-        trained = train(run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"))
+        trained = train(run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"), quiet=True)
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
             str(scratch / "run" / "model"),
@@ -88,6 +98,11 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
             threads=threads,
         )
         eval_seconds = time.monotonic() - evaluated
+        fault, _, target = os.environ.get(FAULT_VARIABLE, "").partition(":")
+        if target == params["divergence"] and fault == "raise":
+            raise RuntimeError(f"{FAULT_VARIABLE}: injected crash for {target}")
+        if target == params["divergence"] and fault == "nan":
+            metrics[config.reward_metric] = float("nan")
         objectives = (config.reward_metric, config.diversity_metric)
         broken = {k: metrics[k] for k in objectives if not math.isfinite(metrics[k])}
         if broken:
@@ -112,5 +127,6 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
         "time/other_s": total - train_seconds - eval_seconds,
         "time/total_s": total,
     }
+    (checkpoint / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
     shutil.rmtree(scratch, ignore_errors=True)
