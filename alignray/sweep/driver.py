@@ -403,7 +403,9 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     _init_ray()
     data = _preferences(config, out)
     base = _reference_stage(config, data, out, prompts)
+    searching = time.monotonic()
     grid = _tuner(config, study, data.with_name("with_reference.parquet"), prompts).fit()
+    search_seconds = time.monotonic() - searching
 
     table = collect_results(grid, config)
     table["pareto"] = frontier(table, config)
@@ -425,6 +427,8 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
         "hypervolume": volume,
         "reference_point": list(reference),
         "seconds": round(time.monotonic() - started, 1),
+        "search_seconds": round(search_seconds, 1),
+        "concurrent_trials": _trial_resources(config)[1],
     }
     _write_report(out, config, table, base, summary)
     _write_atomic(saved, lambda p: p.write_text(json.dumps({**record, "summary": summary}, indent=2) + "\n"))
