@@ -373,7 +373,8 @@ class SweepConfig:
     """Learning rate of every grid trial."""
     points_to_evaluate: tuple[str, ...] = ()
     """Trials to run first, each a JSON mapping, e.g. '{"divergence": "reverse_kl", "beta": 0.1,
-    "learning_rate": 5e-4}' (YAML: a list of mappings)."""
+    "learning_rate": 5e-4}' (YAML: a list of mappings); default: one per divergence at the middle of the ranges, so
+    that every divergence is tried however few trials there are."""
     reward_metric: str = "reward/mean"
     """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
     diversity_metric: str = "diversity/token_entropy"

@@ -240,3 +240,17 @@ def test_cluster_file_validates_against_rays_own_schema():
     cluster["available_node_types"]["gpu_worker"]["max_workerz"] = 1
     with pytest.raises(jsonschema.ValidationError, match="max_workerz"):
         jsonschema.validate(cluster, schema)
+
+
+def test_every_divergence_is_tried_first_unless_points_are_given():
+    from alignray.sweep.space import seed_points
+
+    config = SweepConfig(beta_min=0.01, beta_max=1.0, learning_rate_min=1e-4, learning_rate_max=1e-2)
+    points = seed_points(config)
+    assert [p["divergence"] for p in points] == list(config.divergences)
+    assert all(p["beta"] == pytest.approx(0.1) and p["learning_rate"] == pytest.approx(1e-3) for p in points)
+    assert [p.get("alpha") for p in points] == [None, None, None, pytest.approx(0.5)]
+    assert len(seed_points(SweepConfig(num_trials=2))) == 2
+    given = SweepConfig(points_to_evaluate=('{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}',))
+    assert seed_points(given) == [{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}]
+    assert len(seed_points(SweepConfig(search="grid"))) == 16

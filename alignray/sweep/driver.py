@@ -224,11 +224,9 @@ def _searcher(config: SweepConfig, study: str):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from alignray.sweep.space import SearchSpace, grid_points, make_sampler
+    from alignray.sweep.space import SearchSpace, make_sampler, seed_points
 
-    points = grid_points(config) if config.search == "grid" else [json.loads(p) for p in config.points_to_evaluate]
-    if len(config.loss_types) == 1:  # a single loss type is a constant, not a searched parameter
-        points = [{k: v for k, v in p.items() if k != "loss_type"} for p in points]
+    points = seed_points(config)
     return OptunaSearch(
         space=SearchSpace(config),
         metric=[config.reward_metric, config.diversity_metric],

@@ -7,6 +7,8 @@ A trial's parameters: ``divergence`` (categorical over the configured set), ``be
 
 from __future__ import annotations
 
+import json
+import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,16 @@ if TYPE_CHECKING:
 
     from alignray.config import SweepConfig
 
-__all__ = ["GRID_BETAS", "GRID_DIVERGENCES", "PARAMETERS", "SAMPLERS", "SearchSpace", "grid_points", "make_sampler"]
+__all__ = [
+    "GRID_BETAS",
+    "GRID_DIVERGENCES",
+    "PARAMETERS",
+    "SAMPLERS",
+    "SearchSpace",
+    "grid_points",
+    "make_sampler",
+    "seed_points",
+]
 
 PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
 """The names a trial's parameters (and a point to evaluate) may use."""
@@ -78,6 +89,28 @@ def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
             if len(config.loss_types) > 1:
                 point["loss_type"] = config.loss_types[0]
             points.append(point)
+    return points
+
+
+def seed_points(config: SweepConfig) -> list[dict[str, Any]]:
+    """The trials to run first: ``points_to_evaluate``, or one per divergence at the (geometric) middle of the
+    ranges, at most ``num_trials``; the grid's points for ``search='grid'``."""
+    if config.search == "grid":
+        points = grid_points(config)
+    elif config.points_to_evaluate:
+        points = [json.loads(point) for point in config.points_to_evaluate]
+    else:
+        middle = {
+            "beta": math.sqrt(config.beta_min * config.beta_max),
+            "learning_rate": math.sqrt(config.learning_rate_min * config.learning_rate_max),
+        }
+        alpha = {"alpha": (config.alpha_min + config.alpha_max) / 2}
+        points = [
+            {"divergence": name, **middle, **(alpha if name == "alpha_divergence" else {})}
+            for name in config.divergences[: config.num_trials]
+        ]
+    if len(config.loss_types) == 1:  # a single loss type is a constant, not a searched parameter
+        points = [{k: v for k, v in point.items() if k != "loss_type"} for point in points]
     return points
 
 
