@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alignray.config import EvalConfig
+from alignray.config import EVAL_PROMPT_TOKENS, EvalConfig, check_against_policy
 
 __all__ = ["METRICS", "distinct_n", "evaluate", "evaluate_config", "metrics_from_samples", "token_entropy"]
 
@@ -86,8 +86,14 @@ def evaluate(
     seed: int = 0,
     **stage_options,
 ) -> dict[str, float]:
-    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score."""
+    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score.
+
+    A reference with another tokenizer than the policy's is refused before Ray starts (``check_same_tokenizer``).
+    """
     from alignray.data.pipeline import run_stages
+    from alignray.world import check_same_tokenizer
+
+    check_same_tokenizer(policy, reference)
 
     samples = run_stages(
         prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, **stage_options
@@ -96,12 +102,16 @@ def evaluate(
 
 
 def evaluate_config(config: EvalConfig) -> dict[str, float]:
-    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts)."""
+    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts), once
+    ``check_against_policy`` has found that the policy and the evaluation pool can hold them."""
     from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews
     from alignray.world import load_tokenizer
 
+    reviews = imdb_prompt_reviews("eval")
+    check_against_policy(config, eval_pool=len(reviews))
     tokenizer = load_tokenizer(config.policy, "policy")
-    prompts = imdb_prefix_prompts(imdb_prompt_reviews("eval"), tokenizer, config.num_prompts, seed=config.seed)
+    shortest, longest = EVAL_PROMPT_TOKENS
+    prompts = imdb_prefix_prompts(reviews, tokenizer, config.num_prompts, config.seed, shortest, longest)
     return evaluate(
         config.policy,
         config.reference,

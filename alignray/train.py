@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from datasets import Dataset, load_dataset
 
-from alignray.config import TrainConfig
+from alignray.config import TrainConfig, check_against_policy
 from alignray.trainer import FDPOConfig, FDPOTrainer
 from alignray.world import load_policy
 
@@ -86,7 +86,10 @@ def _summary(log_history: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train."""
+    """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train.
+
+    ``check_against_policy`` runs first: a ``max_length`` beyond the policy's context fails before anything loads."""
+    check_against_policy(config)
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
