@@ -284,7 +284,7 @@ class PreferenceConfig:
     k: int = 3
     """top_vs_bottom: the best against the k worst, the k best against the worst."""
     pairs_per_prompt: int = 2
-    """random_pairs: pairs drawn per prompt."""
+    """random_pairs: distinct pairs drawn per prompt (all of them when a prompt has fewer)."""
     hi: float = 1.0
     """threshold: a chosen completion's reward is above hi (seed 000 used 2.5 with lvwerra/distilbert-imdb)."""
     lo: float = -0.5
