@@ -2,7 +2,15 @@
 
 ``parse_config(TrainConfig, argv)`` makes ``--help`` from the field docstrings, reads ``--config file.yaml`` with
 ``yaml.safe_load`` and lets command-line flags override it; every value is checked by the dataclass itself, before
-Ray or a model starts.
+Ray or a model starts. Values are read by one rule wherever they come from (Python, YAML, the command line):
+``coerce_fields``, which every config calls first in its ``__post_init__``. What needs the model (lengths against
+its context, the evaluation pool's size) is checked by ``check_against_policy`` once the policy is known.
+
+Adding a config:
+    1. write a frozen dataclass with a one-line docstring under each field (``int``, ``float``, ``bool``, ``str``,
+       ``tuple[str, ...]``, or any of them ``| None``);
+    2. start its ``__post_init__`` with ``coerce_fields(self)``, then check ranges with ``ValueError``s that name the
+       field, the value and what is allowed; ``parse_config(MyConfig)`` then reads it from YAML and flags.
 """
 
 from __future__ import annotations
@@ -11,10 +19,13 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
+import numbers
 import textwrap
 import types
 import typing
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,15 +40,141 @@ from alignray.registry import unknown_name
 __all__ = [
     "OBJECTIVES",
     "SWEEP_PRESETS",
+    "EVAL_PROMPT_TOKENS",
     "EvalConfig",
     "PreferenceConfig",
     "SweepConfig",
     "TrainConfig",
+    "check_against_policy",
+    "coerce_fields",
     "field_docs",
     "parse_config",
+    "policy_context",
 ]
 
 C = TypeVar("C")
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class _Refused(Exception):
+    """A value that does not convert; the message says what it is (``is not an integer``)."""
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Refused("is a boolean")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _Refused("is not an integer")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _Refused("is a boolean")
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _Refused("is not a number") from None
+    else:
+        raise _Refused("is not a number")
+    if not math.isfinite(number):
+        raise _Refused("is not finite")
+    return number
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Refused("is not a boolean")
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, bool):
+        raise _Refused("is a boolean")
+    if isinstance(value, str | numbers.Integral):
+        return str(value)
+    raise _Refused("is not a string")
+
+
+def _to_strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise _Refused("is a single string, not a list")
+    if not isinstance(value, list | tuple):
+        raise _Refused("is not a list")
+    try:
+        return tuple(_to_str(item) for item in value)
+    except _Refused:
+        raise _Refused("holds something other than strings") from None
+
+
+_CONVERTERS: dict[Any, tuple[Any, str]] = {
+    int: (_to_int, "an integer"),
+    float: (_to_float, "a finite number"),
+    bool: (_to_bool, "true or false"),
+    str: (_to_str, "a string"),
+    tuple: (_to_strings, "a list of strings (YAML: [a, b]; command line: --flag a b)"),
+}
+
+
+@cache
+def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Each field's type (``tuple`` for ``tuple[str, ...]``) and whether it takes None."""
+    types_ = {}
+    for name, annotation in typing.get_type_hints(cls).items():
+        optional = False
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            args = typing.get_args(annotation)
+            optional = type(None) in args
+            (annotation,) = [a for a in args if a is not type(None)]
+        types_[name] = (tuple if typing.get_origin(annotation) is tuple else annotation, optional)
+    return types_
+
+
+def coerce_fields(config: Any) -> None:
+    """Convert each field of the (frozen) dataclass ``config`` to its declared type, in place, or raise ValueError.
+
+    Every config calls it first in ``__post_init__``, so that ``TrainConfig(learning_rate="5e-5")`` in Python, a YAML
+    file (``yaml.safe_load`` reads ``5e-5`` as a string) and the command line (all text) give the same config:
+
+    - ``int``: an integer, or a string of one (``"16"``); a bool or a float is refused;
+    - ``float``: an integer, a float or a string of one (``"5e-5"``); a bool, NaN and ±inf are refused;
+    - ``bool``: a bool, or one of true/false, yes/no, on/off, 1/0 as a string;
+    - ``str``: a string (an integer becomes its digits, as typed on the command line); a bool is refused;
+    - ``tuple[str, ...]``: a list or tuple of strings; a bare string is refused rather than split into characters
+      or taken as one item, since either guess can be wrong;
+    - ``X | None``: None, or an X as above.
+
+    The ValueError names the field, the value received and what is allowed:
+    ``batch_size=True is a boolean; expected an integer``.
+    """
+    for field in dataclasses.fields(config):
+        kind, optional = _field_types(type(config))[field.name]
+        if kind not in _CONVERTERS:
+            continue
+        value = getattr(config, field.name)
+        convert, allowed = _CONVERTERS[kind]
+        try:
+            if value is None:
+                if optional:
+                    continue
+                raise _Refused("is not allowed")
+            converted = convert(value)
+        except _Refused as refused:
+            raise ValueError(
+                f"{field.name}={value!r} {refused}; expected {allowed}{' or None' if optional else ''}"
+            ) from None
+        object.__setattr__(config, field.name, converted)
 
 
 @dataclass(frozen=True)
@@ -76,6 +213,7 @@ class TrainConfig:
     """Score the reference policy once before training instead of at every step."""
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.divergence != "alpha_divergence" and self.alpha is not None:
             raise ValueError(
                 f"alpha={self.alpha!r} is only for divergence='alpha_divergence', not {self.divergence!r}"
@@ -149,7 +287,7 @@ class PreferenceConfig:
     k: int = 3
     """top_vs_bottom: the best against the k worst, the k best against the worst."""
     pairs_per_prompt: int = 2
-    """random_pairs: pairs drawn per prompt."""
+    """random_pairs: distinct pairs drawn per prompt (all of them when a prompt has fewer)."""
     hi: float = 1.0
     """threshold: a chosen completion's reward is above hi (seed 000 used 2.5 with lvwerra/distilbert-imdb)."""
     lo: float = -0.5
@@ -168,6 +306,7 @@ class PreferenceConfig:
     """Put actors on GPUs (default: when the cluster has them)."""
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.prompts not in PROMPT_SOURCES:
             raise unknown_name("prompts", self.prompts, PROMPT_SOURCES)
         if self.prompts == "file" and not self.prompt_file:
@@ -225,7 +364,7 @@ class EvalConfig:
     reward: str = "tiny-imdb"
     """Reward model (its POSITIVE logit)."""
     num_prompts: int = 256
-    """Evaluation prompts: openings of the held-out reviews kept for evaluation (at most 500)."""
+    """Evaluation prompts: openings of distinct held-out reviews kept for evaluation (no more than that pool holds)."""
     samples_per_prompt: int = 2
     """Completions sampled per prompt."""
     max_new_tokens: int = 48
@@ -234,7 +373,75 @@ class EvalConfig:
     """Seed of prompts and sampling."""
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         _check_positive(self, ints=("num_prompts", "samples_per_prompt", "max_new_tokens"))
+
+
+EVAL_PROMPT_TOKENS: tuple[int, int] = (2, 8)
+"""Shortest and longest evaluation prompt, in tokens (openings of held-out reviews)."""
+
+
+def policy_context(policy: str) -> int:
+    """The positions the policy can attend to, from its config.json alone (no weights are loaded)."""
+    from transformers import AutoConfig
+
+    from alignray.world import resolve_model
+
+    model_config = AutoConfig.from_pretrained(resolve_model(policy, "policy"), trust_remote_code=False)
+    for key in ("n_positions", "max_position_embeddings"):
+        if isinstance(getattr(model_config, key, None), int):
+            return getattr(model_config, key)
+    raise ValueError(f"policy={policy!r}: its config.json states no context length (n_positions)")
+
+
+def _longest_prompt(config: PreferenceConfig | EvalConfig) -> int:
+    """The most tokens a prompt of ``config`` can have."""
+    if isinstance(config, EvalConfig):
+        return EVAL_PROMPT_TOKENS[1]
+    if config.prompts == "imdb_prefix":
+        return config.max_prompt_tokens
+    from alignray.data.pipeline import load_prompts
+    from alignray.world import load_tokenizer
+
+    tokenizer = load_tokenizer(config.policy, "policy")
+    return max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in load_prompts(config))
+
+
+def check_against_policy(config: TrainConfig | PreferenceConfig | EvalConfig, eval_pool: int | None = None) -> None:
+    """Refuse what the policy or the prompt pool cannot hold, before any model loads or Ray starts.
+
+    The longest prompt plus ``max_new_tokens``, and ``max_length``, must fit the policy's context (its config.json);
+    an ``EvalConfig`` must ask for no more prompts than the evaluation pool holds (``eval_pool``, read from
+    ``imdb_prompt_reviews("eval")`` when not given) and name a reference with the policy's tokenizer. Nothing is
+    capped silently: each refusal is a ValueError naming the field, its value and the limit.
+    """
+    context = policy_context(config.policy)
+    if isinstance(config, TrainConfig):
+        if config.max_length > context:
+            raise ValueError(
+                f"max_length={config.max_length} exceeds the {context}-token context of policy={config.policy!r}; "
+                f"use max_length <= {context}"
+            )
+        return
+    prompt = _longest_prompt(config)
+    if prompt + config.max_new_tokens > context:
+        raise ValueError(
+            f"max_new_tokens={config.max_new_tokens} after prompts of up to {prompt} tokens exceeds the "
+            f"{context}-token context of policy={config.policy!r}; use max_new_tokens <= {context - prompt}"
+        )
+    if isinstance(config, EvalConfig):
+        if eval_pool is None:
+            from alignray.data.prompts import imdb_prompt_reviews
+
+            eval_pool = len(imdb_prompt_reviews("eval"))
+        if config.num_prompts > eval_pool:
+            raise ValueError(
+                f"num_prompts={config.num_prompts} exceeds the {eval_pool} reviews of the evaluation pool; "
+                f"use num_prompts <= {eval_pool}"
+            )
+        from alignray.world import check_same_tokenizer
+
+        check_same_tokenizer(config.policy, config.reference)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -248,22 +455,6 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _scalar_type(annotation: Any) -> type:
-    """The argparse type of a field annotation: ``int``, ``float``, ``str``, ``bool`` or ``tuple`` of str
-    (``X | None`` → X)."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return tuple if typing.get_origin(annotation) is tuple else annotation
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
-
-
 def parse_config(
     cls: type[C],
     argv: list[str] | None = None,
@@ -272,7 +463,6 @@ def parse_config(
 ) -> C:
     """Build ``cls`` from ``--preset NAME``, ``--config file.yaml`` and ``--field value`` flags, each layer
     overriding the one before; bad values exit with the field named."""
-    hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     parser = argparse.ArgumentParser(
         description=description or cls.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -283,15 +473,14 @@ def parse_config(
         )
     parser.add_argument("--config", help="YAML file of field: value pairs; flags given here override it")
     for field in dataclasses.fields(cls):
-        kind = _scalar_type(hints[field.name])
+        kind, _ = _field_types(cls)[field.name]
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         default = "required" if required else f"default: {field.default!r}"
-        parser.add_argument(
+        parser.add_argument(  # values stay text here: the dataclass converts them as it converts YAML's
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            type={bool: _bool, tuple: str}.get(kind, kind),
             nargs="+" if kind is tuple else "?" if kind is bool else None,
-            const=True if kind is bool else None,  # a bare --flag means true
+            const="true" if kind is bool else None,  # a bare --flag means true
             help=f"{docs.get(field.name, '')} ({default})",
         )
     args = vars(parser.parse_args(argv))
@@ -299,7 +488,6 @@ def parse_config(
     values = dict(presets[args.pop("preset")]) if presets else {}
     values.update(_read_yaml(parser, cls, config_path) if config_path else {})
     values.update({k: v for k, v in args.items() if v is not None})
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
@@ -420,6 +608,10 @@ class SweepConfig:
     def __post_init__(self) -> None:
         from alignray.sweep.space import PARAMETERS, SAMPLERS
 
+        points = self.points_to_evaluate  # YAML gives mappings: each becomes its canonical JSON text first
+        if isinstance(points, list | tuple):
+            object.__setattr__(self, "points_to_evaluate", tuple(_point(p, PARAMETERS) for p in points))
+        coerce_fields(self)
         if self.search not in ("optuna", "grid"):
             raise unknown_name("search", self.search, ("optuna", "grid"))
         if self.sampler not in SAMPLERS:
@@ -463,7 +655,6 @@ class SweepConfig:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         if self.resume and self.overwrite:
             raise ValueError("resume=True and overwrite=True contradict each other; pick one")
-        object.__setattr__(self, "points_to_evaluate", tuple(_point(p, PARAMETERS) for p in self.points_to_evaluate))
 
     def preference_config(self, out: str) -> PreferenceConfig:
         """The preference data set of this sweep, written to ``out``."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alignray.config import EvalConfig
+from alignray.config import EVAL_PROMPT_TOKENS, EvalConfig, check_against_policy
 
 __all__ = [
     "METRICS",
@@ -95,8 +95,14 @@ def evaluate(
     seed: int = 0,
     **stage_options,
 ) -> dict[str, float]:
-    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score."""
+    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score.
+
+    A reference with another tokenizer than the policy's is refused before Ray starts (``check_same_tokenizer``).
+    """
     from alignray.data.pipeline import run_stages
+    from alignray.world import check_same_tokenizer
+
+    check_same_tokenizer(policy, reference)
 
     samples = run_stages(
         prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, **stage_options
@@ -127,16 +133,27 @@ def evaluate_here(
 
 
 def evaluation_prompts(policy: str, num_prompts: int, seed: int = 0) -> list[str]:
-    """Evaluation prompts: openings of the held-out reviews kept for evaluation, cut with the policy's tokenizer."""
+    """Evaluation prompts: openings of the held-out reviews kept for evaluation, cut with the policy's tokenizer.
+
+    Asking for more prompts than the evaluation pool holds is a ValueError naming ``num_prompts``, never a cap."""
     from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews
     from alignray.world import load_tokenizer
 
+    reviews = imdb_prompt_reviews("eval")
+    if num_prompts > len(reviews):
+        raise ValueError(
+            f"num_prompts={num_prompts} exceeds the {len(reviews)} reviews of the evaluation pool; "
+            f"use num_prompts <= {len(reviews)}"
+        )
     tokenizer = load_tokenizer(policy, "policy")
-    return imdb_prefix_prompts(imdb_prompt_reviews("eval"), tokenizer, num_prompts, seed=seed)
+    shortest, longest = EVAL_PROMPT_TOKENS
+    return imdb_prefix_prompts(reviews, tokenizer, num_prompts, seed, shortest, longest)
 
 
 def evaluate_config(config: EvalConfig) -> dict[str, float]:
-    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts)."""
+    """``evaluate`` on the config's evaluation prompts (held-out reviews never used for preference prompts), once
+    ``check_against_policy`` has found that the policy and the evaluation pool can hold them."""
+    check_against_policy(config)
     prompts = evaluation_prompts(config.policy, config.num_prompts, config.seed)
     return evaluate(
         config.policy,

@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset, load_dataset
 from transformers import PrinterCallback
 
-from alignray.config import TrainConfig
+from alignray.config import TrainConfig, check_against_policy
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
 from alignray.world import load_policy
 
@@ -93,7 +93,10 @@ def train(
 ) -> dict[str, Any]:
     """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train,
     whose run is ``run_name`` under ``storage_path`` (default: a temporary directory, removed afterwards).
-    ``quiet`` prints no progress bar or log line (many concurrent sweep trials would interleave them)."""
+    ``quiet`` prints no progress bar or log line (many concurrent sweep trials would interleave them).
+
+    ``check_against_policy`` runs first: a ``max_length`` beyond the policy's context fails before anything loads."""
+    check_against_policy(config)
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,7 @@ class FDPOTrainer(DPOTrainer):
 
         chosen_logratios = chosen_logps - ref_chosen_logps
         rejected_logratios = rejected_logps - ref_rejected_logps
-        chosen_lengths, rejected_lengths = shift_mask.sum(dim=1).chunk(2, dim=0)
+        chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2, dim=0)  # as TRL's ipo counts them
         losses = preference_loss(
             chosen_logratios,
             rejected_logratios,

@@ -28,6 +28,7 @@ __all__ = [
     "PRESETS",
     "RewardModel",
     "WorldError",
+    "check_same_tokenizer",
     "load_policy",
     "load_reward",
     "pick_device",
@@ -110,6 +111,21 @@ def load_tokenizer(name: str = "tiny-imdb", role: str = "policy") -> PreTrainedT
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_same_tokenizer(policy: str, reference: str) -> None:
+    """Raise ValueError unless ``reference`` has the tokenizer of ``policy`` (the same vocabulary).
+
+    Evaluation scores the policy's token ids with the reference: under another vocabulary those ids are other words,
+    and kl/ref and fluency/ref_perplexity would be numbers about nothing.
+    """
+    ours, theirs = load_tokenizer(policy, "policy").get_vocab(), load_tokenizer(reference, "policy").get_vocab()
+    if ours != theirs:
+        raise ValueError(
+            f"reference={reference!r} has another tokenizer than policy={policy!r} ({len(theirs)} vs {len(ours)} "
+            f"tokens, {len(theirs.items() ^ ours.items())} entries differ): the reference must score the policy's "
+            "token ids, so give a reference with the policy's tokenizer (e.g. the SFT policy it was trained from)"
+        )
 
 
 def load_policy(

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import logging
 
-from alignray.config import PreferenceConfig, parse_config
+from alignray.config import PreferenceConfig, check_against_policy, parse_config
 
 
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(PreferenceConfig, argv, description=__doc__)
+    try:
+        check_against_policy(config)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     from alignray.data.pipeline import build_preferences  # Ray and models only once the input is known good
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 
-from alignray.config import EvalConfig, parse_config
+from alignray.config import EvalConfig, check_against_policy, parse_config
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     config = parse_config(EvalConfig, argv, description=__doc__)
+    try:
+        check_against_policy(config)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     from alignray.metrics import evaluate_config  # Ray and models only once the input is known good
 
     metrics = evaluate_config(config)

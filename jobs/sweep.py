@@ -21,15 +21,14 @@ from alignray.config import SWEEP_PRESETS, SweepConfig, parse_config
 
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(SweepConfig, argv, description=__doc__, presets=SWEEP_PRESETS)
-    from alignray.sweep.driver import check_output, load_resumed, run_sweep
-    from alignray.world import WorldError, resolve_model
+    from alignray.sweep.driver import check_output, check_sweep, load_resumed, run_sweep
+    from alignray.world import WorldError
 
     try:
-        check_output(config)
         if config.resume:
+            check_output(config)
             config = load_resumed(config)
-        resolve_model(config.policy, "policy")
-        resolve_model(config.reward, "reward")
+        check_sweep(config)
     except (ValueError, WorldError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

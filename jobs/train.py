@@ -3,7 +3,8 @@
     python jobs/train.py --data prefs.parquet --divergence alpha_divergence --alpha 0.3 --beta 0.1 --out runs/a03
     python jobs/train.py --config trial.yaml --workers 2       # data-parallel on Ray Train
 
-Every option is checked before a model loads; the run writes <out>/model (safetensors) and <out>/metrics.json.
+Every option is checked (max_length against the policy's context too) before a model loads; the run writes
+<out>/model (safetensors) and <out>/metrics.json.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 
-from alignray.config import TrainConfig, parse_config
+from alignray.config import TrainConfig, check_against_policy, parse_config
 
 
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(TrainConfig, argv, description=__doc__)
     try:
         config.validate_data()
+        check_against_policy(config)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     from alignray.train import train  # heavy imports only once the input is known to be good

@@ -40,6 +40,21 @@ def test_sampling_is_batched_seeded_and_leaves_global_rng_alone(policy):
     assert len(first) == 3
 
 
+def test_sampling_restores_the_cuda_rng_states_too(policy, monkeypatch):
+    """``torch.manual_seed`` reseeds every GPU as well; a fake CUDA records what is read and restored."""
+    model, tokenizer = policy
+    saved, restored = [torch.tensor([1, 2, 3], dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)  # no device to seed
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    sample_continuations(model, tokenizer, ["the film", "I"], max_new_tokens=3, batch_size=1, seed=7)
+    assert restored == [saved]
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_sampling_refuses_right_padding(policy):
     model, tokenizer = policy
     tokenizer.padding_side = "right"

@@ -20,11 +20,19 @@ def test_hinge_is_the_rso_form():
     torch.testing.assert_close(preference_loss(CHOSEN, REJECTED, KL, beta=0.5, loss_type="hinge"), expected)
 
 
-def test_ipo_averages_per_token_when_given_lengths():
+@pytest.mark.parametrize("name", DIVERGENCES)
+def test_ipo_sees_no_margin_where_the_policy_equals_its_reference(name):
+    """f′(1) is taken off before the per-token average: zero log-ratios give a zero margin at any lengths."""
+    divergence = get_divergence(name)
+    zeros, lengths_w, lengths_l = torch.zeros(16), torch.full((16,), 4.0), torch.arange(1.0, 17.0)
+    got = preference_loss(zeros, zeros, divergence, 0.2, "ipo", chosen_lengths=lengths_w, rejected_lengths=lengths_l)
+    torch.testing.assert_close(got, torch.full((16,), (1 / (2 * 0.2)) ** 2))
+
+
+def test_ipo_averages_the_log_ratio_per_token_for_reverse_kl():
     lengths_w, lengths_l = torch.full((16,), 4.0), torch.full((16,), 2.0)
     got = preference_loss(CHOSEN, REJECTED, KL, 0.2, "ipo", chosen_lengths=lengths_w, rejected_lengths=lengths_l)
-    expected = ((CHOSEN + 1) / 4 - (REJECTED + 1) / 2 - 1 / (2 * 0.2)) ** 2
-    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got, (CHOSEN / 4 - REJECTED / 2 - 1 / (2 * 0.2)) ** 2)
     unnormalised = preference_loss(CHOSEN, REJECTED, KL, 0.2, "ipo")
     torch.testing.assert_close(unnormalised, (CHOSEN - REJECTED - 2.5) ** 2)
 

@@ -47,7 +47,7 @@ def _loss(trainer, batch) -> torch.Tensor:
         return trainer.compute_loss(trainer.model, batch)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "hinge"])
+@pytest.mark.parametrize("loss_type", ["sigmoid", "hinge", "ipo"])
 @pytest.mark.parametrize(("divergence", "params", "trl_type", "trl_kwargs"), TRL_NATIVE)
 def test_loss_equals_trl_dpo_trainer(
     tmp_path, policy_and_reference, divergence, params, trl_type, trl_kwargs, loss_type

@@ -1,5 +1,4 @@
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -29,15 +28,26 @@ def test_hub_id_offline_fails_at_once_with_a_clear_message(monkeypatch):
         resolve_model("lvwerra-imdb", "policy")
 
 
-def test_unreachable_hub_fails_with_a_clear_message(monkeypatch):
-    def refuse(*args, **kwargs):
+class _Connection:
+    def close(self) -> None:
+        pass
+
+
+def test_the_hub_is_probed_once_and_its_answer_decides(monkeypatch):
+    """Unreachable: a clear error naming the host; reachable: the hub id goes on to from_pretrained unchanged."""
+    calls = []
+
+    def refuse(address, timeout):
+        calls.append((address, timeout))
         raise OSError("no route")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(world.socket, "create_connection", refuse)
-    with pytest.raises(WorldError, match="huggingface.co is unreachable"):
+    with pytest.raises(WorldError, match="huggingface.co is unreachable \\(OSError\\)"):
         resolve_model("lvwerra/distilbert-imdb", "reward")
-    assert socket.create_connection is refuse
+    assert calls == [(("huggingface.co", 443), 3)]
+    monkeypatch.setattr(world.socket, "create_connection", lambda address, timeout: _Connection())
+    assert resolve_model("lvwerra-imdb", "reward") == "lvwerra/distilbert-imdb"
 
 
 def test_pick_device_falls_back_to_cpu(monkeypatch):
@@ -73,9 +83,21 @@ def test_policy_loads_left_padded_with_a_pad_token(micro_world):
     out, _ = micro_world
     model, tokenizer = load_policy(str(out / "policy"))
     assert tokenizer.padding_side == "left"
-    assert tokenizer.pad_token_id is not None
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == model.generation_config.pad_token_id
     assert not model.training
-    assert model.device.type in ("cpu", "cuda")
+
+
+def test_policy_goes_to_the_device_and_dtype_asked_for(micro_world):
+    out, _ = micro_world
+    model, _ = load_policy(str(out / "policy"), device="meta", dtype=torch.float64)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+
+
+def test_pick_device_takes_the_gpu_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+    assert pick_device("cpu") == torch.device("cpu")
 
 
 def test_committed_world_is_small_safetensors_only_and_meets_its_card():

@@ -53,15 +53,19 @@ def sample_continuations(
     **sampling,
 ) -> list[str]:
     """One sampled continuation per prompt (the continuation only, special tokens dropped), ``batch_size`` prompts
-    per ``generate_batch`` call; the global torch RNG is left as it was."""
-    generator_state = torch.random.get_rng_state()
+    per ``generate_batch`` call; the global torch RNGs (the CPU's and, with CUDA, every GPU's, which
+    ``torch.manual_seed`` reseeds too) are left as they were."""
+    cpu_state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     texts: list[str] = []
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress):
             batch = prompts[start : start + batch_size]
             texts += generate_batch(model, tokenizer, batch, max_new_tokens, seed + start, **sampling)["completion"]
     finally:
-        torch.random.set_rng_state(generator_state)
+        torch.random.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
     return texts
 
 

@@ -8,6 +8,7 @@ Adding a strategy:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -56,10 +57,12 @@ def top_vs_bottom(rewards: np.ndarray, rng: np.random.Generator, k: int = 3) -> 
 
 @register_strategy("random_pairs")
 def random_pairs(rewards: np.ndarray, rng: np.random.Generator, pairs_per_prompt: int = 2) -> list[tuple[int, int]]:
-    """Random distinct pairs of samples, the higher reward chosen (seed 002)."""
-    n = len(rewards)
-    chosen = [tuple(rng.choice(n, size=2, replace=False)) for _ in range(pairs_per_prompt)] if n >= 2 else []
-    return [(int(a), int(b)) if rewards[a] >= rewards[b] else (int(b), int(a)) for a, b in chosen]
+    """``pairs_per_prompt`` distinct pairs of samples (all n(n−1)/2 when there are fewer), drawn without replacement,
+    the higher reward chosen (seed 002)."""
+    candidates = list(itertools.combinations(range(len(rewards)), 2))
+    drawn = rng.choice(len(candidates), size=min(pairs_per_prompt, len(candidates)), replace=False)
+    pairs = [candidates[i] for i in drawn]
+    return [(a, b) if rewards[a] >= rewards[b] else (b, a) for a, b in pairs]
 
 
 @register_strategy("threshold")

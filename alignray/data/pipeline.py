@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alignray.config import PreferenceConfig
+from alignray.config import PreferenceConfig, check_against_policy
 from alignray.data.generation import Generator
 from alignray.data.pairing import make_pairs
 from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews, read_prompt_file
@@ -165,8 +165,11 @@ def run_stages_here(
 
 
 def build_preferences(config: PreferenceConfig) -> tuple[pd.DataFrame, dict]:
-    """Generate, score and pair; write ``<out>/preferences.parquet`` and ``<out>/card.json``; return both."""
+    """Generate, score and pair; write ``<out>/preferences.parquet`` and ``<out>/card.json``; return both.
+
+    ``check_against_policy`` runs first: lengths the policy cannot hold fail before Ray starts."""
     started = time.monotonic()
+    check_against_policy(config)
     prompts = load_prompts(config)
     samples = run_stages(
         prompts,

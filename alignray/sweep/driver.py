@@ -34,7 +34,7 @@ import pandas as pd
 from alignray.config import SweepConfig
 from alignray.sweep.pareto import hypervolume, pareto_mask
 
-__all__ = ["SWEEP_FILE", "check_output", "load_resumed", "run_sweep", "study_storage_url"]
+__all__ = ["SWEEP_FILE", "check_output", "check_sweep", "load_resumed", "run_sweep", "study_storage_url"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,27 @@ def check_output(config: SweepConfig) -> None:
             f"output={config.output!r} already holds {what}; pass --resume to continue it, --overwrite to delete it "
             "and start again, or another --output"
         )
+
+
+def check_sweep(config: SweepConfig) -> None:
+    """Everything about ``config`` that can be known before Ray starts: the output directory, the models, lengths
+    against the policy's context and the evaluation pool's size; ValueError or WorldError naming the field."""
+    from alignray.config import EVAL_PROMPT_TOKENS, TrainConfig, check_against_policy, policy_context
+    from alignray.data.prompts import imdb_prompt_reviews
+    from alignray.world import resolve_model
+
+    check_output(config)
+    resolve_model(config.policy, "policy")
+    resolve_model(config.reward, "reward")
+    check_against_policy(config.preference_config(str(Path(config.output) / "preferences")))
+    check_against_policy(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
+    context = policy_context(config.policy)
+    if EVAL_PROMPT_TOKENS[1] + config.max_new_tokens > context:
+        raise ValueError(f"max_new_tokens={config.max_new_tokens} does not fit the {context}-token context after "
+                         f"evaluation prompts of up to {EVAL_PROMPT_TOKENS[1]} tokens")  # fmt: skip
+    pool = len(imdb_prompt_reviews("eval"))
+    if config.eval_prompts > pool:
+        raise ValueError(f"eval_prompts={config.eval_prompts} exceeds the {pool} reviews of the evaluation pool")
 
 
 def load_resumed(config: SweepConfig) -> SweepConfig:
