@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from alignray.metrics import METRICS, distinct_n, evaluate, metrics_from_samples, token_entropy
 
@@ -55,17 +56,104 @@ def ray_cluster():
     ray.shutdown()
 
 
+@torch.no_grad()
+def _rescore(model, tokenizer, samples: pd.DataFrame) -> np.ndarray:
+    """log π(y|x) of each sample by a plain forward pass over prompt + completion (+ the eos it ended with), one
+    unpadded sequence at a time: independent of generate, padding and position ids."""
+    out = []
+    for prompt, ids, tokens in zip(samples["prompt"], samples["completion_ids"], samples["tokens"], strict=True):
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        completion = list(ids) + [tokenizer.eos_token_id] * (int(tokens) - len(ids))
+        sequence = torch.tensor([prompt_ids + completion])
+        log_probs = model(sequence).logits[0, len(prompt_ids) - 1 : -1].float().log_softmax(-1)
+        out.append(log_probs.gather(-1, torch.tensor(completion)[:, None]).sum().item())
+    return np.asarray(out)
+
+
 def test_evaluate_a_policy_against_itself(micro_world, ray_cluster):
+    from alignray.data.pipeline import run_stages
+    from alignray.world import load_policy, load_reward
+
     out, _ = micro_world
-    policy = str(out / "policy")
+    policy, reward = str(out / "policy"), str(out / "reward")
     prompts = ["the film", "I", "a long story about", "this"] * 3
-    m = evaluate(policy, policy, str(out / "reward"), prompts, max_new_tokens=6, batch_size=4)
+    m = evaluate(policy, policy, reward, prompts, max_new_tokens=6, batch_size=4)
+    samples = run_stages(prompts, policy, reward, 1, 6, 0, reference=policy, batch_size=4)
+    assert (
+        m == metrics_from_samples(samples) == evaluate(policy, policy, reward, prompts, max_new_tokens=6, batch_size=4)
+    )
     assert set(m) == set(METRICS)
     assert m["kl/ref"] == pytest.approx(0.0, abs=1e-4)  # log π − log π_ref of π's own samples, with π = π_ref
-    assert 1.0 < m["fluency/ref_perplexity"] < 10 * 400  # a 400-token vocabulary, barely trained
-    assert 0.0 < m["diversity/predictive_entropy"] <= math.log(400) + 1e-6
-    assert 0.0 <= m["reward/frac_positive"] <= 1.0
-    assert m == evaluate(policy, policy, str(out / "reward"), prompts, max_new_tokens=6, batch_size=4)
+    model, tokenizer = load_policy(policy)
+    logp = _rescore(model, tokenizer, samples)
+    np.testing.assert_allclose(samples["logp"], logp, atol=1e-4)
+    assert m["fluency/ref_perplexity"] == pytest.approx(math.exp(-logp.sum() / samples["tokens"].sum()), rel=1e-4)
+    texts = (samples["prompt"] + samples["completion"]).tolist()
+    assert m["reward/frac_positive"] == pytest.approx(load_reward(reward).is_positive(texts).mean())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """tiny-imdb's policy with every weight moved by noise: a reference at a KL of about one nat per token."""
+    from alignray.world import load_policy
+
+    model, tokenizer = load_policy("tiny-imdb")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.03 * torch.randn(parameter.shape, generator=generator))
+    path = tmp_path_factory.mktemp("reference")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+PROMPTS = ["the film", "I", "a long story about", "this movie was"]
+
+
+def test_kl_to_another_reference_matches_the_exact_kl_within_its_standard_error(reference, ray_cluster):
+    """One new token: KL(π‖π_ref) is the mean over prompts of the KL of two next-token distributions, exactly."""
+    from alignray.data.pipeline import run_stages
+    from alignray.world import load_policy
+
+    policy, tokenizer = load_policy("tiny-imdb")
+    ref_model, _ = load_policy(reference)
+    with torch.no_grad():
+        exact = []
+        for prompt in PROMPTS:
+            ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+            p, q = (m(ids).logits[0, -1].double().log_softmax(-1) for m in (policy, ref_model))
+            exact.append((p.exp() * (p - q)).sum().item())
+    samples = run_stages(PROMPTS, "tiny-imdb", "tiny-imdb", 250, 1, 0, reference=reference, batch_size=125)
+    kl = metrics_from_samples(samples)["kl/ref"]
+    log_ratios = samples["logp"] - samples["ref_logp"]
+    standard_error = log_ratios.std() / math.sqrt(len(samples))
+    assert np.mean(exact) > 10 * standard_error  # a reference routed to the policy (KL 0) would fail below
+    assert abs(kl - np.mean(exact)) < 4 * standard_error
+
+
+def test_reference_log_probs_are_the_reference_s_along_each_sample(reference, ray_cluster):
+    """Several new tokens: each sample's log π and log π_ref equal a plain forward pass of each model."""
+    from alignray.data.pipeline import run_stages
+    from alignray.world import load_policy
+
+    samples = run_stages(PROMPTS, "tiny-imdb", "tiny-imdb", 8, 5, 1, reference=reference, batch_size=16)
+    policy, tokenizer = load_policy("tiny-imdb")
+    np.testing.assert_allclose(samples["logp"], _rescore(policy, tokenizer, samples), atol=1e-3)
+    np.testing.assert_allclose(samples["ref_logp"], _rescore(load_policy(reference)[0], tokenizer, samples), atol=1e-3)
+    assert (samples["logp"] - samples["ref_logp"]).abs().mean() > 0.5
+
+
+def test_a_reference_with_another_tokenizer_is_refused_before_sampling(micro_world, monkeypatch):
+    from alignray.data import pipeline
+
+    def run_stages(*args, **kwargs):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(pipeline, "run_stages", run_stages)
+    out, _ = micro_world
+    with pytest.raises(ValueError, match="reference='tiny-imdb' has another tokenizer than policy="):
+        evaluate(str(out / "policy"), "tiny-imdb", str(out / "reward"), ["the film"])
 
 
 def test_evaluate_job_rejects_bad_input_before_ray(capsys):
