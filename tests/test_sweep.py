@@ -163,6 +163,7 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     reference = summary["reference_point"]
     assert summary["hypervolume"] == pytest.approx(hypervolume(points, tuple(reference)))
     assert (out / "report.md").read_text().count("base (SFT)") == 1
+    assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(ok["trial"])
     # timings are reported beside the metrics
     assert (ok["time/train_s"] > 0).all() and (ok["time/eval_s"] > 0).all()
 

@@ -10,8 +10,9 @@
 4. the frontier: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/``, the
    hypervolume, ``report.md``.
 
-Experiment directory: ``sweep.json`` (config and study name), ``preferences/``, ``base/``, ``study.db``, ``tune/``,
-``results.parquet``, ``pareto.csv``, ``frontier/``, ``report.md``.
+Experiment directory: ``sweep.json`` (config, study name, summary), ``preferences/``, ``base/`` (metrics.json,
+samples.parquet), ``study.db``, ``tune/``, ``results.parquet``, ``pareto.csv``, ``samples/<trial>.parquet`` (every
+finished trial's evaluation samples), ``frontier/<trial>/`` (model and samples), ``report.md``.
 """
 
 from __future__ import annotations
@@ -355,18 +356,23 @@ def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
 
 
 def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
-    """Copy the frontier's checkpoints to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
+    """Copy every finished trial's evaluation samples to ``samples/<trial>.parquet`` and the frontier's checkpoints
+    to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
     target = out / "frontier"
     shutil.rmtree(target, ignore_errors=True)
+    (out / "samples").mkdir(exist_ok=True)
     by_trial = {_trial_id(result)[0]: result for result in grid}
     for _, row in table.iterrows():
         result = by_trial.get(row["trial"])
         if result is None or result.checkpoint is None:
             continue
+        fs, path = result.checkpoint.filesystem, result.checkpoint.path
+        with fs.open_input_stream(f"{path}/samples.parquet") as source:
+            (out / "samples" / f"{row['trial']}.parquet").write_bytes(source.read())
         if row["pareto"]:
             result.checkpoint.to_directory(str(target / row["trial"]))
         elif not keep_all:
-            result.checkpoint.filesystem.delete_dir(f"{result.checkpoint.path}/model")
+            fs.delete_dir(f"{path}/model")
 
 
 def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
