@@ -268,10 +268,13 @@ def _tuner(config: SweepConfig, study: str, data: Path, prompts: list[str]):
 
     resources, concurrent = _trial_resources(config)
     storage = _tune_storage(config)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, config=config, data=str(data), prompts=prompts), resources
-    )
     experiment = f"{storage.rstrip('/')}/{study}"
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial, config=config, data=str(data), prompts=prompts, train_storage=f"{experiment}/train"
+        ),
+        resources,
+    )
     if config.resume and tune.Tuner.can_restore(experiment):
         _say(f"3/4 search: resuming {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False)

@@ -59,13 +59,11 @@ def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: st
     )
 
 
-def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str]) -> None:
-    """The Tune function trainable: train, evaluate, check, report (see the module docstring)."""
+def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], train_storage: str) -> None:
+    """The Tune function trainable: train, evaluate, check, report (see the module docstring). A multi-worker
+    trial's Ray Train run is named by the trial id under ``train_storage``, which every node reaches."""
     import torch
     from ray import tune
-
-    from alignray.metrics import evaluate_here
-    from alignray.train import train
 
     started = time.monotonic()
     os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass; interleaved bars of many trials say nothing
@@ -80,12 +78,32 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
             report = json.loads((Path(directory) / "metrics.json").read_text())
         tune.report(report, checkpoint=finished)
         return
-    threads = max(1, int(config.cpus_per_trial))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
     try:
+        report = _train_and_evaluate(params, config, data, prompts, scratch, train_storage, failure)
+        report["time/total_s"] = time.monotonic() - started
+        report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
+        (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(scratch / "checkpoint")))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_and_evaluate(
+    params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], scratch: Path, train_storage: str,
+    failure: Path,
+) -> dict[str, float]:  # fmt: skip
+    """Train and evaluate into ``scratch/checkpoint`` (model/, samples.parquet); the metrics and timings to report.
+    A deterministic failure is recorded in ``failure`` before it is raised."""
+    from ray import tune
+
+    from alignray.metrics import evaluate_here
+    from alignray.train import train
+
+    try:
         run = train_config(params, config, data, str(scratch / "run"))
-        trained = train(run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"), quiet=True)
+        trained = train(run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True)
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
             str(scratch / "run" / "model"),
@@ -95,7 +113,7 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
             samples_per_prompt=config.eval_samples_per_prompt,
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
-            threads=threads,
+            threads=max(1, int(config.cpus_per_trial)),
         )
         eval_seconds = time.monotonic() - evaluated
         fault, _, target = os.environ.get(FAULT_VARIABLE, "").partition(":")
@@ -109,24 +127,16 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
             raise FloatingPointError(f"non-finite objectives {broken}")
     except (FloatingPointError, ValueError) as err:  # the same parameters would fail the same way again
         failure.write_text(json.dumps({"reason": f"{type(err).__name__}: {err}", "params": params}) + "\n")
-        shutil.rmtree(scratch, ignore_errors=True)
         raise
 
     checkpoint = scratch / "checkpoint"
     checkpoint.mkdir()
     shutil.move(str(scratch / "run" / "model"), checkpoint / "model")
     samples.drop(columns=["completion_ids"]).to_parquet(checkpoint / "samples.parquet", index=False)
-    train_seconds = trained["seconds"]
-    total = time.monotonic() - started
-    report = {
+    return {
         **{k: float(v) for k, v in metrics.items()},
         **{f"train/{k}": v for k, v in trained["metrics"].items()},
         "train/pairs": trained["pairs"],
-        "time/train_s": train_seconds,
+        "time/train_s": trained["seconds"],
         "time/eval_s": eval_seconds,
-        "time/other_s": total - train_seconds - eval_seconds,
-        "time/total_s": total,
     }
-    (checkpoint / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
-    shutil.rmtree(scratch, ignore_errors=True)
