@@ -29,7 +29,7 @@ SWEEP_ARGS ?= --overwrite
 RAY := RAY_AUTH_MODE=token $(VENV)/bin/ray
 sweep: $(STAMP)
 	@started=0; \
-	if ! $(RAY) status >/dev/null 2>&1; then \
+	if ! $(RAY) job list --address http://127.0.0.1:8265 >/dev/null 2>&1; then \
 		$(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats >/dev/null && started=1 || exit 1; \
 	fi; \
 	$(RAY) job submit --address http://127.0.0.1:8265 --working-dir . \
