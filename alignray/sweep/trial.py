@@ -85,7 +85,10 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
     scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
     try:
         run = train_config(params, config, data, str(scratch / "run"))
-        trained = train(run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"), quiet=True)
+        trained = train(
+            run, run_name=context.get_trial_id(), storage_path=str(trial_dir / "train"), quiet=True,
+            logging_dir=str(trial_dir),
+        )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
             str(scratch / "run" / "model"),
@@ -115,7 +118,7 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
     checkpoint = scratch / "checkpoint"
     checkpoint.mkdir()
     shutil.move(str(scratch / "run" / "model"), checkpoint / "model")
-    samples.drop(columns=["completion_ids"]).to_parquet(checkpoint / "samples.parquet", index=False)
+    samples.to_parquet(checkpoint / "samples.parquet", index=False)  # ids: the report's token-metric intervals
     train_seconds = trained["seconds"]
     total = time.monotonic() - started
     report = {
