@@ -37,6 +37,8 @@ from scipy import sparse, stats
 from alignray.sweep.pareto import hypervolume, hypervolume_curve, pareto_mask
 
 __all__ = [
+    "CONFIDENCE",
+    "RESAMPLES",
     "INTERVAL_METRICS",
     "TOKEN_METRICS",
     "Experiment",
