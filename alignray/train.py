@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from datasets import Dataset, load_dataset
 from transformers import PrinterCallback
+from transformers.integrations import TensorBoardCallback
 
 from alignray.config import TrainConfig, check_against_policy
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
@@ -89,11 +90,17 @@ def _summary(log_history: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def train(
-    config: TrainConfig, run_name: str = "fdpo", storage_path: str | None = None, quiet: bool = False
+    config: TrainConfig,
+    run_name: str = "fdpo",
+    storage_path: str | None = None,
+    quiet: bool = False,
+    logging_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train, save ``<out>/model`` and ``<out>/metrics.json``; returns the metrics. ``workers > 1`` uses Ray Train,
     whose run is ``run_name`` under ``storage_path`` (default: a temporary directory, removed afterwards).
     ``quiet`` prints no progress bar or log line (many concurrent sweep trials would interleave them).
+    ``logging_dir``: write the training logs (loss, rewards/margins, f-margins, ...) as TensorBoard events there
+    (in-process runs; Ray Train runs report through Ray).
 
     ``check_against_policy`` runs first: a ``max_length`` beyond the policy's context fails before anything loads."""
     check_against_policy(config)
@@ -107,6 +114,12 @@ def train(
         trainer = build_trainer(config, data, str(out / "trainer"), disable_tqdm=quiet)
         if quiet:
             trainer.remove_callback(PrinterCallback)
+        if logging_dir is not None:
+            # transformers 5 has no TrainingArguments.logging_dir: report_to="tensorboard" would write under the
+            # trainer's output_dir, which is deleted below, so the callback gets its own writer.
+            from tensorboardX import SummaryWriter
+
+            trainer.add_callback(TensorBoardCallback(SummaryWriter(logdir=logging_dir)))
         trainer.train()
         trainer.save_model(str(out / "model"))
         _drop_pickles(out / "model")

@@ -255,3 +255,23 @@ def test_every_divergence_is_tried_first_unless_points_are_given():
     given = SweepConfig(points_to_evaluate=('{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}',))
     assert seed_points(given) == [{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}]
     assert len(seed_points(SweepConfig(search="grid"))) == 16
+
+
+def test_sweep_report_and_study_through_optunas_api(sweep):
+    out, summary, _ = sweep
+    for name in ("report.md", "report.html", "pareto.png", "rewards.png", "hypervolume.png"):
+        assert (out / name).is_file(), name
+    assert (out / "report.md").read_text().count("| base (SFT) |") == 1
+    table = pd.read_parquet(out / "results.parquet")
+    ok = table[table["status"] == "ok"]
+    samples = pd.read_parquet(out / "samples" / f"{ok['trial'].iloc[0]}.parquet")
+    assert "completion_ids" in samples.columns  # token-metric intervals need them
+    # the live view: optuna-dashboard reads this storage; every finished trial is listed with both objectives
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == len(ok)
+    values = sorted(tuple(t.values) for t in complete)
+    expected = sorted(zip(ok["reward/mean"], ok["diversity/token_entropy"], strict=True))
+    assert np.asarray(values) == pytest.approx(np.asarray(expected))
+    # Tune's trial directories hold the training curves as TensorBoard events
+    assert len(list(out.glob("tune/*/run_trial_*/events.out.tfevents.*"))) >= 2 * len(ok)

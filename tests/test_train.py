@@ -61,6 +61,30 @@ def test_job_trains_saves_safetensors_and_metrics(tmp_path, micro_world, prefere
     assert _changed(out / "policy", tmp_path / "model")
 
 
+def _scalar_tags(directory: Path) -> set[str]:
+    """Scalar tags in TensorBoard event files (TFRecords: length, crc, an Event proto, crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            length = int.from_bytes(data[at : at + 8], "little")
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            tags |= {value.tag for value in event.summary.value if value.HasField("simple_value")}
+            at += 12 + length + 4
+    return tags
+
+
+def test_training_logs_to_tensorboard_when_given_a_logging_dir(tmp_path, micro_world, preferences):
+    world, _ = micro_world
+    config = TrainConfig(data=str(preferences), policy=str(world / "policy"), out=str(tmp_path / "run"),
+                         batch_size=2, max_length=64, learning_rate=1e-3)  # fmt: skip
+    train(config, quiet=True, logging_dir=str(tmp_path / "tb"))
+    tags = _scalar_tags(tmp_path / "tb")
+    assert {"train/loss", "train/rewards/margins", "train/rewards/f_margins"} <= tags, tags
+
+
 def test_job_rejects_bad_input_before_loading_anything(tmp_path):
     run = subprocess.run(
         [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(tmp_path / "none.parquet")],

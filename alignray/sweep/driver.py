@@ -8,11 +8,12 @@
 3. the search: Ray Tune with ``OptunaSearch`` (multi-objective, define-by-run, study in RDB storage), each trial
    ``alignray.sweep.trial.run_trial``;
 4. the frontier: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/``, the
-   hypervolume, ``report.md``.
+   hypervolume, and the report (``alignray.report``: ``report.md``, ``report.html``, PNGs).
 
 Experiment directory: ``sweep.json`` (config, study name, summary), ``preferences/``, ``base/`` (metrics.json,
 samples.parquet), ``study.db``, ``tune/``, ``results.parquet``, ``pareto.csv``, ``samples/<trial>.parquet`` (every
-finished trial's evaluation samples), ``frontier/<trial>/`` (model and samples), ``report.md``.
+finished trial's evaluation samples, with ``completion_ids``), ``frontier/<trial>/`` (model and samples),
+``report.md``, ``report.html``, ``pareto.png``, ``rewards.png``, ``hypervolume.png``.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def _score_reference(config: SweepConfig, data: str, target: str, base: str, pro
         config.seed, threads=threads,
     )  # fmt: skip
     Path(base).mkdir(parents=True, exist_ok=True)
-    samples.drop(columns=["completion_ids"]).to_parquet(Path(base) / "samples.parquet", index=False)
+    samples.to_parquet(Path(base) / "samples.parquet", index=False)
     return metrics
 
 
@@ -387,30 +388,19 @@ def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, floa
     return shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
 
 
-def _write_report(out: Path, config: SweepConfig, table: pd.DataFrame, base: dict, summary: dict) -> None:
-    text = [
-        f"# Sweep {summary['study']}",
-        "",
-        f"{summary['trials']} trials ({summary['errors']} errored), search {config.search}"
-        f"{'' if config.search == 'grid' else ' / ' + config.sampler}; objectives {config.reward_metric} and "
-        f"{config.diversity_metric}, both maximised.",
-        f"Hypervolume **{summary['hypervolume']:.4f}** against the reference point "
-        f"({summary['reference_point'][0]:.4f}, {summary['reference_point'][1]:.4f}).",
-        "",
-        "## Frontier (base policy first)",
-        "",
-        "```",
-        _format_table(table, config, base),
-        "```",
-        "",
-        "## Every trial",
-        "",
-        "```",
-        table.drop(columns=["checkpoint"]).to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
-        "```",
-        "",
-    ]
-    _write_atomic(out / "report.md", lambda p: p.write_text("\n".join(text)))
+def _report(out: Path) -> None:
+    """The report (``alignray.report``), after every result is saved: a failure here loses nothing, it is printed
+    with the command that retries it."""
+    from alignray.report import write_report
+
+    try:
+        written = write_report(out)
+    except Exception as err:  # the sweep's results are already on disk; a broken plot must not fail the sweep
+        log.exception("report failed")
+        _say(f"the report failed ({type(err).__name__}: {err}); results are saved; retry with "
+             f"`python analysis/report.py {out}`")  # fmt: skip
+        return
+    _say(f"report: {', '.join(str(p) for p in written.values())}")
 
 
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
@@ -443,7 +433,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     )
     finished = table[table["status"] == "ok"]
     volume = hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
-    _say("4/4 frontier: saving models, results.parquet, pareto.csv, report.md")
+    _say("4/4 frontier: saving models, results.parquet, pareto.csv; then the report")
     _keep_models(grid, table, out, config.keep_all_models)
     _write_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     _write_atomic(out / "pareto.csv", lambda p: table[table["pareto"]].drop(columns="pareto").to_csv(p, index=False))
@@ -458,10 +448,10 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
         "search_seconds": round(search_seconds, 1),
         "concurrent_trials": _trial_resources(config)[1],
     }
-    _write_report(out, config, table, base, summary)
     _write_atomic(saved, lambda p: p.write_text(json.dumps({**record, "summary": summary}, indent=2) + "\n"))
+    _report(out)
     print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}), {summary['seconds']} s:")
     print(_format_table(table, config, base))
     print(f"hypervolume {volume:.4f} against {tuple(round(v, 4) for v in reference)}; {summary['errors']} errored")
-    print(f"results: {out / 'results.parquet'}, {out / 'pareto.csv'}, {out / 'report.md'}, {out / 'frontier'}")
+    print(f"results: {out / 'results.parquet'}, {out / 'pareto.csv'}, {out / 'report.html'}, {out / 'frontier'}")
     return summary

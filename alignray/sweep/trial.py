@@ -103,7 +103,10 @@ def _train_and_evaluate(
 
     try:
         run = train_config(params, config, data, str(scratch / "run"))
-        trained = train(run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True)
+        trained = train(
+            run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True,
+            logging_dir=tune.get_context().get_trial_dir(),
+        )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
             str(scratch / "run" / "model"),
@@ -132,7 +135,7 @@ def _train_and_evaluate(
     checkpoint = scratch / "checkpoint"
     checkpoint.mkdir()
     shutil.move(str(scratch / "run" / "model"), checkpoint / "model")
-    samples.drop(columns=["completion_ids"]).to_parquet(checkpoint / "samples.parquet", index=False)
+    samples.to_parquet(checkpoint / "samples.parquet", index=False)  # ids: the report's token-metric intervals
     return {
         **{k: float(v) for k, v in metrics.items()},
         **{f"train/{k}": v for k, v in trained["metrics"].items()},

@@ -1,0 +1,203 @@
+"""The report: built from a recorded tiny-imdb sweep (tests/fixtures/experiment, 10 trials, 40 prompts x 2 samples);
+the statistics on distributions whose answer is known."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from alignray.metrics import metrics_from_samples
+from alignray.report import (
+    PromptTable,
+    divergence_table,
+    load_experiment,
+    metric_intervals,
+    paired_difference,
+    pareto_figure,
+    write_comparison,
+    write_report,
+)
+from alignray.sweep.pareto import pareto_mask
+
+FIXTURE = Path(__file__).parent / "fixtures" / "experiment"
+RESAMPLES = 300
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "exp"
+    shutil.copytree(FIXTURE, out)
+    return out, write_report(out, resamples=RESAMPLES)
+
+
+def _samples(rng: np.random.Generator, prompts: int, per_prompt: int, mean: float, prompt_sd: float) -> pd.DataFrame:
+    """Rewards with a strong prompt effect (samples of one prompt correlate): the bootstrap must resample prompts."""
+    effect = np.repeat(rng.normal(0.0, prompt_sd, prompts), per_prompt)
+    reward = mean + effect + rng.normal(0.0, 0.3, prompts * per_prompt)
+    return pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(prompts), per_prompt),
+            "prompt": np.repeat([f"prompt {i}" for i in range(prompts)], per_prompt),
+            "reward": reward,
+            "positive": reward > 0,
+            "logp": rng.normal(-50, 5, prompts * per_prompt),
+            "entropy": rng.uniform(30, 40, prompts * per_prompt),
+            "ref_logp": rng.normal(-55, 5, prompts * per_prompt),
+            "tokens": 10,
+        }
+    )
+
+
+def test_report_writes_markdown_html_and_pngs_of_the_expected_size(report):
+    out, written = report
+    assert set(written) == {"report.md", "report.html", "pareto.png", "rewards.png", "hypervolume.png"}
+    assert all(path.parent == out and path.is_file() for path in written.values())
+    sizes = {"pareto.png": (1300, 550), "hypervolume.png": (800, 400), "rewards.png": (800, 780)}
+    for name, size in sizes.items():
+        with Image.open(out / name) as image:
+            image.verify()
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size == size, name
+            assert np.asarray(image.convert("L")).std() > 10, f"{name} is blank"
+    text = (out / "report.md").read_text()
+    for name in sizes:
+        assert f"]({name})" in text
+    assert text.count("| base (SFT) |") == 1
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    table_start = next(i for i, line in enumerate(rows) if line.startswith("| divergence |"))
+    assert rows[table_start + 1].startswith("| base (SFT) |")  # the base policy's row first
+
+
+def test_html_is_self_contained(report):
+    out, _ = report
+    page = (out / "report.html").read_text()
+    scripts = re.findall(r"<script([^>]*)>", page)
+    assert scripts and not any("src" in attributes for attributes in scripts)
+    # plotly.js holds link strings of its own (map attributions) that it fetches nothing with: look outside scripts
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.DOTALL)
+    references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", markup)
+    assert references and all(r.startswith(("data:", "#")) for r in references), [r[:60] for r in references]
+    assert "<link" not in markup and "@import" not in markup and "url(" not in markup
+    assert markup.count("data:image/png;base64,") == 3
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js is inline, not fetched
+
+
+def test_frontier_drawn_is_the_frontier_computed():
+    experiment = load_experiment(FIXTURE)
+    figure = pareto_figure(experiment)
+    (line,) = [line for line in figure.axes[0].lines if line.get_gid() == "frontier"]
+    drawn = sorted(zip(line.get_xdata(), line.get_ydata(), strict=True))
+    ok = experiment.results[experiment.results["status"] == "ok"]
+    points = ok[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    computed = sorted((d, r) for r, d in points[pareto_mask(points)])
+    assert drawn == computed and len(drawn) == ok["pareto"].sum() >= 2
+    labels = [t.get_text() for t in figure.axes[0].texts]
+    assert len(labels) == len(drawn) and all(label.startswith("β=") for label in labels)
+
+
+def test_prompt_table_recomputes_metrics_as_metrics_from_samples_does():
+    samples = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
+    table = PromptTable(samples)
+    assert len(table.names) == 9
+    at_equal = table.metrics(np.ones(len(table)))
+    expected = metrics_from_samples(samples)
+    for name in table.names:
+        assert at_equal[name] == pytest.approx(expected[name], rel=1e-9), name
+    # a resample: prompt 0 drawn three times, prompt 1 never, the rest once
+    weights = np.ones(len(table))
+    weights[0], weights[1] = 3, 0
+    by_prompt = dict(tuple(samples.groupby("prompt_id")))
+    rows = pd.concat([by_prompt[0]] * 3 + [by_prompt[p] for p in table.prompt_ids[2:]])
+    resampled, expected = table.metrics(weights[None]), metrics_from_samples(rows)
+    for name in table.names:
+        assert resampled[name][0] == pytest.approx(expected[name], rel=1e-9), name
+
+
+def test_bootstrap_interval_covers_a_known_mean_at_about_its_nominal_rate():
+    rng = np.random.default_rng(0)
+    mean, runs, covered, widths = 0.7, 200, 0, []
+    for seed in range(runs):
+        found = metric_intervals(_samples(rng, 30, 4, mean, prompt_sd=1.0), resamples=400, seed=seed)["reward/mean"]
+        covered += found.low <= mean <= found.high
+        widths.append(found.high - found.low)
+    # 95% nominal; resampling samples instead of prompts would ignore the prompt effect and cover ~75%
+    assert 0.89 <= covered / runs <= 0.99, covered
+    assert np.mean(widths) == pytest.approx(2 * 1.96 * np.sqrt(1.0 + 0.3**2 / 4) / np.sqrt(30), rel=0.2)
+
+
+def test_paired_comparison_pairs_prompts_and_says_no_difference_when_the_interval_covers_zero():
+    rng = np.random.default_rng(1)
+    a = _samples(rng, 40, 2, 0.0, prompt_sd=2.0)
+    shifted = a.assign(reward=a["reward"] + 0.3 + rng.normal(0, 0.05, len(a)))
+    paired = paired_difference(shifted, a, names=("shifted", "a"), resamples=RESAMPLES)
+    assert paired.difference.estimate == pytest.approx(0.3, abs=0.03)
+    assert paired.difference.low > 0 and paired.verdict == "shifted higher" and paired.prompts == 40
+    # unpaired, the prompt effect (sd 2) would swamp 0.3: the interval is narrow only because prompts are matched
+    assert paired.difference.high - paired.difference.low < 0.1
+    noisy = a.assign(reward=a["reward"] + rng.normal(0, 0.5, len(a)))
+    same = paired_difference(noisy, a, names=("noisy", "a"), resamples=RESAMPLES)
+    assert same.difference.low < 0 < same.difference.high and same.verdict == "no difference at 95%"
+    other = a.assign(prompt=a["prompt"] + " (another)")
+    with pytest.raises(ValueError, match="different prompt texts"):
+        paired_difference(other, a, resamples=RESAMPLES)
+
+
+def test_table_has_a_row_per_divergence_frontier_point_and_compares_loss_types(tmp_path):
+    out = tmp_path / "exp"
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet")
+    results.loc[results["trial"].isin(["e47b56ee", "bbb2624f"]), "loss_type"] = "hinge"
+    results.loc[results["trial"] == "aa3b8112", ["status", "reason"]] = ("error", "FloatingPointError: injected")
+    results.to_parquet(out / "results.parquet")
+    experiment = load_experiment(out)
+    table = divergence_table(experiment, {})
+    assert table.iloc[0]["divergence"] == "base (SFT)"
+    groups = set(zip(table["divergence"][1:], table["loss"][1:], strict=True))
+    assert ("js_divergence", "hinge") in groups and ("js_divergence", "sigmoid") in groups
+    assert "aa3b8112" not in set(table["trial"])
+    write_report(out, resamples=100)
+    text = (out / "report.md").read_text()
+    assert re.search(
+        r"\| js_divergence β=\S+ hinge \| js_divergence β=\S+ sigmoid \| reward/mean \|", text
+    ) or re.search(r"\| js_divergence β=\S+ sigmoid \| js_divergence β=\S+ hinge \| reward/mean \|", text)
+    assert "| aa3b8112 | 3 | error |" in text
+
+
+def test_compare_puts_two_experiments_on_one_plot(tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURE, other)
+    results = pd.read_parquet(other / "results.parquet")
+    results["reward/mean"] -= 0.2
+    results.to_parquet(other / "results.parquet")
+    written = write_comparison(FIXTURE, other, tmp_path / "compare", names=("A", "B"))
+    assert {"compare.png", "compare_hypervolume.png", "compare.md", "compare.html"} == set(written)
+    with Image.open(written["compare.png"]) as image:
+        assert image.size == (900, 600)
+    text = written["compare.md"].read_text()
+    assert re.search(r"\| A \| 10 \| 10 \| 5 \|", text) and re.search(r"\| B \| 10 \| 10 \| 5 \|", text)
+
+
+def test_report_script_names_a_directory_that_is_no_sweep(tmp_path):
+    from analysis.report import main
+
+    with pytest.raises(SystemExit, match="has no sweep.json"):
+        main([str(tmp_path)])
+
+
+def test_a_failing_report_does_not_fail_the_sweep(tmp_path, monkeypatch, capsys):
+    import alignray.report
+    from alignray.sweep import driver
+
+    def broken(directory):
+        raise RuntimeError("no plots today")
+
+    monkeypatch.setattr(alignray.report, "write_report", broken)
+    driver._report(tmp_path)
+    said = capsys.readouterr().out
+    assert "report failed (RuntimeError: no plots today)" in said and f"analysis/report.py {tmp_path}" in said
