@@ -22,21 +22,12 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-# The main job on a local Ray: joins a running cluster, else starts a head (token auth on, dashboard on loopback) and
-# stops it afterwards. The job runs from an upload of this checkout; results go to SWEEP_OUTPUT on this machine.
+# The main job as a Ray job: joins the head at 127.0.0.1:8265, else starts one (token auth on, dashboard on loopback)
+# and stops only that head afterwards. The job runs from an upload of this checkout; results go to SWEEP_OUTPUT.
 SWEEP_OUTPUT ?= $(CURDIR)/runs/sweep
 SWEEP_ARGS ?= --overwrite
-RAY := RAY_AUTH_MODE=token $(VENV)/bin/ray
 sweep: $(STAMP)
-	@started=0; \
-	if ! $(RAY) job list --address http://127.0.0.1:8265 >/dev/null 2>&1; then \
-		$(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats >/dev/null && started=1 || exit 1; \
-	fi; \
-	$(RAY) job submit --address http://127.0.0.1:8265 --working-dir . \
-		--runtime-env-json '{"excludes": [".venv/", "runs/", ".git/", "*.egg-info/"]}' \
-		-- $(abspath $(PY)) jobs/sweep.py --output $(SWEEP_OUTPUT) $(SWEEP_ARGS); rc=$$?; \
-	if [ $$started = 1 ]; then $(RAY) stop >/dev/null; fi; \
-	exit $$rc
+	RAY_AUTH_MODE=token $(PY) jobs/submit_sweep.py --output $(SWEEP_OUTPUT) $(SWEEP_ARGS)
 
 world: $(STAMP)
 	$(PY) jobs/build_world.py --out alignray/assets/tiny-imdb

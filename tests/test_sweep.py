@@ -275,3 +275,21 @@ def test_sweep_report_and_study_through_optunas_api(sweep):
     assert np.asarray(values) == pytest.approx(np.asarray(expected))
     # Tune's trial directories hold the training curves as TensorBoard events
     assert len(list(out.glob("tune/*/run_trial_*/events.out.tfevents.*"))) >= 2 * len(ok)
+
+
+def test_make_sweep_stops_only_the_head_it_started(tmp_path):
+    from alignray.sweep.submit import _stop_head
+
+    ours = tmp_path / "alignray-ray-x"
+    ours.mkdir()
+    sleeper = [sys.executable, "-c", "import time, sys; time.sleep(60)"]
+    mine = subprocess.Popen([*sleeper, f"--temp-dir={ours}"])
+    other = subprocess.Popen([*sleeper, f"--temp-dir={tmp_path / 'someone-else'}"])
+    try:
+        _stop_head(str(ours))
+        assert mine.wait(timeout=20) is not None
+        assert other.poll() is None
+        assert not ours.exists()
+    finally:
+        other.kill()
+        mine.kill()
