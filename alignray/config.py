@@ -230,10 +230,31 @@ class TrainConfig:
         return {} if self.alpha is None else {"alpha": self.alpha}
 
     def validate_data(self) -> Path:
-        """The data path, or ValueError naming ``data`` when it is missing."""
+        """The data path, or ValueError naming ``data`` when it is missing, unreadable, lacks a column of
+        prompt/chosen/rejected or has no rows (parquet metadata only: no rows are read)."""
+        import pyarrow.parquet as pq
+
         path = Path(self.data)
         if not path.exists():
             raise ValueError(f"data={self.data!r} does not exist; expected a parquet file with prompt/chosen/rejected")
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"data={self.data!r} holds no parquet files; expected prompt/chosen/rejected parquet")
+        rows = 0
+        for file in files:
+            try:
+                metadata = pq.ParquetFile(file).metadata
+            except Exception as err:  # pyarrow's ArrowInvalid and OSError: not a parquet file
+                raise ValueError(f"data={self.data!r}: {file} is not a readable parquet file ({err})") from None
+            missing = [c for c in ("prompt", "chosen", "rejected") if c not in metadata.schema.names]
+            if missing:
+                raise ValueError(
+                    f"data={self.data!r} lacks columns {missing}; expected prompt, chosen and rejected "
+                    f"(it has {metadata.schema.names})"
+                )
+            rows += metadata.num_rows
+        if rows == 0:
+            raise ValueError(f"data={self.data!r} has no rows; expected at least one prompt/chosen/rejected pair")
         return path
 
 
@@ -495,7 +516,15 @@ def parse_config(
 
 
 def _read_yaml(parser: argparse.ArgumentParser, cls: type, path: str) -> dict[str, Any]:
-    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        parser.error(f"--config {path}: cannot be read ({err.strerror or err})")
+    except yaml.YAMLError as err:  # the problem and its line, not a traceback
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        parser.error(f"--config {path}: not valid YAML{line}: {problem}; expected a mapping of field: value")
     if not isinstance(loaded, dict):
         parser.error(f"--config {path}: expected a mapping of field: value")
     unknown = sorted(set(loaded) - {f.name for f in dataclasses.fields(cls)})
