@@ -221,6 +221,7 @@ class TrainConfig:
         get_divergence(self.divergence, **self.divergence_params).check_trainable()
         check_loss_type(self.loss_type)
         _check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers"))
+        _check_learning_rates(self, "learning_rate")
         if self.use_gpu and self.workers == 1:
             raise ValueError("use_gpu=True is for Ray Train workers (workers > 1); a single run finds a GPU itself")
 
@@ -266,6 +267,12 @@ def _check_positive(config: Any, floats: tuple[str, ...] = (), ints: tuple[str, 
         value = getattr(config, name)
         if value is not None and not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
+
+
+def _check_learning_rates(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) > 1:
+            raise ValueError(f"{name}={getattr(config, name)!r} is absurd for Adam; allowed: (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -671,8 +678,7 @@ class SweepConfig:
                 raise ValueError(f"{low}={getattr(self, low)!r} exceeds {high}={getattr(self, high)!r}")
         if not 0 < self.alpha_min <= self.alpha_max < 1:
             raise ValueError(f"need 0 < alpha_min <= alpha_max < 1, got {self.alpha_min!r}, {self.alpha_max!r}")
-        if self.learning_rate_max > 1:
-            raise ValueError(f"learning_rate_max={self.learning_rate_max!r} is absurd for Adam; allowed: (0, 1]")
+        _check_learning_rates(self, "learning_rate_max", "grid_learning_rate")
         if self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
         for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):

@@ -133,12 +133,15 @@ def check_sweep(config: SweepConfig) -> None:
     against the policy's context and the evaluation pool's size; ValueError or WorldError naming the field."""
     from alignray.config import EVAL_PROMPT_TOKENS, TrainConfig, check_against_policy, policy_context
     from alignray.data.prompts import imdb_prompt_reviews
-    from alignray.world import resolve_model
+    from alignray.world import WorldError, resolve_model
 
     check_output(config)
     check_storage(config)
-    resolve_model(config.policy, "policy")
-    resolve_model(config.reward, "reward")
+    for role in ("policy", "reward"):
+        try:
+            resolve_model(getattr(config, role), role)
+        except WorldError as err:
+            raise WorldError(f"{role}={getattr(config, role)!r}: {err}") from None
     check_against_policy(config.preference_config(str(Path(config.output) / "preferences")))
     check_against_policy(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
     context = policy_context(config.policy)
