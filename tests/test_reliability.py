@@ -268,6 +268,26 @@ def test_fault_full_disk_leaves_earlier_results_intact(tmp_path):
     assert results.read_bytes() == before
 
 
+def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report():
+    from types import SimpleNamespace
+
+    config = SweepConfig()
+    grid = [
+        SimpleNamespace(config={"divergence": "js_divergence", "beta": 0.1, "learning_rate": 1e-3}, metrics={},
+                        error=RuntimeError(f"RuntimeError: crash {i}"), checkpoint=None,
+                        path=f"/x/run_trial_abcde{i}_{i}_beta=0.1")
+        for i in range(2)
+    ]  # fmt: skip
+    table = driver.collect_results(grid, config)
+    table["pareto"] = driver.frontier(table, config)
+    assert list(table["status"]) == ["error", "error"] and not table["pareto"].any()
+    assert table["reason"].str.contains("crash").all()
+    shown = driver._format_table(table, config, {"reward/mean": 0.1, "diversity/token_entropy": 4.0})
+    assert "base (SFT)" in shown
+    finished = table[table["status"] == "ok"]
+    assert driver.hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), (0, 0)) == 0
+
+
 @pytest.fixture
 def read_only(tmp_path):
     """A directory holding earlier results that this process cannot write into (root: made immutable)."""

@@ -405,7 +405,11 @@ def collect_results(grid, config: SweepConfig) -> pd.DataFrame:
                 "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
             }
         )
-    return pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    for column in (config.reward_metric, config.diversity_metric, "kl/ref", "fluency/ref_perplexity"):
+        if column not in table:  # every trial errored: the columns the frontier and the report read stay, empty
+            table[column] = np.nan
+    return table
 
 
 def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
