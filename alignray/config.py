@@ -221,6 +221,7 @@ class TrainConfig:
         get_divergence(self.divergence, **self.divergence_params).check_trainable()
         check_loss_type(self.loss_type)
         _check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers"))
+        _check_learning_rates(self, "learning_rate")
         if self.use_gpu and self.workers == 1:
             raise ValueError("use_gpu=True is for Ray Train workers (workers > 1); a single run finds a GPU itself")
 
@@ -230,10 +231,31 @@ class TrainConfig:
         return {} if self.alpha is None else {"alpha": self.alpha}
 
     def validate_data(self) -> Path:
-        """The data path, or ValueError naming ``data`` when it is missing."""
+        """The data path, or ValueError naming ``data`` when it is missing, unreadable, lacks a column of
+        prompt/chosen/rejected or has no rows (parquet metadata only: no rows are read)."""
+        import pyarrow.parquet as pq
+
         path = Path(self.data)
         if not path.exists():
             raise ValueError(f"data={self.data!r} does not exist; expected a parquet file with prompt/chosen/rejected")
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"data={self.data!r} holds no parquet files; expected prompt/chosen/rejected parquet")
+        rows = 0
+        for file in files:
+            try:
+                metadata = pq.ParquetFile(file).metadata
+            except Exception as err:  # pyarrow's ArrowInvalid and OSError: not a parquet file
+                raise ValueError(f"data={self.data!r}: {file} is not a readable parquet file ({err})") from None
+            missing = [c for c in ("prompt", "chosen", "rejected") if c not in metadata.schema.names]
+            if missing:
+                raise ValueError(
+                    f"data={self.data!r} lacks columns {missing}; expected prompt, chosen and rejected "
+                    f"(it has {metadata.schema.names})"
+                )
+            rows += metadata.num_rows
+        if rows == 0:
+            raise ValueError(f"data={self.data!r} has no rows; expected at least one prompt/chosen/rejected pair")
         return path
 
 
@@ -245,6 +267,12 @@ def _check_positive(config: Any, floats: tuple[str, ...] = (), ints: tuple[str, 
         value = getattr(config, name)
         if value is not None and not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
+
+
+def _check_learning_rates(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) > 1:
+            raise ValueError(f"{name}={getattr(config, name)!r} is absurd for Adam; allowed: (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -495,7 +523,15 @@ def parse_config(
 
 
 def _read_yaml(parser: argparse.ArgumentParser, cls: type, path: str) -> dict[str, Any]:
-    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        parser.error(f"--config {path}: cannot be read ({err.strerror or err})")
+    except yaml.YAMLError as err:  # the problem and its line, not a traceback
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        parser.error(f"--config {path}: not valid YAML{line}: {problem}; expected a mapping of field: value")
     if not isinstance(loaded, dict):
         parser.error(f"--config {path}: expected a mapping of field: value")
     unknown = sorted(set(loaded) - {f.name for f in dataclasses.fields(cls)})
@@ -642,8 +678,7 @@ class SweepConfig:
                 raise ValueError(f"{low}={getattr(self, low)!r} exceeds {high}={getattr(self, high)!r}")
         if not 0 < self.alpha_min <= self.alpha_max < 1:
             raise ValueError(f"need 0 < alpha_min <= alpha_max < 1, got {self.alpha_min!r}, {self.alpha_max!r}")
-        if self.learning_rate_max > 1:
-            raise ValueError(f"learning_rate_max={self.learning_rate_max!r} is absurd for Adam; allowed: (0, 1]")
+        _check_learning_rates(self, "learning_rate_max", "grid_learning_rate")
         if self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
         for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):

@@ -18,8 +18,8 @@ from alignray.config import TrainConfig, check_against_policy, parse_config
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(TrainConfig, argv, description=__doc__)
     try:
-        config.validate_data()
         check_against_policy(config)
+        config.validate_data()
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     from alignray.train import train  # heavy imports only once the input is known to be good

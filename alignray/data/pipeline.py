@@ -38,6 +38,9 @@ def load_prompts(config: PreferenceConfig) -> list[str]:
         prompts = imdb_prefix_prompts(
             reviews, tokenizer, config.num_prompts, config.seed, config.min_prompt_tokens, config.max_prompt_tokens
         )
+    if not prompts:
+        source = f"prompt_file={config.prompt_file!r}" if config.prompt_file else f"prompts={config.prompts!r}"
+        raise ValueError(f"{source} gives no prompts; expected at least one non-empty prompt (a .txt: one a line)")
     return prompts[: config.num_prompts]
 
 

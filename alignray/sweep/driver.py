@@ -36,12 +36,22 @@ import pandas as pd
 from alignray.config import SweepConfig
 from alignray.sweep.pareto import hypervolume, pareto_mask
 
-__all__ = ["SWEEP_FILE", "check_output", "check_sweep", "load_resumed", "run_sweep", "study_storage_url"]
+__all__ = [
+    "SWEEP_FILE",
+    "check_output",
+    "check_storage",
+    "check_sweep",
+    "load_resumed",
+    "run_sweep",
+    "study_storage_url",
+]
 
 log = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.json"
 PARAM_COLUMNS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+STUDY_NAME = re.compile(r"alignray-[0-9a-f]{8}")
+"""A study's generated name, which also names its Tune experiment under the storage path."""
 
 
 def _say(message: str) -> None:
@@ -60,7 +70,7 @@ def _masked(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a SQLAlchemy URL: print no part of it that could hold a secret
-        return url.split("://", 1)[0] + "://***"
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
 def check_output(config: SweepConfig) -> None:
@@ -81,16 +91,58 @@ def check_output(config: SweepConfig) -> None:
         )
 
 
+def check_storage(config: SweepConfig) -> None:
+    """Open ``config.storage`` once (a SQLite file: its directory), so that a storage that cannot be opened stops the
+    sweep before Ray starts; ValueError naming ``storage``, its password hidden. Writes nothing."""
+    if config.storage is None:
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    shown = _masked(config.storage)
+    try:
+        url = make_url(config.storage)
+    except Exception:
+        raise ValueError(f"storage={shown!r} is not a SQLAlchemy URL; expected e.g. sqlite:///study.db or "
+                         "postgresql://user:password@host/db") from None  # fmt: skip
+    if url.get_backend_name() == "sqlite":
+        database = Path(url.database or "")
+        if not url.database or url.database == ":memory:":
+            raise ValueError(f"storage={shown!r} is in memory; expected a SQLite file every trial reaches")
+        # sqlite creates the file on connect: check its directory instead (the output directory is made later)
+        if not (database.parent.is_dir() or database.parent.resolve() == Path(config.output).resolve()):
+            raise ValueError(f"storage={shown!r} cannot be opened: the directory {database.parent} does not exist")
+        if not database.is_file():
+            return
+    try:
+        engine = create_engine(url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        raise ValueError(f"storage={shown!r} cannot be opened ({type(err).__name__}: {reason}); expected a "
+                         "SQLAlchemy URL of a reachable database whose driver is installed") from None  # fmt: skip
+
+
 def check_sweep(config: SweepConfig) -> None:
     """Everything about ``config`` that can be known before Ray starts: the output directory, the models, lengths
     against the policy's context and the evaluation pool's size; ValueError or WorldError naming the field."""
     from alignray.config import EVAL_PROMPT_TOKENS, TrainConfig, check_against_policy, policy_context
     from alignray.data.prompts import imdb_prompt_reviews
-    from alignray.world import resolve_model
+    from alignray.world import WorldError, resolve_model
 
     check_output(config)
-    resolve_model(config.policy, "policy")
-    resolve_model(config.reward, "reward")
+    check_storage(config)
+    for role in ("policy", "reward"):
+        try:
+            resolve_model(getattr(config, role), role)
+        except WorldError as err:
+            raise WorldError(f"{role}={getattr(config, role)!r}: {err}") from None
     check_against_policy(config.preference_config(str(Path(config.output) / "preferences")))
     check_against_policy(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
     context = policy_context(config.policy)
@@ -104,8 +156,15 @@ def check_sweep(config: SweepConfig) -> None:
 
 def load_resumed(config: SweepConfig) -> SweepConfig:
     """The saved config of the experiment in ``config.output``, to resume (its own settings, not new ones)."""
-    saved = json.loads((Path(config.output) / SWEEP_FILE).read_text())["config"]
-    return SweepConfig(**{**saved, "output": config.output, "resume": True, "overwrite": False})
+    record = json.loads((Path(config.output) / SWEEP_FILE).read_text())
+    study = record.get("study")
+    if not isinstance(study, str) or not STUDY_NAME.fullmatch(study):
+        raise ValueError(
+            f"output={config.output!r}: {SWEEP_FILE} names the study {study!r}; expected a generated name like "
+            "'alignray-1a2b3c4d' (the study names the Tune experiment under the storage path, so no '/', '..' or "
+            "absolute path); was the file edited?"
+        )
+    return SweepConfig(**{**record["config"], "output": config.output, "resume": True, "overwrite": False})
 
 
 def _hash(values: dict[str, Any]) -> str:
@@ -347,7 +406,11 @@ def collect_results(grid, config: SweepConfig) -> pd.DataFrame:
                 "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
             }
         )
-    return pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    for column in (config.reward_metric, config.diversity_metric, "kl/ref", "fluency/ref_perplexity"):
+        if column not in table:  # every trial errored: the columns the frontier and the report read stay, empty
+            table[column] = np.nan
+    return table
 
 
 def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
