@@ -363,6 +363,8 @@ def test_security_ray_token_auth_and_loopback_dashboards():
         assert "RAY_AUTH_MODE=token" in line and "--dashboard-host 127.0.0.1" in line, line
     for line in _makefile_commands("ray job submit"):
         assert "RAY_AUTH_MODE=token" in line and "127.0.0.1" in line, line
+    submit = (ROOT / "alignray" / "sweep" / "submit.py").read_text()  # make sweep's own head
+    assert '"--dashboard-host", "127.0.0.1"' in submit and 'os.environ.setdefault("RAY_AUTH_MODE", "token")' in submit
     readme = (ROOT / "README.md").read_text()
     assert "export RAY_AUTH_MODE=token" in readme
     assert all("--dashboard-host 127.0.0.1" in line for line in readme.splitlines() if "ray start" in line)
