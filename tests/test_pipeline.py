@@ -125,3 +125,17 @@ def test_job_fails_before_ray_starts_on_bad_input():
     )
     assert run.returncode == 2 and "num_prompts=0 must be an integer >= 1" in run.stderr
     assert "Started a local Ray instance" not in run.stderr
+
+
+def test_cpu_actor_shares_fit_on_one_node(monkeypatch):
+    import ray
+
+    from alignray.data.pipeline import _actor_resources
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 1.0}}]
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    plan = _actor_resources(None, None, None)
+    assert plan["generation"][1]["num_cpus"] <= 1.0  # 1.5 CPUs would never fit a 1-CPU node
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    assert _actor_resources(None, None, None)["generation"][1]["num_cpus"] == 1.5  # one node: the whole share

@@ -65,7 +65,9 @@ def _actor_resources(generation_actors: int | None, scoring_actors: int | None, 
         }
     scorers = scoring_actors or 1
     generators = generation_actors or max(1, int(cpus - 0.5 * scorers))
-    share = max(cpus - 0.5 * scorers, 0.5) / generators
+    # An actor lives on one node: a share beyond the largest node's CPUs would wait for ever.
+    largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=cpus)
+    share = min(max(cpus - 0.5 * scorers, 0.5) / generators, largest)
     return {
         "generation": (generators, {"num_cpus": share}, max(1, round(share))),
         "scoring": (scorers, {"num_cpus": 0.5}, 1),
