@@ -39,7 +39,7 @@ from alignray.data.prompts import imdb_prefix_prompts
 from alignray.imdb import HELDOUT_FRACTION, SPLIT_SEED, load_reviews, split_reviews
 from alignray.world import RewardModel
 
-__all__ = ["BUILDS", "WorldBuild", "build_world", "write_model_card"]
+__all__ = ["BUILDS", "WorldBuild", "build_world", "world_reviews", "write_model_card"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class WorldBuild:
     vocab_size: int = 8192
     """BPE vocabulary shared by policy and reward (byte-level, so no text is out of vocabulary)."""
     max_reviews: int | None = None
-    """Use only this many reviews (None: all 25,000); for quick builds."""
+    """Train on only this many of the split's training reviews (None: all of them); for quick builds."""
     policy_dim: int = 128
     """GPT-2 width (n_embd)."""
     policy_layers: int = 4
@@ -339,17 +339,26 @@ def measure(
     }
 
 
+def world_reviews(build: WorldBuild) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held_out): the reviews a world of this build trains on and the ones it is measured on.
+
+    The full set is split first and ``max_reviews`` then subsamples only its training side, so that a world of any
+    size holds out exactly the reviews the prompt pools (``alignray.data.prompts``) are drawn from.
+    """
+    train, heldout = split_reviews(load_reviews(), HELDOUT_FRACTION, SPLIT_SEED)
+    if build.max_reviews is not None:
+        train = train.sample(n=min(build.max_reviews, len(train)), random_state=build.seed)
+        train = train.sort_index().reset_index(drop=True)
+    return train, heldout
+
+
 def build_world(build: WorldBuild, out: str | Path, name: str = "custom") -> dict:
     """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``build.json``); returns its card."""
     started = time.monotonic()
     out = Path(out)
     scratch = out / ".scratch"
     torch.manual_seed(build.seed)
-    reviews = load_reviews()
-    if build.max_reviews is not None:
-        reviews = reviews.sample(n=min(build.max_reviews, len(reviews)), random_state=build.seed)
-        reviews = reviews.sort_index().reset_index(drop=True)
-    train, heldout = split_reviews(reviews, HELDOUT_FRACTION, SPLIT_SEED)
+    train, heldout = world_reviews(build)
     log.info("reviews: %d train, %d held out", len(train), len(heldout))
 
     tokenizer = train_tokenizer(train["text"].tolist(), build.vocab_size)

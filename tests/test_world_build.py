@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from alignray.world import load_reward, load_tokenizer
-from alignray.world_build import BUILDS, WorldBuild, reward_tokenizer, train_tokenizer
+from alignray.world_build import BUILDS, WorldBuild, reward_tokenizer, train_tokenizer, world_reviews
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_micro_build_writes_loadable_safetensors_models_and_a_card(micro_world):
     assert saved["figures"] == card["figures"]
     assert 0.0 <= card["figures"]["reward_heldout_accuracy"] <= 1.0
     assert card["figures"]["policy_heldout_perplexity"] > 1.0
-    assert card["split"]["train"] + card["split"]["heldout"] == BUILDS["micro"].max_reviews
+    assert card["split"]["train"] == BUILDS["micro"].max_reviews
     assert card["parameters"]["policy"] > 0 and card["parameters"]["reward"] > 0
 
 
@@ -98,3 +98,17 @@ def test_micro_world_scores_through_the_shared_loader(micro_world):
     reward = load_reward(str(out / "reward"))
     assert reward.max_length == BUILDS["micro"].reward_max_length
     assert reward.score(["good", "bad"]).dtype.name == "float32"
+
+
+@pytest.mark.parametrize("name", ["micro", "tiny-imdb"])
+def test_no_review_a_world_trains_on_gives_prompts(name):
+    from alignray.data.prompts import imdb_prompt_reviews
+    from alignray.imdb import load_reviews, split_reviews
+
+    train, heldout = world_reviews(BUILDS[name])
+    prompts = set(imdb_prompt_reviews("train")) | set(imdb_prompt_reviews("eval"))
+    assert not set(train["text"]) & prompts
+    assert prompts <= set(heldout["text"])
+    # A smaller world trains on fewer reviews, never on a different split.
+    assert set(heldout["text"]) == set(split_reviews(load_reviews())[1]["text"])
+    assert len(train) == (BUILDS[name].max_reviews or len(split_reviews(load_reviews())[0]))
