@@ -165,8 +165,14 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int) -> PreTrainedTokenizerFast:
-    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0."""
+    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0.
+
+    It pads on the right whatever the policy's tokenizer does (a policy pads on the left to generate): padding on
+    the left would move that pooled token away from position 0 in every batch of mixed lengths.
+    """
     core = Tokenizer.from_str(policy_tokenizer.backend_tokenizer.to_str())
+    core.no_padding()
+    core.no_truncation()
     eos_id = policy_tokenizer.eos_token_id
     core.post_processor = processors.TemplateProcessing(
         single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B:1", special_tokens=[(EOS, eos_id)]
@@ -177,6 +183,7 @@ def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int)
         unk_token=EOS,
         pad_token=EOS,
         model_max_length=max_length,
+        padding_side="right",
         truncation_side="left",
     )
 

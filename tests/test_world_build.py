@@ -68,6 +68,16 @@ def test_tokenizer_round_trips_text_and_has_one_special_token():
     assert reward_tokenizer(tok, 32).model_max_length == 32
 
 
+def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenizer():
+    policy_tok = train_tokenizer(["a good film. " * 20, "a bad film! " * 20], vocab_size=300)
+    policy_tok.padding_side = "left"
+    policy_tok(["a", "a good film"], padding=True)  # leaves left padding in the backend, as generation does
+    reward_tok = reward_tokenizer(policy_tok, 32)
+    batch = reward_tok(["a", "a good film"], padding=True)["input_ids"]
+    assert batch[0][0] == batch[1][0] == policy_tok.eos_token_id
+    assert batch[0][-1] == policy_tok.pad_token_id and batch[0][1] != policy_tok.pad_token_id
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
