@@ -589,8 +589,9 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         how = [
             f"Tokenizer and policy: `{world_command}` (policy {seconds['policy'] / 60:.1f} min). The reward was then"
             f" retrained alone by `{commands['reward']}` ({seconds['reward'] / 60:.1f} min with"
-            f" {card['torch_threads']} torch threads, {seconds['reward_cpu'] / 60:.1f} CPU-min), which measured every"
-            " figure above and wrote `build.json`."
+            f" {card['torch_threads']} torch threads on a machine shared with other work;"
+            f" {seconds['reward_cpu'] / 60:.1f} CPU-min, so ~{seconds['reward_cpu'] / 60 / card['torch_threads']:.0f}"
+            f" min on {card['torch_threads']} idle cores), which measured every figure above and wrote `build.json`."
         ]
     else:
         how = [
