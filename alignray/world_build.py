@@ -37,9 +37,21 @@ from transformers import (
 from alignray.data.generation import sample_continuations
 from alignray.data.prompts import imdb_prefix_prompts
 from alignray.imdb import HELDOUT_FRACTION, SPLIT_SEED, load_reviews, split_reviews
-from alignray.world import RewardModel
+from alignray.world import RewardModel, load_reward, pick_device
 
-__all__ = ["BUILDS", "WorldBuild", "build_world", "write_model_card"]
+__all__ = [
+    "BUILDS",
+    "REWARD_TEXT_WORDS",
+    "WorldBuild",
+    "build_world",
+    "check_reward_only",
+    "first_words",
+    "measure_world",
+    "rebuild_reward",
+    "reward_accuracies",
+    "world_reviews",
+    "write_model_card",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +66,7 @@ class WorldBuild:
     vocab_size: int = 8192
     """BPE vocabulary shared by policy and reward (byte-level, so no text is out of vocabulary)."""
     max_reviews: int | None = None
-    """Use only this many reviews (None: all 25,000); for quick builds."""
+    """Train on only this many of the split's training reviews (None: all of them); for quick builds."""
     policy_dim: int = 128
     """GPT-2 width (n_embd)."""
     policy_layers: int = 4
@@ -80,29 +92,47 @@ class WorldBuild:
     reward_max_length: int = 256
     """Tokens of a review the reward reads (its max_position_embeddings)."""
     reward_epochs: float = 1.0
-    """Passes over the training reviews, each seen as its head and its tail (so 1.0 reads every review twice)."""
+    """Passes over the training reviews, each seen as its head, its tail and its short openings."""
+    reward_openings: int = 1
+    """Openings of completion length per review in the reward's data: the texts a sweep asks it to judge."""
+    reward_opening_min_tokens: int = 16
+    """Shortest opening (tokens); each opening's length is drawn uniformly, seeded, between min and max."""
+    reward_opening_max_tokens: int = 64
+    """Longest opening (tokens); completions are 48 tokens after a 2-8 token prompt."""
     reward_batch: int = 32
     """Reviews per step."""
     reward_lr: float = 1e-3
     """Peak learning rate (linear decay, 5% warm-up)."""
     eval_reviews: int = 1000
-    """Held-out reviews for reward accuracy and policy perplexity."""
+    """Held-out reviews for policy perplexity."""
+    reward_eval_reviews: int | None = None
+    """Held-out reviews for the reward's accuracies (None: all of them)."""
     eval_prompts: int = 512
     """Held-out review prefixes whose sampled continuations the reward judges."""
     eval_new_tokens: int = 48
     """Tokens sampled per prompt for that judgement."""
     time_budget_minutes: float = 45.0
-    """Hard stop for each training phase's share of the budget (policy 55%, reward 35%)."""
+    """Hard stop for each training phase's share of the budget (policy 55%, reward 35%; a reward-only build 100%)."""
     seed: int = 0
     """Seed of tokenizer-independent randomness: initialisation, batching, prompts, sampling."""
 
     def __post_init__(self) -> None:
-        positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name != "seed"]
+        may_be_zero = ("seed", "reward_openings")
+        positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in may_be_zero]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if self.reward_openings < 0:
+            raise ValueError(f"reward_openings={self.reward_openings!r} must be >= 0")
+        if self.reward_eval_reviews is not None and self.reward_eval_reviews <= 0:
+            raise ValueError(f"reward_eval_reviews={self.reward_eval_reviews!r} must be None or > 0")
         if self.max_reviews is not None and self.max_reviews < 20:
             raise ValueError(f"max_reviews={self.max_reviews!r} must be None or >= 20")
+        if self.reward_opening_min_tokens > self.reward_opening_max_tokens:
+            raise ValueError(
+                f"reward_opening_min_tokens={self.reward_opening_min_tokens} must be <= "
+                f"reward_opening_max_tokens={self.reward_opening_max_tokens}"
+            )
         for prefix in ("policy", "reward"):
             dim, heads = getattr(self, f"{prefix}_dim"), getattr(self, f"{prefix}_heads")
             if dim % heads:
@@ -128,6 +158,7 @@ BUILDS: dict[str, WorldBuild] = {
         reward_epochs=0.2,
         reward_batch=8,
         eval_reviews=16,
+        reward_eval_reviews=64,
         eval_prompts=8,
         eval_new_tokens=8,
         time_budget_minutes=2.0,
@@ -165,8 +196,14 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int) -> PreTrainedTokenizerFast:
-    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0."""
+    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0.
+
+    It pads on the right whatever the policy's tokenizer does (a policy pads on the left to generate): padding on
+    the left would move that pooled token away from position 0 in every batch of mixed lengths.
+    """
     core = Tokenizer.from_str(policy_tokenizer.backend_tokenizer.to_str())
+    core.no_padding()
+    core.no_truncation()
     eos_id = policy_tokenizer.eos_token_id
     core.post_processor = processors.TemplateProcessing(
         single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B:1", special_tokens=[(EOS, eos_id)]
@@ -177,6 +214,7 @@ def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int)
         unk_token=EOS,
         pad_token=EOS,
         model_max_length=max_length,
+        padding_side="right",
         truncation_side="left",
     )
 
@@ -239,19 +277,45 @@ def train_policy(
     return model.eval()
 
 
+def _reward_views(build: WorldBuild, reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast) -> dict[str, list]:
+    """The reward's training rows: each review's head, its tail and ``reward_openings`` seeded openings."""
+    texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
+    side = tokenizer.truncation_side
+    views = {}
+    for view, truncation_side in (("head", "right"), ("tail", "left")):
+        tokenizer.truncation_side = truncation_side
+        views[view] = tokenizer(texts, truncation=True, max_length=build.reward_max_length)["input_ids"]
+    tokenizer.truncation_side = side
+    rng = np.random.default_rng(build.seed)
+    low, high = build.reward_opening_min_tokens, build.reward_opening_max_tokens
+    # One more than the drawn length: the head starts with the eos that DistilBERT pools.
+    lengths = rng.integers(low, high + 1, size=(build.reward_openings, len(texts))) + 1
+    openings = [ids[:k] for row in lengths for ids, k in zip(views["head"], row, strict=True)]
+    input_ids = views["head"] + views["tail"] + openings
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [[1] * len(ids) for ids in input_ids],
+        "labels": labels * (2 + build.reward_openings),
+    }
+
+
 def train_reward(
     build: WorldBuild,
     reviews: pd.DataFrame,
     tokenizer: PreTrainedTokenizerFast,
     policy: GPT2LMHeadModel,
     scratch: Path,
+    budget_share: float = 0.35,
 ) -> DistilBertForSequenceClassification:
     """DistilBERT trained to classify review sentiment, labels {0: NEGATIVE, 1: POSITIVE} as lvwerra/distilbert-imdb.
 
     Its word embeddings start from the policy's (same vocabulary and width): pre-trained embeddings are worth
-    more accuracy than anything else this budget buys. Each long review is seen twice, cut to its first and to its
-    last ``reward_max_length`` tokens: the verdict of a review usually sits at its end (the saved tokenizer keeps
-    the end), while the policy's samples are review beginnings, which the head view teaches.
+    more accuracy than anything else this budget buys. Each long review is seen cut to its first and to its last
+    ``reward_max_length`` tokens: the verdict of a review usually sits at its end (the saved tokenizer keeps the
+    end), while the policy's samples are review beginnings, which the head view teaches. Those samples are also
+    short, and a classifier that only ever read a few hundred tokens judges a 50-token text poorly (68% right on
+    24 words of a review against 86% on the whole), so each review also gives ``reward_openings`` openings of
+    completion length. Training stops early once ``budget_share`` of the build's time budget is spent.
     """
     config = DistilBertConfig(
         vocab_size=len(tokenizer),
@@ -268,12 +332,7 @@ def train_reward(
     model = DistilBertForSequenceClassification(config)
     if build.reward_dim == build.policy_dim:
         model.distilbert.embeddings.word_embeddings.weight.data.copy_(policy.transformer.wte.weight.data)
-    texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
-    views = []
-    for side in ("right", "left"):
-        tokenizer.truncation_side = side
-        views.append({**tokenizer(texts, truncation=True, max_length=build.reward_max_length), "labels": labels})
-    data = Dataset.from_dict({key: views[0][key] + views[1][key] for key in views[0]})
+    data = Dataset.from_dict(_reward_views(build, reviews, tokenizer))
     args = _training_args(
         scratch / "reward",
         num_train_epochs=build.reward_epochs,
@@ -284,7 +343,7 @@ def train_reward(
         seed=build.seed,
         train_sampling_strategy="group_by_length",
     )
-    callback = _WallClock(0.35 * 60 * build.time_budget_minutes)
+    callback = _WallClock(budget_share * 60 * build.time_budget_minutes)
     trainer = Trainer(
         model=model,
         args=args,
@@ -294,6 +353,28 @@ def train_reward(
     )
     trainer.train()
     return model.eval()
+
+
+REWARD_TEXT_WORDS = (48, 24)
+"""Openings, in words, on which the reward's accuracy is also measured: sweeps score ~35-word completions."""
+
+
+def first_words(text: str, n: int) -> str:
+    """The first ``n`` whitespace-separated words of ``text``, joined by single spaces."""
+    return " ".join(text.split()[:n])
+
+
+def reward_accuracies(reward: RewardModel, reviews: pd.DataFrame) -> dict[str, float]:
+    """Share of ``reviews`` whose label the reward's arg-max gets right, read whole and cut to each opening length.
+
+    Keys: ``reward_heldout_accuracy`` (whole reviews, as the reward reads them: their last ``max_length`` tokens)
+    and ``reward_heldout_accuracy_<n>_words`` for each n of ``REWARD_TEXT_WORDS``.
+    """
+    texts, labels = reviews["text"].tolist(), reviews["label"].to_numpy(bool)
+    views = {"reward_heldout_accuracy": texts}
+    for n in REWARD_TEXT_WORDS:
+        views[f"reward_heldout_accuracy_{n}_words"] = [first_words(text, n) for text in texts]
+    return {key: float((reward.is_positive(view) == labels).mean()) for key, view in views.items()}
 
 
 @torch.inference_mode()
@@ -315,9 +396,11 @@ def measure(
     reward: RewardModel,
     heldout: pd.DataFrame,
 ) -> dict[str, float]:
-    """The held-out figures of the model card."""
+    """The held-out figures of the model card: reward accuracies, policy perplexity, the reward on samples."""
+    judged = heldout
+    if build.reward_eval_reviews is not None:
+        judged = heldout.sample(n=min(build.reward_eval_reviews, len(heldout)), random_state=build.seed)
     sample = heldout.sample(n=min(build.eval_reviews, len(heldout)), random_state=build.seed)
-    accuracy = float((reward.is_positive(sample["text"].tolist()) == sample["label"].to_numpy(bool)).mean())
     ppl = perplexity(policy, _blocks(sample["text"].tolist(), policy_tokenizer, build.policy_context))
     policy_tokenizer.padding_side = "left"
     prompts = imdb_prefix_prompts(heldout["text"].tolist(), policy_tokenizer, build.eval_prompts, seed=build.seed)
@@ -329,9 +412,10 @@ def measure(
     sampled = logits[:, reward.positive_index]
     positive = float((logits.argmax(axis=1) == reward.positive_index).mean())
     return {
-        "reward_heldout_accuracy": accuracy,
-        "reward_heldout_reviews": len(sample),
+        **reward_accuracies(reward, judged),
+        "reward_heldout_reviews": len(judged),
         "policy_heldout_perplexity": ppl,
+        "policy_heldout_reviews": len(sample),
         "policy_samples_positive_fraction": positive,
         "policy_samples_reward_mean": float(sampled.mean()),
         "policy_samples_reward_std": float(sampled.std()),
@@ -339,17 +423,54 @@ def measure(
     }
 
 
-def build_world(build: WorldBuild, out: str | Path, name: str = "custom") -> dict:
-    """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``build.json``); returns its card."""
+def world_reviews(build: WorldBuild) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held_out): the reviews a world of this build trains on and the ones it is measured on.
+
+    The full set is split first and ``max_reviews`` then subsamples only its training side, so that a world of any
+    size holds out exactly the reviews the prompt pools (``alignray.data.prompts``) are drawn from.
+    """
+    train, heldout = split_reviews(load_reviews(), HELDOUT_FRACTION, SPLIT_SEED)
+    if build.max_reviews is not None:
+        train = train.sample(n=min(build.max_reviews, len(train)), random_state=build.seed)
+        train = train.sort_index().reset_index(drop=True)
+    return train, heldout
+
+
+def _load_policy(out: Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
+    device = pick_device()
+    policy = GPT2LMHeadModel.from_pretrained(out / "policy", use_safetensors=True).to(device).eval()
+    return policy, PreTrainedTokenizerFast.from_pretrained(out / "policy")
+
+
+def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
+    """``build.json`` of the world under ``out`` and its build (fields it predates take today's defaults)."""
+    path = out / "build.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: build the world first with jobs/build_world.py --out {out}")
+    card = json.loads(path.read_text())
+    known = {f.name for f in fields(WorldBuild)}
+    return card, WorldBuild(**{k: v for k, v in card["build"].items() if k in known})
+
+
+def measure_world(out: str | Path) -> dict[str, float]:
+    """``measure`` a saved world again from its files and ``build.json``: the figures its model card quotes."""
+    out = Path(out)
+    _, build = _saved_build(out)
+    policy, tokenizer = _load_policy(out)
+    reward = load_reward(str(out / "reward"), device=policy.device)
+    return measure(build, policy, tokenizer, reward, world_reviews(build)[1])
+
+
+def build_world(build: WorldBuild, out: str | Path, name: str = "custom", command: str | None = None) -> dict:
+    """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``build.json``); returns its card.
+
+    ``command``, the command line that asked for it, is recorded in the card.
+    """
     started = time.monotonic()
     out = Path(out)
     scratch = out / ".scratch"
     torch.manual_seed(build.seed)
-    reviews = load_reviews()
-    if build.max_reviews is not None:
-        reviews = reviews.sample(n=min(build.max_reviews, len(reviews)), random_state=build.seed)
-        reviews = reviews.sort_index().reset_index(drop=True)
-    train, heldout = split_reviews(reviews, HELDOUT_FRACTION, SPLIT_SEED)
+    train, heldout = world_reviews(build)
     log.info("reviews: %d train, %d held out", len(train), len(heldout))
 
     tokenizer = train_tokenizer(train["text"].tolist(), build.vocab_size)
@@ -385,15 +506,99 @@ def build_world(build: WorldBuild, out: str | Path, name: str = "custom") -> dic
             "total": round(time.monotonic() - started, 1),
         },
         "torch_threads": torch.get_num_threads(),
+        "commands": {"world": command},
     }
     (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(scratch, ignore_errors=True)
     return card
 
 
-def write_model_card(card: dict, out: str | Path, command: str) -> Path:
-    """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, build command and figures."""
-    build, figures, split = card["build"], card["figures"], card["split"]
+_POLICY_FIELDS = (
+    "vocab_size",
+    "max_reviews",
+    "seed",
+    *(f.name for f in fields(WorldBuild) if f.name.startswith("policy_")),
+)
+"""Build fields that shape the tokenizer or the policy: a reward-only build must keep the saved world's."""
+
+
+def _default_command(name: str, out: Path) -> str:
+    preset = "" if name == "tiny-imdb" else f" --preset {name}"
+    return f"python jobs/build_world.py{preset} --out {out}"
+
+
+def check_reward_only(build: WorldBuild, out: str | Path) -> dict:
+    """The card of the world under ``out``, once ``build`` is known to agree with its tokenizer and policy."""
+    out = Path(out)
+    card, saved = _saved_build(out)
+    for name in _POLICY_FIELDS:
+        if getattr(build, name) != getattr(saved, name):
+            raise ValueError(
+                f"{name}={getattr(build, name)!r} differs from the saved world's {getattr(saved, name)!r}: "
+                "a reward-only build keeps the saved tokenizer and policy, so it takes their settings"
+            )
+    return card
+
+
+def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = None) -> dict:
+    """Train, measure and save a new reward for the world under ``out``; its tokenizer and policy stay as saved.
+
+    The reward phase gets the build's whole time budget (there is no policy phase to share it with). ``build.json``
+    keeps the policy's seconds and takes the new reward's settings, parameters, seconds and all figures (the
+    sampled ones are the reward's verdicts); ``seconds.total`` is then the policy's plus this run's. ``command`` is
+    recorded beside the command that built the world.
+    """
+    out = Path(out)
+    card = check_reward_only(build, out)
+    started, cpu_started = time.monotonic(), time.process_time()
+    policy, tokenizer = _load_policy(out)
+    train, heldout = world_reviews(build)
+    scorer_tokenizer = reward_tokenizer(tokenizer, build.reward_max_length)
+    reward_model = train_reward(build, train, scorer_tokenizer, policy, out / ".scratch", budget_share=1.0)
+    reward_seconds, reward_cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+    reward = RewardModel(reward_model, scorer_tokenizer, build.reward_max_length)
+    figures = measure(build, policy, tokenizer, reward, heldout)
+    reward_model.save_pretrained(out / "reward", safe_serialization=True)
+    scorer_tokenizer.save_pretrained(out / "reward")
+    card.update(
+        build=asdict(build),
+        parameters={**card["parameters"], "reward": sum(p.numel() for p in reward_model.parameters())},
+        figures=figures,
+        seconds={
+            "policy": card["seconds"]["policy"],
+            "reward": round(reward_seconds, 1),
+            # Other work on a shared machine stretches wall time; CPU time says what the reward itself cost.
+            "reward_cpu": round(reward_cpu_seconds, 1),
+            "total": round(card["seconds"]["policy"] + time.monotonic() - started, 1),
+        },
+        torch_threads=torch.get_num_threads(),
+        # Worlds saved before commands were recorded came from the default command of their preset.
+        commands={"world": _default_command(card["name"], out), **card.get("commands", {}), "reward": command},
+    )
+    (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(out / ".scratch", ignore_errors=True)
+    return card
+
+
+def write_model_card(card: dict, out: str | Path) -> Path:
+    """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, build commands and figures."""
+    build, figures, split, seconds = card["build"], card["figures"], card["split"], card["seconds"]
+    commands = card.get("commands", {})
+    world_command = commands.get("world") or "(not recorded)"
+    if commands.get("reward"):
+        how = [
+            f"Tokenizer and policy: `{world_command}` (policy {seconds['policy'] / 60:.1f} min). The reward was then"
+            f" retrained alone by `{commands['reward']}` ({seconds['reward'] / 60:.1f} min with"
+            f" {card['torch_threads']} torch threads on a machine shared with other work;"
+            f" {seconds['reward_cpu'] / 60:.1f} CPU-min, so ~{seconds['reward_cpu'] / 60 / card['torch_threads']:.0f}"
+            f" min on {card['torch_threads']} idle cores), which measured every figure above and wrote `build.json`."
+        ]
+    else:
+        how = [
+            f"`{world_command}` ({seconds['total'] / 60:.1f} min with {card['torch_threads']} torch threads:"
+            f" policy {seconds['policy'] / 60:.1f}, reward {seconds['reward'] / 60:.1f})."
+            " Every figure above is copied from `build.json`, which the same run wrote."
+        ]
     lines = [
         f"# {card['name']}: the embedded alignray world",
         "",
@@ -416,30 +621,35 @@ def write_model_card(card: dict, out: str | Path, command: str) -> Path:
         f" {build['reward_dim']} wide, {build['reward_heads']} heads, feed-forward {build['reward_hidden']},"
         f" reads {build['reward_max_length']} tokens, {card['parameters']['reward']:,} parameters;"
         f" {build['reward_epochs']} epochs x {build['reward_batch']} reviews, lr {build['reward_lr']};"
-        " labels {0: NEGATIVE, 1: POSITIVE}; word embeddings start from the policy's; trained on the head and the"
-        " tail of each review, reads the tail of long texts.",
+        " labels {0: NEGATIVE, 1: POSITIVE}; word embeddings start from the policy's; trained on the head, the tail"
+        f" and {build['reward_openings']} opening(s) of {build['reward_opening_min_tokens']}-"
+        f"{build['reward_opening_max_tokens']} tokens (the length of a sampled completion) of each review; reads the"
+        " tail of long texts.",
         "",
         "## Why these sizes",
         "The budget is ~45 minutes on 2 CPU cores for everything. Measured here (`python bench/world_sizes.py`), a",
         "4 x 128 GPT-2 trains about 1.3x faster per token than 4 x 192 and 1.7x faster than 4 x 256; ~19 minutes then",
         "buy ~4M tokens, and at ~20 tokens per parameter (Chinchilla) ~2M parameters is what that many tokens can",
         "train, so a wider policy would only see fewer tokens. The reward's 2 x 128 DistilBERT reads ~1.9x more",
-        "reviews per second than 4 x 128, enough for one pass over the head and the tail of every review; its width",
-        "equals the policy's so that it starts from the policy's trained word embeddings.",
+        "reviews per second than 4 x 128, enough for one pass over the head, the tail and a completion-length",
+        "opening of every review (openings cost little: ~40 tokens against up to 256); its width equals the",
+        "policy's so that it starts from the policy's trained word embeddings.",
         "",
-        "## Held-out figures (measured by the build)",
-        f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews:"
-        f" **{figures['reward_heldout_accuracy']:.1%}**",
-        f"- policy perplexity on those reviews: **{figures['policy_heldout_perplexity']:.1f}**",
+        "## Held-out figures",
+        f"Measured by the build; `python jobs/measure_world.py --world {out}` measures them again.",
+        f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews: whole reviews"
+        f" **{figures['reward_heldout_accuracy']:.1%}**; their first 48 words"
+        f" **{figures['reward_heldout_accuracy_48_words']:.1%}**; their first 24 words"
+        f" **{figures['reward_heldout_accuracy_24_words']:.1%}** (sweeps score completions of about 35 words)",
+        f"- policy perplexity on {figures['policy_heldout_reviews']} of those reviews:"
+        f" **{figures['policy_heldout_perplexity']:.1f}**",
         f"- of {figures['policy_samples']} sampled continuations ({build['eval_new_tokens']} tokens, pure sampling) of"
         " held-out review prefixes (2-8 tokens), the reward calls"
         f" **{figures['policy_samples_positive_fraction']:.1%}** positive; their reward is"
         f" {figures['policy_samples_reward_mean']:.2f} +- {figures['policy_samples_reward_std']:.2f}",
         "",
         "## Build",
-        f"`{command}` ({card['seconds']['total'] / 60:.1f} min with {card['torch_threads']} torch threads:"
-        f" policy {card['seconds']['policy'] / 60:.1f}, reward {card['seconds']['reward'] / 60:.1f})."
-        " Every figure above is copied from `build.json`, which the same run wrote.",
+        *how,
         "",
     ]
     path = Path(out) / "MODEL_CARD.md"

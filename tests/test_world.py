@@ -107,10 +107,15 @@ def test_committed_world_is_small_safetensors_only_and_meets_its_card():
     for role in ("policy", "reward"):
         assert (TINY / role / "model.safetensors").is_file()
     figures = json.loads((TINY / "build.json").read_text())["figures"]
-    assert figures["reward_heldout_accuracy"] >= 0.85
+    assert figures["reward_heldout_accuracy"] >= 0.84
+    # Sweeps score ~35-word completions: the committed reward judges review openings of that length too.
+    assert figures["reward_heldout_accuracy_48_words"] >= 0.76
+    assert figures["reward_heldout_accuracy_24_words"] >= 0.72
     assert 0.3 <= figures["policy_samples_positive_fraction"] <= 0.7
     card = (TINY / "MODEL_CARD.md").read_text()
-    assert f"{figures['reward_heldout_accuracy']:.1%}" in card
+    for key in ("reward_heldout_accuracy", "reward_heldout_accuracy_48_words", "reward_heldout_accuracy_24_words"):
+        assert f"{figures[key]:.1%}" in card
+    assert "`python jobs/measure_world.py --world alignray/assets/tiny-imdb`" in card
 
 
 def test_committed_reward_tells_praise_from_panning():

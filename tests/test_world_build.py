@@ -1,5 +1,7 @@
+import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,20 @@ from safetensors.torch import load_file
 from transformers import GPT2LMHeadModel
 
 from alignray.world import load_reward, load_tokenizer
-from alignray.world_build import BUILDS, WorldBuild, measure, perplexity, reward_tokenizer, train_tokenizer
+from alignray.world_build import (
+    BUILDS,
+    WorldBuild,
+    _reward_views,
+    check_reward_only,
+    measure,
+    measure_world,
+    perplexity,
+    rebuild_reward,
+    reward_tokenizer,
+    train_tokenizer,
+    world_reviews,
+    write_model_card,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +41,7 @@ def test_micro_build_writes_loadable_safetensors_models_and_a_card(micro_world):
     assert not (out / ".scratch").exists()
     saved = json.loads((out / "build.json").read_text())
     assert saved["figures"] == card["figures"]
-    assert card["split"]["train"] + card["split"]["heldout"] == BUILDS["micro"].max_reviews
+    assert card["split"]["train"] == BUILDS["micro"].max_reviews  # a subsample of the full split's training side
 
 
 def test_the_saved_models_have_the_sizes_asked_for_and_the_card_counts_them(micro_world):
@@ -138,6 +153,16 @@ def test_tokenizer_round_trips_text_and_has_one_special_token():
     assert reward_tokenizer(tok, 32).model_max_length == 32
 
 
+def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenizer():
+    policy_tok = train_tokenizer(["a good film. " * 20, "a bad film! " * 20], vocab_size=300)
+    policy_tok.padding_side = "left"
+    policy_tok(["a", "a good film"], padding=True)  # leaves left padding in the backend, as generation does
+    reward_tok = reward_tokenizer(policy_tok, 32)
+    batch = reward_tok(["a", "a good film"], padding=True)["input_ids"]
+    assert batch[0][0] == batch[1][0] == policy_tok.eos_token_id
+    assert batch[0][-1] == policy_tok.pad_token_id and batch[0][1] != policy_tok.pad_token_id
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -168,3 +193,84 @@ def test_micro_world_scores_through_the_shared_loader(micro_world):
     reward = load_reward(str(out / "reward"))
     assert reward.max_length == BUILDS["micro"].reward_max_length
     assert reward.score(["good", "bad"]).dtype.name == "float32"
+
+
+@pytest.mark.parametrize("name", ["micro", "tiny-imdb"])
+def test_no_review_a_world_trains_on_gives_prompts(name):
+    from alignray.data.prompts import imdb_prompt_reviews
+    from alignray.imdb import load_reviews, split_reviews
+
+    train, heldout = world_reviews(BUILDS[name])
+    prompts = set(imdb_prompt_reviews("train")) | set(imdb_prompt_reviews("eval"))
+    assert not set(train["text"]) & prompts
+    assert prompts <= set(heldout["text"])
+    # A smaller world trains on fewer reviews, never on a different split.
+    assert set(heldout["text"]) == set(split_reviews(load_reviews())[1]["text"])
+    assert len(train) == (BUILDS[name].max_reviews or len(split_reviews(load_reviews())[0]))
+
+
+def test_reward_trains_on_seeded_openings_of_completion_length():
+    import pandas as pd
+
+    reviews = pd.DataFrame(
+        {"text": [f"review {i} " + "so very good " * (5 + i) for i in range(6)], "label": [0, 1] * 3}
+    )
+    tok = reward_tokenizer(train_tokenizer(reviews["text"].tolist(), vocab_size=300), max_length=16)
+    build = dataclasses.replace(
+        BUILDS["micro"], reward_openings=2, reward_opening_min_tokens=3, reward_opening_max_tokens=6
+    )
+    views = _reward_views(build, reviews, tok)
+    assert views == _reward_views(build, reviews, tok)
+    assert len(views["input_ids"]) == len(views["labels"]) == 4 * len(reviews)
+    assert views["labels"][-len(reviews) :] == reviews["label"].tolist()
+    heads, openings = views["input_ids"][: len(reviews)], views["input_ids"][2 * len(reviews) :]
+    for index, opening in enumerate(openings):
+        head = heads[index % len(reviews)]
+        assert opening == head[: len(opening)] and opening[0] == tok.eos_token_id
+        assert 3 <= len(opening) - 1 <= 6
+    assert len({len(opening) for opening in openings}) > 1
+
+
+def test_measuring_a_saved_world_again_gives_its_card_figures(micro_world):
+    out, card = micro_world
+    figures = measure_world(out)
+    assert figures == pytest.approx(card["figures"], abs=1e-6)
+    assert {"reward_heldout_accuracy_48_words", "reward_heldout_accuracy_24_words"} <= set(figures)
+    assert figures["reward_heldout_reviews"] == BUILDS["micro"].reward_eval_reviews
+
+
+def test_reward_only_build_keeps_the_policy_and_replaces_the_reward(micro_world, tmp_path):
+    source, card = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    build = dataclasses.replace(BUILDS["micro"], reward_epochs=0.5, reward_openings=2)
+    new = rebuild_reward(build, out, command="python jobs/build_world.py --reward-only")
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (out / "policy" / name).read_bytes() == (source / "policy" / name).read_bytes()
+    assert (out / "reward" / "tokenizer.json").read_bytes() == (source / "reward" / "tokenizer.json").read_bytes()
+    assert (out / "reward" / "model.safetensors").read_bytes() != (
+        source / "reward" / "model.safetensors"
+    ).read_bytes()
+    saved = json.loads((out / "build.json").read_text())
+    assert saved == new
+    assert saved["build"]["reward_epochs"] == 0.5 and saved["build"]["reward_openings"] == 2
+    assert saved["seconds"]["policy"] == card["seconds"]["policy"]
+    assert saved["figures"]["policy_heldout_perplexity"] == pytest.approx(card["figures"]["policy_heldout_perplexity"])
+    assert saved["figures"] == pytest.approx(measure_world(out), abs=1e-6)
+    text = write_model_card(saved, out).read_text()
+    assert "retrained alone by `python jobs/build_world.py --reward-only`" in text
+    assert f"`python jobs/measure_world.py --world {out}`" in text
+    assert f"{saved['figures']['reward_heldout_accuracy_24_words']:.1%}" in text
+
+
+def test_reward_only_build_refuses_settings_of_another_policy(micro_world, tmp_path):
+    out, _ = micro_world
+    with pytest.raises(ValueError, match="policy_steps=5 differs from the saved world's 4"):
+        check_reward_only(dataclasses.replace(BUILDS["micro"], policy_steps=5), out)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--reward-only", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "build.json is missing" in run.stderr

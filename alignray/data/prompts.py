@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["EVAL_REVIEWS", "PROMPT_SOURCES", "imdb_prefix_prompts", "imdb_prompt_reviews", "read_prompt_file"]
+__all__ = [
+    "EVAL_REVIEWS",
+    "PROMPT_SEED",
+    "PROMPT_SOURCES",
+    "imdb_prefix_prompts",
+    "imdb_prompt_pools",
+    "imdb_prompt_reviews",
+    "label_balanced_pools",
+    "read_prompt_file",
+]
 
 
 def imdb_prefix_prompts(
@@ -33,18 +43,53 @@ def imdb_prefix_prompts(
 
 
 EVAL_REVIEWS = 500
-"""The last 500 held-out reviews give evaluation prompts and the rest give preference-data prompts, so that the
-two never share a review."""
+"""Held-out reviews in the evaluation pool; the preference-data pool takes a balanced share of the rest."""
+PROMPT_SEED = 0
+"""Seed of the draw that fills the two prompt pools."""
 
 
-def imdb_prompt_reviews(purpose: str) -> list[str]:
-    """Held-out IMDB reviews to cut prompts from: ``"train"`` (preference data) or ``"eval"`` (evaluation)."""
+def label_balanced_pools(
+    reviews: pd.DataFrame, eval_size: int = EVAL_REVIEWS, seed: int = PROMPT_SEED
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``reviews`` (columns ``text``, ``label``) into disjoint (train, eval) pools, each half positive.
+
+    The eval pool is a seeded draw of ``eval_size / 2`` reviews of each label; the train pool is a seeded draw of as
+    many reviews of each label as both labels still have, so that prompts for preference data and for evaluation
+    open reviews of the same sentiment mix. Each pool is in a seeded order, its labels interleaved.
+    """
+    if eval_size < 2 or eval_size % 2:
+        raise ValueError(f"eval_size={eval_size!r} must be an even number >= 2 (half of it per label)")
+    counts = reviews["label"].value_counts()
+    if set(counts.index) != {0, 1} or counts.min() <= eval_size // 2:
+        raise ValueError(
+            f"eval_size={eval_size} needs more than {eval_size // 2} reviews of each label; got {counts.to_dict()}"
+        )
+    rng = np.random.default_rng(seed)
+    by_label = [rng.permutation(np.flatnonzero(reviews["label"].to_numpy() == label)) for label in (0, 1)]
+    half = eval_size // 2
+    per_label = min(len(rows) for rows in by_label) - half
+    eval_rows = np.concatenate([rows[:half] for rows in by_label])
+    train_rows = np.concatenate([rows[half : half + per_label] for rows in by_label])
+    train = reviews.iloc[rng.permutation(train_rows)].reset_index(drop=True)
+    return train, reviews.iloc[rng.permutation(eval_rows)].reset_index(drop=True)
+
+
+def imdb_prompt_pools(seed: int = PROMPT_SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``label_balanced_pools`` of the held-out IMDB reviews (``alignray.imdb.split_reviews``): (train, eval)."""
     from alignray.imdb import load_reviews, split_reviews
 
+    return label_balanced_pools(split_reviews(load_reviews())[1], EVAL_REVIEWS, seed)
+
+
+def imdb_prompt_reviews(purpose: str, seed: int = PROMPT_SEED) -> list[str]:
+    """Held-out IMDB reviews to cut prompts from: ``"train"`` (preference data) or ``"eval"`` (evaluation).
+
+    Both pools are half positive, disjoint, and never seen by the world's training (see ``imdb_prompt_pools``).
+    """
     if purpose not in ("train", "eval"):
         raise ValueError(f"purpose={purpose!r} must be 'train' or 'eval'")
-    texts = split_reviews(load_reviews())[1]["text"].tolist()
-    return texts[-EVAL_REVIEWS:] if purpose == "eval" else texts[:-EVAL_REVIEWS]
+    train, evaluation = imdb_prompt_pools(seed)
+    return (train if purpose == "train" else evaluation)["text"].tolist()
 
 
 PROMPT_SOURCES = ("imdb_prefix", "fixed", "file")
@@ -53,8 +98,6 @@ PROMPT_SOURCES = ("imdb_prefix", "fixed", "file")
 
 def read_prompt_file(path: str, column: str = "prompt") -> list[str]:
     """Prompts from a ``.txt`` (one per line), ``.parquet``, ``.csv`` or ``.jsonl`` file (column ``column``)."""
-    import pandas as pd
-
     suffix = path.rsplit(".", 1)[-1].lower()
     if suffix == "txt":
         with open(path, encoding="utf-8") as handle:
