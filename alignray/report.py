@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from alignray.metrics import METRICS
 from alignray.sweep.pareto import hypervolume, hypervolume_curve, pareto_mask
 
 __all__ = [
@@ -58,17 +59,7 @@ __all__ = [
     "write_report",
 ]
 
-INTERVAL_METRICS = (
-    "reward/mean",
-    "reward/std",
-    "reward/frac_positive",
-    "diversity/token_entropy",
-    "diversity/predictive_entropy",
-    "diversity/distinct_1",
-    "diversity/distinct_2",
-    "kl/ref",
-    "fluency/ref_perplexity",
-)
+INTERVAL_METRICS = tuple(m for m in METRICS if m not in ("reward/p10", "reward/p50", "reward/p90"))
 """Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one."""
 TOKEN_METRICS = ("diversity/token_entropy", "diversity/distinct_1", "diversity/distinct_2")
 """Metrics computed from ``completion_ids``: no interval when the stored samples lack them."""
