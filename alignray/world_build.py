@@ -37,7 +37,7 @@ from transformers import (
 from alignray.data.generation import sample_continuations
 from alignray.data.prompts import imdb_prefix_prompts
 from alignray.imdb import HELDOUT_FRACTION, SPLIT_SEED, load_reviews, split_reviews
-from alignray.world import RewardModel, load_reward, pick_device
+from alignray.world import RewardModel, load_policy, load_reward
 
 __all__ = [
     "BUILDS",
@@ -437,9 +437,7 @@ def world_reviews(build: WorldBuild) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _load_policy(out: Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
-    device = pick_device()
-    policy = GPT2LMHeadModel.from_pretrained(out / "policy", use_safetensors=True).to(device).eval()
-    return policy, PreTrainedTokenizerFast.from_pretrained(out / "policy")
+    return load_policy(str(out / "policy"))  # safetensors, no remote code, on pick_device(), eval mode
 
 
 def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
