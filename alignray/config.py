@@ -19,6 +19,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import math
 import numbers
 import textwrap
@@ -692,6 +693,12 @@ class SweepConfig:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         if self.resume and self.overwrite:
             raise ValueError("resume=True and overwrite=True contradict each other; pick one")
+        for point in map(json.loads, self.points_to_evaluate):  # Optuna would refuse it inside the search
+            for name, allowed in (("divergence", self.divergences), ("loss_type", self.loss_types)):
+                if name in point and point[name] not in allowed:
+                    raise ValueError(
+                        f"points_to_evaluate: {name}={point[name]!r} is outside the searched {name}s {list(allowed)}"
+                    )
 
     def preference_config(self, out: str) -> PreferenceConfig:
         """The preference data set of this sweep, written to ``out``."""
@@ -710,7 +717,6 @@ class SweepConfig:
 
 def _point(point: str | dict, allowed: tuple[str, ...]) -> str:
     """A point to evaluate as canonical JSON, after checking its names and values (a trial config must build)."""
-    import json
 
     try:
         values = json.loads(point) if isinstance(point, str) else dict(point)

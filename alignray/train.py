@@ -159,13 +159,13 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
-    storage = Path(storage_path or tempfile.mkdtemp(prefix="alignray-train-"))
+    storage = storage_path or tempfile.mkdtemp(prefix="alignray-train-")  # a str: cloud URIs stay URIs
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"config": dataclasses.asdict(config)},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
         # A fixed name (no timestamp): a restored sweep trial finds its own Train run again.
-        run_config=RunConfig(name=run_name, storage_path=str(storage), failure_config=FailureConfig(max_failures=1)),
+        run_config=RunConfig(name=run_name, storage_path=storage, failure_config=FailureConfig(max_failures=1)),
     )
     result = trainer.fit()
     if result.checkpoint is None:

@@ -174,9 +174,10 @@ def test_bad_input_output_holding_other_files_or_a_file(tmp_path, capsys, no_swe
     out = tmp_path / "exp"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    err = _refused(["--output", str(out)], capsys, no_sweep)
-    assert "already holds files of something else" in err and "--overwrite" in err
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    for extra in ([], ["--overwrite"]):  # --overwrite deletes a sweep's directory, never someone else's files
+        err = _refused(["--output", str(out), *extra], capsys, no_sweep)
+        assert "holds files that are not an alignray sweep" in err and "--overwrite deletes only" in err
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert "is a file; name a directory" in _refused(["--output", str(a_file)], capsys, no_sweep)

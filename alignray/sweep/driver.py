@@ -83,8 +83,13 @@ def check_output(config: SweepConfig) -> None:
         return
     if out.exists() and not out.is_dir():
         raise ValueError(f"output={config.output!r} is a file; name a directory")
+    if out.is_dir() and any(out.iterdir()) and not saved.is_file():
+        raise ValueError(
+            f"output={config.output!r} holds files that are not an alignray sweep; --overwrite deletes only a sweep's "
+            "directory: name an empty or new --output"
+        )
     if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-        what = f"the sweep {json.loads(saved.read_text())['study']}" if saved.is_file() else "files of something else"
+        what = f"the sweep {json.loads(saved.read_text())['study']}"
         raise ValueError(
             f"output={config.output!r} already holds {what}; pass --resume to continue it, --overwrite to delete it "
             "and start again, or another --output"
@@ -197,21 +202,32 @@ def _init_ray() -> None:
 
 
 def _trial_resources(config: SweepConfig) -> tuple[dict[str, float], int]:
-    """A trial's Ray resources and how many trials the cluster holds at once."""
+    """A trial's Ray resources and how many trials the cluster holds at once.
+
+    A cluster that cannot hold one trial yet (an autoscaling one, before its GPU nodes start) is refused unless
+    ``max_concurrent_trials`` says how many to run; otherwise the user's number is capped at what fits.
+    """
     import ray
 
     cluster = ray.cluster_resources()
     gpus = config.gpus_per_trial if config.gpus_per_trial is not None else (1.0 if cluster.get("GPU") else 0.0)
     resources = {"cpu": config.cpus_per_trial, "gpu": gpus}
-    # Ray Train workers of a multi-worker trial hold their own CPU (and GPU) beside the trial's.
-    cpus_each = config.cpus_per_trial + (config.workers_per_trial if config.workers_per_trial > 1 else 0)
-    gpus_each = gpus * (1 + (config.workers_per_trial if config.workers_per_trial > 1 else 0))
-    fits = int(cluster.get("CPU", 1) // cpus_each)
+    # Ray Train workers of a multi-worker trial hold their own CPU (and one GPU each) beside the trial's.
+    workers = config.workers_per_trial if config.workers_per_trial > 1 else 0
+    cpus_each = config.cpus_per_trial + workers
+    gpus_each = gpus + (workers if gpus else 0)
+    fits = int(cluster.get("CPU", 0) // cpus_each)
     if gpus_each:
         fits = min(fits, int(cluster.get("GPU", 0) // gpus_each))
     if fits < 1:
-        raise ValueError(f"one trial needs {cpus_each} CPUs and {gpus_each} GPUs; the cluster has {cluster}")
-    return resources, config.max_concurrent_trials or fits
+        if config.max_concurrent_trials:
+            _say(f"the cluster {cluster} holds no trial yet; waiting for the autoscaler to add nodes")
+            return resources, config.max_concurrent_trials
+        raise ValueError(
+            f"one trial needs {cpus_each} CPUs and {gpus_each} GPUs; the cluster has {cluster}. On an autoscaling "
+            "cluster, give --max-concurrent-trials so that trials wait for new nodes"
+        )
+    return resources, min(config.max_concurrent_trials or fits, fits)
 
 
 def _tune_storage(config: SweepConfig) -> str:
@@ -266,7 +282,11 @@ def _reference_stage(config: SweepConfig, data: Path, out: Path, prompts: list[s
     resources, _ = _trial_resources(config)
     task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"])(_score_reference)
     started = time.monotonic()
-    metrics = ray.get(task.remote(config, str(data), str(target), str(base), prompts))
+    # Data travel through the object store both ways: the task may run on another node than this driver.
+    scored, samples, metrics = ray.get(task.remote(config, pd.read_parquet(data), prompts))
+    _write_atomic(target, lambda p: scored.to_parquet(p, index=False))
+    base.mkdir(parents=True, exist_ok=True)
+    _write_atomic(base / "samples.parquet", lambda p: samples.to_parquet(p, index=False))
     _write_atomic(done, lambda p: p.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n"))
     _say(
         f"2/4 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
@@ -275,8 +295,11 @@ def _reference_stage(config: SweepConfig, data: Path, out: Path, prompts: list[s
     return metrics
 
 
-def _score_reference(config: SweepConfig, data: str, target: str, base: str, prompts: list[str]) -> dict[str, float]:
-    """Runs as a Ray task: TRL's own reference precompute, kept as columns, then the base policy's evaluation."""
+def _score_reference(
+    config: SweepConfig, pairs: pd.DataFrame, prompts: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Runs as a Ray task: TRL's own reference precompute, kept as columns (the pairs TRL kept, with the eos it
+    appended), then the base policy's evaluation samples and metrics."""
     import tempfile
 
     import torch
@@ -288,18 +311,17 @@ def _score_reference(config: SweepConfig, data: str, target: str, base: str, pro
 
     threads = max(1, int(config.cpus_per_trial))
     torch.set_num_threads(threads)
-    run = TrainConfig(data=data, policy=config.policy, max_length=config.max_length, batch_size=config.batch_size)
     with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "preferences.parquet"
+        pairs.to_parquet(data, index=False)
+        run = TrainConfig(data=str(data), policy=config.policy, max_length=config.max_length)
         trainer = build_trainer(run, load_preferences(data), scratch)
         scored = trainer.train_dataset.select_columns([*PREFERENCE_COLUMNS, *REFERENCE_COLUMNS]).to_pandas()
-    _write_atomic(Path(target), lambda p: scored.to_parquet(p, index=False))
     metrics, samples = evaluate_here(
         config.policy, config.policy, config.reward, prompts, config.eval_samples_per_prompt, config.max_new_tokens,
         config.seed, threads=threads,
     )  # fmt: skip
-    Path(base).mkdir(parents=True, exist_ok=True)
-    samples.to_parquet(Path(base) / "samples.parquet", index=False)
-    return metrics
+    return scored, samples, metrics
 
 
 def _searcher(config: SweepConfig, study: str):
@@ -329,9 +351,9 @@ def _tuner(config: SweepConfig, study: str, data: Path, prompts: list[str]):
     resources, concurrent = _trial_resources(config)
     storage = _tune_storage(config)
     experiment = f"{storage.rstrip('/')}/{study}"
-    trainable = tune.with_resources(
+    trainable = tune.with_resources(  # the pairs travel in the object store: trials may run on other nodes
         tune.with_parameters(
-            run_trial, config=config, data=str(data), prompts=prompts, train_storage=f"{experiment}/train"
+            run_trial, config=config, pairs=pd.read_parquet(data), prompts=prompts, train_storage=f"{experiment}/train"
         ),
         resources,
     )
@@ -425,6 +447,8 @@ def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
 def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
     """Copy every finished trial's evaluation samples to ``samples/<trial>.parquet`` and the frontier's checkpoints
     to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
+    from pyarrow.fs import FileType
+
     target = out / "frontier"
     shutil.rmtree(target, ignore_errors=True)
     (out / "samples").mkdir(exist_ok=True)
@@ -438,7 +462,7 @@ def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
             (out / "samples" / f"{row['trial']}.parquet").write_bytes(source.read())
         if row["pareto"]:
             result.checkpoint.to_directory(str(target / row["trial"]))
-        elif not keep_all:
+        elif not keep_all and fs.get_file_info(f"{path}/model").type != FileType.NotFound:  # gone on a rerun
             fs.delete_dir(f"{path}/model")
 
 
@@ -466,11 +490,27 @@ def _report(out: Path) -> None:
     _say(f"report: {', '.join(str(p) for p in written.values())}")
 
 
+def _absolute(config: SweepConfig) -> SweepConfig:
+    """``config`` with its output and any local model paths made absolute."""
+    local = {k: str(Path(v).resolve()) for k in ("policy", "reward") if Path(v := getattr(config, k)).exists()}
+    return dataclasses.replace(config, output=str(Path(config.output).resolve()), **local)
+
+
+def _resolve_gpus(config: SweepConfig) -> SweepConfig:
+    """``gpus_per_trial`` decided once (default: 1 when the cluster has GPUs), so trials see the value Tune gave."""
+    import ray
+
+    if config.gpus_per_trial is not None:
+        return config
+    return dataclasses.replace(config, gpus_per_trial=1.0 if ray.cluster_resources().get("GPU") else 0.0)
+
+
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Run (or resume) the sweep of ``config``; returns the summary that ``sweep.json`` also records."""
     from alignray.metrics import evaluation_prompts
 
     started = time.monotonic()
+    config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)
     prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed)  # models checked before writing
     if config.overwrite and out.exists():
@@ -482,6 +522,8 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     _write_atomic(saved, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 
     _init_ray()
+    config = _resolve_gpus(config)
+    _trial_resources(config)  # a trial that cannot fit fails now, before any data is made
     data = _preferences(config, out)
     base = _reference_stage(config, data, out, prompts)
     searching = time.monotonic()

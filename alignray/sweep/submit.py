@@ -101,8 +101,12 @@ def submit_sweep(sweep_args: list[str], working_dir: str = ".") -> int:
         entrypoint = shlex.join([sys.executable, "jobs/sweep.py", *sweep_args])
         job_id = _submit(client, entrypoint, working_dir)
         print(f"[alignray] job {job_id}: {entrypoint}")
-        asyncio.run(_follow(client, job_id))
-        status = client.get_job_status(job_id)
+        try:
+            asyncio.run(_follow(client, job_id))
+        except RuntimeError as err:  # the log stream dropped: the job goes on, so wait for it rather than stop it
+            print(f"[alignray] log stream lost ({err}); waiting for job {job_id}")
+        while not (status := client.get_job_status(job_id)).is_terminal():
+            time.sleep(5.0)
         print(f"[alignray] job {job_id}: {status}")
         return 0 if status == JobStatus.SUCCEEDED else 1
     except KeyboardInterrupt:

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from alignray.config import SweepConfig, TrainConfig
 
 __all__ = ["FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "run_trial", "train_config"]
@@ -59,7 +61,9 @@ def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: st
     )
 
 
-def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], train_storage: str) -> None:
+def run_trial(
+    params: dict[str, Any], config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str
+) -> None:
     """The Tune function trainable: train, evaluate, check, report (see the module docstring). A multi-worker
     trial's Ray Train run is named by the trial id under ``train_storage``, which every node reaches."""
     import torch
@@ -81,7 +85,9 @@ def run_trial(params: dict[str, Any], config: SweepConfig, data: str, prompts: l
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
     try:
-        report = _train_and_evaluate(params, config, data, prompts, scratch, train_storage, failure)
+        data = scratch / "preferences.parquet"  # this node only: multi-node Ray Train would need shared storage
+        pairs.to_parquet(data, index=False)
+        report = _train_and_evaluate(params, config, str(data), prompts, scratch, train_storage, failure)
         report["time/total_s"] = time.monotonic() - started
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
         (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
