@@ -27,7 +27,7 @@ from alignray.train import build_trainer, load_preferences
 
 def curve(out: Path, config: SweepConfig, reference: tuple[float, float]) -> list[float]:
     table = pd.read_parquet(out / "results.parquet")
-    points = table[[config.reward_metric, config.diversity_metric]].to_numpy(dtype=float)
+    points = table[[config.reward_metric, config.diversity_metric]].to_numpy(dtype=float, copy=True)
     points[(table["status"] != "ok").to_numpy()] = np.nan
     return hypervolume_curve(points, reference)
 

@@ -142,7 +142,12 @@ def sweep(tmp_path_factory, micro_world, ray_cluster):
     point = '{"divergence": "forward_kl", "beta": 0.5, "learning_rate": 1e-3}'
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
             "--num-trials", "4", "--points-to-evaluate", point, *MICRO_SWEEP]  # fmt: skip
-    summary = main(argv)
+    here = os.getcwd()
+    os.chdir(out.parent)  # a relative --output, as users type it: trials run in working directories of their own
+    try:
+        summary = main(["--output", "exp", *argv[2:]])
+    finally:
+        os.chdir(here)
     return out, summary, argv
 
 
