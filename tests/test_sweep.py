@@ -257,8 +257,11 @@ def test_every_divergence_is_tried_first_unless_points_are_given():
     assert all(p["beta"] == pytest.approx(0.1) and p["learning_rate"] == pytest.approx(1e-3) for p in points)
     assert [p.get("alpha") for p in points] == [None, None, None, pytest.approx(0.5)]
     assert len(seed_points(SweepConfig(num_trials=2))) == 2
-    given = SweepConfig(points_to_evaluate=('{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}',))
+    point = '{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}'
+    given = SweepConfig(divergences=("reverse_kl", "gan"), points_to_evaluate=(point,))
     assert seed_points(given) == [{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}]
+    with pytest.raises(ValueError, match="divergence='gan' is outside the searched divergences"):
+        SweepConfig(points_to_evaluate=(point,))  # Optuna would refuse it inside the search, after the data stage
     assert len(seed_points(SweepConfig(search="grid"))) == 16
 
 
