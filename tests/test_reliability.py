@@ -385,6 +385,7 @@ def test_security_storage_password_is_never_printed(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(driver, "_tune_storage", lambda config: str(tmp_path / "tune"))
     monkeypatch.setattr(driver, "_searcher", lambda config, study: None)
     config = SweepConfig(output=str(tmp_path / "exp"), storage=url)
+    pd.DataFrame({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}).to_parquet(tmp_path / "data.parquet")
     driver._tuner(config, "alignray-0123abcd", tmp_path / "data.parquet", ["a prompt"])
     printed = capsys.readouterr().out
     assert "postgresql://sweeper:***@db.internal:5432/studies" in printed and "hunter2" not in printed
