@@ -22,6 +22,7 @@ import inspect
 import json
 import math
 import numbers
+import sys
 import textwrap
 import types
 import typing
@@ -49,6 +50,7 @@ __all__ = [
     "check_against_policy",
     "coerce_fields",
     "field_docs",
+    "given_fields",
     "parse_config",
     "policy_context",
 ]
@@ -492,6 +494,36 @@ def parse_config(
 ) -> C:
     """Build ``cls`` from ``--preset NAME``, ``--config file.yaml`` and ``--field value`` flags, each layer
     overriding the one before; bad values exit with the field named."""
+    parser = _parser(cls, description, presets)
+    args = vars(parser.parse_args(argv))
+    config_path = args.pop("config")
+    values = dict(presets[args.pop("preset")]) if presets else {}
+    values.update(_read_yaml(parser, cls, config_path) if config_path else {})
+    values.update({k: v for k, v in args.items() if v is not None})
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+
+
+def given_fields(
+    cls: type, argv: list[str] | None = None, presets: dict[str, dict[str, Any]] | None = None
+) -> set[str]:
+    """The fields that ``argv`` sets rather than leaves at their defaults: its flags, the fields of its ``--config``
+    file and, when ``--preset`` is named, the preset's (``--resume`` refuses those that differ from the saved ones)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser(cls, None, presets)
+    args = vars(parser.parse_args(argv))
+    config_path = args.pop("config")
+    named = presets is not None and any(a == "--preset" or a.startswith("--preset=") for a in argv)
+    given = set(presets[args.pop("preset")]) if named else set()
+    given |= set(_read_yaml(parser, cls, config_path)) if config_path else set()
+    return given | {k for k, v in args.items() if v is not None and k != "preset"}
+
+
+def _parser(
+    cls: type, description: str | None, presets: dict[str, dict[str, Any]] | None
+) -> argparse.ArgumentParser:
     docs = field_docs(cls)
     parser = argparse.ArgumentParser(
         description=description or cls.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -512,15 +544,7 @@ def parse_config(
             const="true" if kind is bool else None,  # a bare --flag means true
             help=f"{docs.get(field.name, '')} ({default})",
         )
-    args = vars(parser.parse_args(argv))
-    config_path = args.pop("config")
-    values = dict(presets[args.pop("preset")]) if presets else {}
-    values.update(_read_yaml(parser, cls, config_path) if config_path else {})
-    values.update({k: v for k, v in args.items() if v is not None})
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        parser.error(str(err))
+    return parser
 
 
 def _read_yaml(parser: argparse.ArgumentParser, cls: type, path: str) -> dict[str, Any]:
@@ -624,23 +648,29 @@ class SweepConfig:
     workers_per_trial: int = 1
     """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
     cpus_per_trial: float = 1.0
-    """Each trial: CPUs (and torch threads) it holds."""
+    """Each trial: CPUs it holds, at least 1 (its torch threads: the whole part; a fraction would let Tune run more
+    trials than there are cores)."""
     gpus_per_trial: float | None = None
     """Each trial: GPUs it holds (default: 1 when the cluster has GPUs, else 0)."""
     max_concurrent_trials: int | None = None
     """Trials at once (default: what the cluster's CPUs and GPUs hold)."""
     max_failures: int = 1
-    """Retries of a trial whose worker or node died (a trial that raises or meets NaN is not retried)."""
+    """Retries of a trial that crashed: its worker or node died, or it raised (e.g. CUDA out of memory). A trial
+    that meets NaN or a bad value fails the same way again: it is recorded and never retried."""
     seed: int = 0
     """Seed of prompts, sampling, pairing, the sampler and every trial's training."""
     storage: str | None = None
-    """Optuna study storage, any SQLAlchemy URL (default: sqlite:///<output>/study.db)."""
+    """Optuna study storage, any SQLAlchemy URL without a password (default: sqlite:///<output>/study.db)."""
+    storage_password_env: str | None = None
+    """Environment variable holding the storage's password, e.g. ALIGNRAY_STORAGE_PASSWORD; the password is joined
+    to the URL in memory only, never written to sweep.json or Tune's state."""
     tune_storage: str | None = None
     """Where Tune keeps trials and checkpoints (default: <output>/tune; on several nodes a shared or cloud path)."""
     keep_all_models: bool = False
     """Keep every trial's model, not only the frontier's."""
     resume: bool = False
-    """Continue the sweep in output (its own saved config is used; completed trials are kept, not repeated)."""
+    """Continue the sweep in output with its saved config (finished trials are kept, not repeated); only
+    num_trials (more trials), max_failures and max_concurrent_trials may be given anew."""
     overwrite: bool = False
     """Delete an existing experiment in output and start again."""
 
@@ -670,8 +700,7 @@ class SweepConfig:
             check_loss_type(loss_type)
         _check_positive(
             self,
-            floats=("beta_min", "beta_max", "learning_rate_min", "learning_rate_max", "grid_learning_rate", "epochs",
-                    "cpus_per_trial"),
+            floats=("beta_min", "beta_max", "learning_rate_min", "learning_rate_max", "grid_learning_rate", "epochs"),
             ints=("num_prompts", "samples_per_prompt", "k", "max_new_tokens", "num_trials", "startup_trials",
                   "batch_size", "max_length", "eval_prompts", "eval_samples_per_prompt", "workers_per_trial",
                   "max_concurrent_trials"),
@@ -687,18 +716,19 @@ class SweepConfig:
         for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):
             if metric not in OBJECTIVES[objective]:
                 raise unknown_name(f"{objective}_metric", metric, OBJECTIVES[objective])
+        if self.cpus_per_trial < 1:
+            raise ValueError(
+                f"cpus_per_trial={self.cpus_per_trial!r} must be >= 1: a trial runs at least one thread, and a "
+                "fraction would let Tune start more trials than there are cores"
+            )
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise ValueError(f"gpus_per_trial={self.gpus_per_trial!r} must be >= 0")
         if self.max_failures < 0:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         if self.resume and self.overwrite:
             raise ValueError("resume=True and overwrite=True contradict each other; pick one")
-        for point in map(json.loads, self.points_to_evaluate):  # Optuna would refuse it inside the search
-            for name, allowed in (("divergence", self.divergences), ("loss_type", self.loss_types)):
-                if name in point and point[name] not in allowed:
-                    raise ValueError(
-                        f"points_to_evaluate: {name}={point[name]!r} is outside the searched {name}s {list(allowed)}"
-                    )
+        _check_points(self)
+        _check_storage_url(self)
 
     def preference_config(self, out: str) -> PreferenceConfig:
         """The preference data set of this sweep, written to ``out``."""
@@ -712,6 +742,55 @@ class SweepConfig:
             strategy=self.strategy,
             k=self.k,
             seed=self.seed,
+        )
+
+
+def _check_points(config: SweepConfig) -> None:
+    """Points to evaluate lie in the searched space (Optuna would record them outside it, or refuse them inside the
+    search, after the data stage), and there are no more of them than trials."""
+    if config.search == "grid" or not config.points_to_evaluate:
+        return
+    if len(config.points_to_evaluate) > config.num_trials:
+        raise ValueError(
+            f"points_to_evaluate holds {len(config.points_to_evaluate)} points but num_trials={config.num_trials}; "
+            "raise num_trials or give fewer points"
+        )
+    ranges = {
+        "beta": (config.beta_min, config.beta_max),
+        "learning_rate": (config.learning_rate_min, config.learning_rate_max),
+        "alpha": (config.alpha_min, config.alpha_max),
+    }
+    for point in map(json.loads, config.points_to_evaluate):
+        for name, allowed in (("divergence", config.divergences), ("loss_type", config.loss_types)):
+            if name in point and point[name] not in allowed:
+                raise ValueError(
+                    f"points_to_evaluate: {name}={point[name]!r} is outside the searched {name}s {list(allowed)}"
+                )
+        for name, (low, high) in ranges.items():
+            if name in point and not low <= point[name] <= high:
+                raise ValueError(
+                    f"points_to_evaluate: {name}={point[name]!r} is outside the searched range [{low:g}, {high:g}] "
+                    f"({name}_min, {name}_max)"
+                )
+
+
+def _check_storage_url(config: SweepConfig) -> None:
+    """A storage URL that holds a password is refused: the URL is saved in sweep.json and Tune's state."""
+    if config.storage_password_env is not None and not config.storage_password_env.isidentifier():
+        raise ValueError(f"storage_password_env={config.storage_password_env!r} is not an environment variable's name")
+    if config.storage is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(config.storage)
+    except Exception:  # not a URL at all: check_storage names it, without printing any of it
+        return
+    if url.password:
+        raise ValueError(
+            f"storage={url.render_as_string(hide_password=True)!r} holds a password, which would be saved in "
+            "sweep.json and Tune's state; remove it from the URL, export it (export ALIGNRAY_STORAGE_PASSWORD=...) "
+            "and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
         )
 
 

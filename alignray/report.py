@@ -893,12 +893,19 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               "trained once (the sweep has no replicate seeds yet), so two close trials may swap places on a "
               "retrain."),
         ("h2", "Live views"),
-        ("p", f"`tensorboard --logdir {out / 'tune'}` (training curves and metrics of every trial); "
-              f"`optuna-dashboard sqlite:///{out / 'study.db'}` (the study)."),
+        ("p", f"`tensorboard --logdir {experiment.config.get('tune_storage') or out / 'tune'}` (training curves "
+              f"and metrics of every trial); `optuna-dashboard {_dashboard_storage(experiment)}` (the study"
+              + (f"; its password is in ${experiment.config['storage_password_env']}"
+                 if experiment.config.get("storage_password_env") else "") + ")."),
     ]  # fmt: skip
     written["report.md"] = _write(out / "report.md", _markdown(blocks))
     written["report.html"] = _write(out / "report.html", _html(blocks, f"alignray sweep {experiment.study}"))
     return written
+
+
+def _dashboard_storage(experiment: Experiment) -> str:
+    """The study's storage as optuna-dashboard takes it: ``--storage``, or the experiment's own SQLite file."""
+    return experiment.config.get("storage") or f"sqlite:///{experiment.directory / 'study.db'}"
 
 
 def _trials_table(experiment: Experiment) -> pd.DataFrame:

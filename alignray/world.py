@@ -32,6 +32,7 @@ __all__ = [
     "load_policy",
     "load_reward",
     "pick_device",
+    "quiet_libraries",
     "resolve_model",
 ]
 
@@ -47,6 +48,27 @@ _HUB_HOST = "huggingface.co"
 
 class WorldError(RuntimeError):
     """A model could not be found or fetched; the message says what is missing and how to get it."""
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own console output in this process (a sweep trial, the reference task): warnings about
+    their future versions, weight-loading and dataset progress bars, and their info logs. Errors still show."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass and any other bare tqdm
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|trl|datasets)\b")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.disable_progress_bar()
+    for name in ("transformers", "trl", "datasets", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

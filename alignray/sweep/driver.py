@@ -25,8 +25,10 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,12 @@ import pandas as pd
 
 from alignray.config import SweepConfig
 from alignray.sweep.pareto import hypervolume, pareto_mask
+from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
 __all__ = [
+    "RESUMABLE",
     "SWEEP_FILE",
+    "SweepRefused",
     "check_output",
     "check_storage",
     "check_sweep",
@@ -52,15 +57,16 @@ SWEEP_FILE = "sweep.json"
 PARAM_COLUMNS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
 STUDY_NAME = re.compile(r"alignray-[0-9a-f]{8}")
 """A study's generated name, which also names its Tune experiment under the storage path."""
+RESUMABLE = ("num_trials", "max_failures", "max_concurrent_trials")
+"""The options ``--resume`` takes anew; every other one is the saved sweep's, and giving another value is refused."""
+
+
+class SweepRefused(ValueError):
+    """A sweep refused by what only the running cluster can tell (a trial that cannot fit); nothing was written."""
 
 
 def _say(message: str) -> None:
     print(f"[alignray] {message}", flush=True)
-
-
-def study_storage_url(config: SweepConfig) -> str:
-    """The Optuna storage URL: ``config.storage`` or a SQLite file in the experiment directory."""
-    return config.storage or f"sqlite:///{Path(config.output).resolve() / 'study.db'}"
 
 
 def _masked(url: str) -> str:
@@ -80,6 +86,7 @@ def check_output(config: SweepConfig) -> None:
     if config.resume:
         if not saved.is_file():
             raise ValueError(f"output={config.output!r} holds no sweep to resume (no {SWEEP_FILE}); drop --resume")
+        _check_writable(config.output)
         return
     if out.exists() and not out.is_dir():
         raise ValueError(f"output={config.output!r} is a file; name a directory")
@@ -94,6 +101,24 @@ def check_output(config: SweepConfig) -> None:
             f"output={config.output!r} already holds {what}; pass --resume to continue it, --overwrite to delete it "
             "and start again, or another --output"
         )
+    _check_writable(config.output)
+
+
+def _check_writable(output: str) -> None:
+    """Refuse an output directory that cannot be made or written: a probe directory is made in it (or in its
+    nearest existing parent) and removed at once."""
+    existing = Path(output).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output={output!r} cannot be created: {existing} is a file; name a directory")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".alignray-probe-").cleanup()
+    except OSError as err:
+        raise ValueError(
+            f"output={output!r} cannot be written: {existing} refuses new files ({err.strerror or err}); name a "
+            "directory you can write, e.g. --output runs/sweep"
+        ) from None
 
 
 def check_storage(config: SweepConfig) -> None:
@@ -109,7 +134,8 @@ def check_storage(config: SweepConfig) -> None:
         url = make_url(config.storage)
     except Exception:
         raise ValueError(f"storage={shown!r} is not a SQLAlchemy URL; expected e.g. sqlite:///study.db or "
-                         "postgresql://user:password@host/db") from None  # fmt: skip
+                         "postgresql://user@host/db with --storage-password-env") from None  # fmt: skip
+    url = make_url(study_storage_url(config))  # the password joined from storage_password_env, if one is named
     if url.get_backend_name() == "sqlite":
         database = Path(url.database or "")
         if not url.database or url.database == ":memory:":
@@ -159,8 +185,10 @@ def check_sweep(config: SweepConfig) -> None:
         raise ValueError(f"eval_prompts={config.eval_prompts} exceeds the {pool} reviews of the evaluation pool")
 
 
-def load_resumed(config: SweepConfig) -> SweepConfig:
-    """The saved config of the experiment in ``config.output``, to resume (its own settings, not new ones)."""
+def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
+    """The saved config of the experiment in ``config.output``, to resume: its own settings, with the options of
+    ``RESUMABLE`` among ``given`` (the fields the user set) taken from ``config``. Any other given field that differs
+    from the saved value is refused, naming it; ``num_trials`` may only grow."""
     record = json.loads((Path(config.output) / SWEEP_FILE).read_text())
     study = record.get("study")
     if not isinstance(study, str) or not STUDY_NAME.fullmatch(study):
@@ -169,7 +197,29 @@ def load_resumed(config: SweepConfig) -> SweepConfig:
             "'alignray-1a2b3c4d' (the study names the Tune experiment under the storage path, so no '/', '..' or "
             "absolute path); was the file edited?"
         )
-    return SweepConfig(**{**record["config"], "output": config.output, "resume": True, "overwrite": False})
+    saved = SweepConfig(**{**record["config"], "output": config.output, "resume": True, "overwrite": False})
+    ignored = {"output", "resume", "overwrite"}
+    changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
+    for name in sorted(set(changed) - set(RESUMABLE)):
+        raise ValueError(
+            f"{name}={changed[name]!r} differs from the resumed sweep's {name}={getattr(saved, name)!r}; a resumed "
+            f"sweep keeps its settings except {', '.join(RESUMABLE)}: drop --{name.replace('_', '-')}, or start a new "
+            "sweep in another --output"
+        )
+    if changed.get("num_trials", saved.num_trials) < saved.num_trials:
+        raise ValueError(
+            f"num_trials={changed['num_trials']} is fewer than the resumed sweep's {saved.num_trials}; a sweep can "
+            "grow, not shrink"
+        )
+    return dataclasses.replace(saved, **{k: v for k, v in changed.items() if k in RESUMABLE})
+
+
+def _differs(config: SweepConfig, saved: SweepConfig, name: str) -> bool:
+    """Whether ``config`` gives ``name`` another value than ``saved`` (local model paths compared resolved)."""
+    new, old = getattr(config, name), getattr(saved, name)
+    if name in ("policy", "reward") and Path(new).exists():
+        return Path(new).resolve() != Path(old).resolve()
+    return new != old
 
 
 def _hash(values: dict[str, Any]) -> str:
@@ -300,15 +350,15 @@ def _score_reference(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """Runs as a Ray task: TRL's own reference precompute, kept as columns (the pairs TRL kept, with the eos it
     appended), then the base policy's evaluation samples and metrics."""
-    import tempfile
-
     import torch
 
     from alignray.config import TrainConfig
     from alignray.metrics import evaluate_here
     from alignray.train import PREFERENCE_COLUMNS, build_trainer, load_preferences
     from alignray.trainer import REFERENCE_COLUMNS
+    from alignray.world import quiet_libraries
 
+    quiet_libraries()
     threads = max(1, int(config.cpus_per_trial))
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as scratch:
@@ -324,25 +374,40 @@ def _score_reference(
     return scored, samples, metrics
 
 
-def _searcher(config: SweepConfig, study: str):
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
+def _searcher(config: SweepConfig, study: str, seeded: bool = True):
+    """The study's searcher; ``seeded``: run the seed points first (not when extending a sweep, which ran them)."""
+    from alignray.sweep.searcher import StudySearch
     from alignray.sweep.space import SearchSpace, make_sampler, seed_points
 
-    points = seed_points(config)
-    return OptunaSearch(
+    points = seed_points(config) if seeded else []
+    return StudySearch(
+        config,
+        study,
         space=SearchSpace(config),
         metric=[config.reward_metric, config.diversity_metric],
         mode=["max", "max"],
         points_to_evaluate=points or None,
         sampler=make_sampler(config),
-        study_name=study,
-        storage=optuna.storages.RDBStorage(study_storage_url(config)),
     )
 
 
-def _tuner(config: SweepConfig, study: str, data: Path, prompts: list[str]):
+def _experiments(storage: str, study: str) -> list[str]:
+    """The sweep's Tune experiments, in order: ``<study>`` and each extension ``<study>-2``, ``<study>-3``, ... that
+    a resumed sweep with more trials added."""
+    from ray import tune
+
+    names = [f"{storage.rstrip('/')}/{study}"]
+    while tune.Tuner.can_restore(f"{names[0]}-{len(names) + 1}"):
+        names.append(f"{names[0]}-{len(names) + 1}")
+    return names
+
+
+def _search(config: SweepConfig, study: str, data: Path, prompts: list[str]) -> list:
+    """Stage 3: the Tune experiments of the sweep, fitted; their result grids in order.
+
+    A resumed sweep first finishes the experiments it has (``Tuner.restore``); if ``num_trials`` grew, a new
+    experiment over the same study runs the extra trials (Tune cannot add samples to a restored experiment), its
+    searcher seeing every earlier trial through the study."""
     from ray import tune
 
     from alignray.sweep.space import grid_points
@@ -357,28 +422,36 @@ def _tuner(config: SweepConfig, study: str, data: Path, prompts: list[str]):
         ),
         resources,
     )
+    grids = []
     if config.resume and tune.Tuner.can_restore(experiment):
-        _say(f"3/4 search: resuming {experiment}")
-        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False)
-    trials = len(grid_points(config)) if config.search == "grid" else config.num_trials
+        for name in _experiments(storage, study):
+            _say(f"3/4 search: resuming {name}")
+            grids.append(tune.Tuner.restore(name, trainable, resume_unfinished=True, resume_errored=False).fit())
+    wanted = len(grid_points(config)) if config.search == "grid" else config.num_trials
+    trials = wanted - sum(len(grid) for grid in grids)
+    if trials <= 0:
+        return grids
+    name = study if not grids else f"{study}-{len(grids) + 1}"
     _say(
-        f"3/4 search: {trials} trials ({config.search}"
+        f"3/4 search: {trials} {'more ' if grids else ''}trials ({config.search}"
         f"{'' if config.search == 'grid' else ', ' + config.sampler}), {concurrent} at once, each {resources}; "
         f"study {study!r} in {_masked(study_storage_url(config))}"
     )
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(config, study), num_samples=trials, max_concurrent_trials=concurrent
+            search_alg=_searcher(config, study, seeded=not grids), num_samples=trials,
+            max_concurrent_trials=concurrent,
         ),
         run_config=tune.RunConfig(
-            name=study,
+            name=name,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             progress_reporter=_reporter(config),
             verbose=1,
         ),
-    )
+    )  # fmt: skip
+    return [*grids, tuner.fit()]
 
 
 def _reporter(config: SweepConfig):
@@ -409,26 +482,40 @@ def _reason(result) -> str:
     return (lines[-1] if lines else text[-1])[:500] if text else "unknown error"
 
 
-def collect_results(grid, config: SweepConfig) -> pd.DataFrame:
-    """One row per trial, in the order trials were created: parameters, status, reason, metrics, timings."""
-    rows = []
-    for result in grid:
-        params = {k: result.config.get(k) for k in PARAM_COLUMNS}
-        ok = result.error is None and config.reward_metric in result.metrics
-        metrics = {k: v for k, v in result.metrics.items() if "/" in k} if ok else {}
-        trial, index = _trial_id(result)
-        rows.append(
-            {
-                "trial": trial,
-                "index": index,
-                "status": "ok" if ok else "error",
-                "reason": None if ok else _reason(result),
-                **params,
-                **metrics,
-                "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
-            }
-        )
+def _config(result) -> dict[str, Any]:
+    """A trial's parameters; a restored experiment's errored trials have them only in ``params.json``."""
+    if result.config:
+        return result.config
+    with result.filesystem.open_input_stream(f"{result.path}/params.json") as file:
+        return json.loads(file.read())
+
+
+def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per trial of the sweep's experiments (``grids``, in order), in the order trials were created:
+    parameters, status, reason, metrics, timings, and ``optuna_trial``, the study trial's number (``numbers``: Tune
+    trial id to number)."""
+    rows, offset = [], 0
+    for grid in grids:
+        for result in grid:
+            params = {k: _config(result).get(k) for k in PARAM_COLUMNS}
+            ok = result.error is None and config.reward_metric in result.metrics
+            metrics = {k: v for k, v in result.metrics.items() if "/" in k} if ok else {}
+            trial, index = _trial_id(result)
+            rows.append(
+                {
+                    "trial": trial,
+                    "index": offset + index,
+                    "optuna_trial": (numbers or {}).get(trial),
+                    "status": "ok" if ok else "error",
+                    "reason": None if ok else _reason(result),
+                    **params,
+                    **metrics,
+                    "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
+                }
+            )
+        offset += len(grid)
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    table["optuna_trial"] = table["optuna_trial"].astype("Int64")
     for column in (config.reward_metric, config.diversity_metric, "kl/ref", "fluency/ref_perplexity"):
         if column not in table:  # every trial errored: the columns the frontier and the report read stay, empty
             table[column] = np.nan
@@ -444,7 +531,15 @@ def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
     return pd.Series(mask, index=table.index)
 
 
-def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
+def _study_numbers(config: SweepConfig, study: str) -> dict[str, int]:
+    """Tune trial id to the study trial's number, from the ids ``StudySearch`` recorded."""
+    import optuna
+
+    loaded = optuna.load_study(study_name=study, storage=study_storage_url(config))
+    return {t.user_attrs[TUNE_TRIAL_ATTR]: t.number for t in loaded.trials if TUNE_TRIAL_ATTR in t.user_attrs}
+
+
+def _keep_models(grids: list, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
     """Copy every finished trial's evaluation samples to ``samples/<trial>.parquet`` and the frontier's checkpoints
     to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
     from pyarrow.fs import FileType
@@ -452,7 +547,7 @@ def _keep_models(grid, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
     target = out / "frontier"
     shutil.rmtree(target, ignore_errors=True)
     (out / "samples").mkdir(exist_ok=True)
-    by_trial = {_trial_id(result)[0]: result for result in grid}
+    by_trial = {_trial_id(result)[0]: result for grid in grids for result in grid}
     for _, row in table.iterrows():
         result = by_trial.get(row["trial"])
         if result is None or result.checkpoint is None:
@@ -513,6 +608,13 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)
     prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed)  # models checked before writing
+    _init_ray()
+    config = _resolve_gpus(config)
+    try:  # what only the cluster can tell, before anything is written
+        _trial_resources(config)
+        _tune_storage(config)
+    except ValueError as err:
+        raise SweepRefused(str(err)) from None
     if config.overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -521,16 +623,13 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     record = {"study": study, "config": dataclasses.asdict(config)}
     _write_atomic(saved, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 
-    _init_ray()
-    config = _resolve_gpus(config)
-    _trial_resources(config)  # a trial that cannot fit fails now, before any data is made
     data = _preferences(config, out)
     base = _reference_stage(config, data, out, prompts)
     searching = time.monotonic()
-    grid = _tuner(config, study, data.with_name("with_reference.parquet"), prompts).fit()
+    grids = _search(config, study, data.with_name("with_reference.parquet"), prompts)
     search_seconds = time.monotonic() - searching
 
-    table = collect_results(grid, config)
+    table = collect_results(grids, config, _study_numbers(config, study))
     table["pareto"] = frontier(table, config)
     reference = (
         config.hv_reward if config.hv_reward is not None else base[config.reward_metric],
@@ -539,7 +638,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     finished = table[table["status"] == "ok"]
     volume = hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
     _say("4/4 frontier: saving models, results.parquet, pareto.csv; then the report")
-    _keep_models(grid, table, out, config.keep_all_models)
+    _keep_models(grids, table, out, config.keep_all_models)
     _write_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     _write_atomic(out / "pareto.csv", lambda p: table[table["pareto"]].drop(columns="pareto").to_csv(p, index=False))
     summary = {

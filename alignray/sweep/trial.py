@@ -8,8 +8,12 @@ when trials hold every CPU or GPU. It reports the fixed metric names once, with 
 
 A trial that raises, or whose objectives are not finite, ends as an errored Tune trial: OptunaSearch then marks
 its Optuna trial FAIL. Reporting NaN instead would make Optuna drop the trial with only a warning. A deterministic
-failure (non-finite loss or metric, a bad value) is recorded in ``failure.json`` so that Tune's retry, meant for
-dead workers and nodes, does not train the same failure again.
+failure (``DETERMINISTIC``: a non-finite loss or metric, a bad value; in a multi-worker trial, when every failed Ray
+Train worker raised one) is recorded in ``failure.json`` so that Tune's retry (``max_failures``) does not train the
+same failure again. Any other error (a dead worker or node, CUDA out of memory) is retried.
+
+The trial works in a scratch directory outside the trial directory: Tune syncs the trial directory to storage, and
+the scratch holds a full model and the preference data while the trial runs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import pandas as pd
 
 from alignray.config import SweepConfig, TrainConfig
 
-__all__ = ["FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "run_trial", "train_config"]
+__all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "is_deterministic", "run_trial",
+           "train_config"]  # fmt: skip
 
 FAILURE_FILE = "failure.json"
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
@@ -38,6 +43,20 @@ inherit it from the environment that starts the cluster."""
 
 class TrialFailed(RuntimeError):
     """A trial that fails the same way whenever it runs (recorded, not retried)."""
+
+
+DETERMINISTIC = (FloatingPointError, ValueError, TrialFailed)
+"""Errors that the same parameters meet again on a retry."""
+
+
+def is_deterministic(err: BaseException) -> bool:
+    """Whether ``err`` fails the same way whenever the trial runs: one of ``DETERMINISTIC``, raised here, in a Ray
+    task (``RayTaskError.cause``) or by every failed worker of a Ray Train run (``WorkerGroupError``)."""
+    failures = getattr(err, "worker_failures", None)
+    if failures:
+        return all(is_deterministic(failure) for failure in failures.values())
+    cause = getattr(err, "cause", None)
+    return isinstance(err, DETERMINISTIC) or isinstance(cause, DETERMINISTIC)
 
 
 def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: str) -> TrainConfig:
@@ -69,8 +88,10 @@ def run_trial(
     import torch
     from ray import tune
 
+    from alignray.world import quiet_libraries
+
     started = time.monotonic()
-    os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass; interleaved bars of many trials say nothing
+    quiet_libraries()  # the job log shows the sweep's progress, not each trial's warnings and loading bars
     context = tune.get_context()
     trial_dir = Path(context.get_trial_dir())
     failure = trial_dir / FAILURE_FILE
@@ -83,7 +104,7 @@ def run_trial(
         tune.report(report, checkpoint=finished)
         return
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
-    scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-", dir=trial_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-"))  # never inside trial_dir, which Tune syncs
     try:
         data = scratch / "preferences.parquet"  # this node only: multi-node Ray Train would need shared storage
         pairs.to_parquet(data, index=False)
@@ -134,8 +155,9 @@ def _train_and_evaluate(
         broken = {k: metrics[k] for k in objectives if not math.isfinite(metrics[k])}
         if broken:
             raise FloatingPointError(f"non-finite objectives {broken}")
-    except (FloatingPointError, ValueError) as err:  # the same parameters would fail the same way again
-        failure.write_text(json.dumps({"reason": f"{type(err).__name__}: {err}", "params": params}) + "\n")
+    except Exception as err:
+        if is_deterministic(err):  # the same parameters would fail the same way again: recorded, not retried
+            failure.write_text(json.dumps({"reason": f"{type(err).__name__}: {err}", "params": params}) + "\n")
         raise
 
     checkpoint = scratch / "checkpoint"

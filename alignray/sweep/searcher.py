@@ -1,0 +1,86 @@
+"""The sweep's searcher: Ray Tune's ``OptunaSearch``, with the study joined to Tune's trials and no secret pickled.
+
+Two differences from ``OptunaSearch``, nothing else:
+
+- each Optuna trial records the Tune trial id it runs as (user attribute ``tune_trial_id``), so the study and
+  ``results.parquet`` (which records each trial's ``optuna_trial`` number) join both ways;
+- the study's storage is never pickled. Tune pickles its searcher into ``tuner.pkl`` and the searcher's state; an
+  ``RDBStorage`` would take its URL, password included, with it. The storage is reopened from the sweep's config
+  (the password read again from the environment variable it names) when Tune restores the searcher.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+if TYPE_CHECKING:
+    from alignray.config import SweepConfig
+
+__all__ = ["TUNE_TRIAL_ATTR", "StudySearch", "open_storage", "study_storage_url"]
+
+TUNE_TRIAL_ATTR = "tune_trial_id"
+"""The Optuna user attribute that names a study trial's Tune trial."""
+
+
+def study_storage_url(config: SweepConfig) -> str:
+    """The Optuna storage URL: ``config.storage`` (with the password from ``storage_password_env``, in memory only)
+    or a SQLite file in the experiment directory."""
+    import os
+    from pathlib import Path
+
+    if config.storage is None:
+        return f"sqlite:///{Path(config.output).resolve() / 'study.db'}"
+    if config.storage_password_env is None:
+        return config.storage
+    from sqlalchemy.engine import make_url
+
+    password = os.environ.get(config.storage_password_env)
+    if password is None:
+        raise ValueError(
+            f"storage_password_env={config.storage_password_env!r} names an environment variable that is not set; "
+            f"export {config.storage_password_env}=<the storage password>"
+        )
+    return make_url(config.storage).set(password=password).render_as_string(hide_password=False)
+
+
+def open_storage(config: SweepConfig) -> optuna.storages.RDBStorage:
+    """The sweep's Optuna storage, opened."""
+    return optuna.storages.RDBStorage(study_storage_url(config))
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` over the sweep's study (see the module docstring for what differs)."""
+
+    def __init__(self, config: SweepConfig, study_name: str, **kwargs: Any) -> None:
+        self._sweep_config = config
+        super().__init__(study_name=study_name, storage=open_storage(config), **kwargs)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return params
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_storage"] = state["_ot_study"] = None  # both hold the storage URL
+        state["_ot_trials"] = {tid: trial.number for tid, trial in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._storage = open_storage(self._sweep_config)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        by_number = {trial.number: trial._trial_id for trial in self._ot_study.get_trials(deepcopy=False)}
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, by_number[n]) for tid, n in state["_ot_trials"].items()}
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__getstate__(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.__setstate__(pickle.load(file))
