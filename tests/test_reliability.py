@@ -95,9 +95,28 @@ SWEEP_CASES = {
     "storage_missing_directory": (["--storage", "sqlite:////nonexistent-alignray/study.db"],
                                   ["storage='sqlite:////nonexistent-alignray/study.db' cannot be opened",
                                    "/nonexistent-alignray does not exist"]),
-    "storage_unreachable_server": (["--storage", "postgresql://sweeper:hunter2@127.0.0.1:1/studies"],
-                                   ["storage='postgresql://sweeper:***@127.0.0.1:1/studies' cannot be opened",
+    "storage_unreachable_server": (["--storage", "postgresql://sweeper@127.0.0.1:1/studies"],
+                                   ["storage='postgresql://sweeper@127.0.0.1:1/studies' cannot be opened",
                                     "expected a SQLAlchemy URL of a reachable database"]),
+    "storage_password_in_the_url": (["--storage", "postgresql://sweeper:hunter2@127.0.0.1:1/studies"],
+                                    ["storage='postgresql://sweeper:***@127.0.0.1:1/studies' holds a password",
+                                     "--storage-password-env"]),
+    "storage_password_variable_unset": (["--storage", "postgresql://sweeper@127.0.0.1:1/studies",
+                                         "--storage-password-env", "ALIGNRAY_UNSET_PASSWORD"],
+                                        ["storage_password_env='ALIGNRAY_UNSET_PASSWORD' names an environment "
+                                         "variable that is not set"]),
+    "output_unwritable": (["--output", "/proc/alignray"], ["output='/proc/alignray' cannot be written"]),
+    "cpus_per_trial_fraction": (["--cpus-per-trial", "0.0001"], ["cpus_per_trial=0.0001 must be >= 1"]),
+    "point_outside_the_beta_range": (["--points-to-evaluate",
+                                      '{"divergence": "reverse_kl", "beta": 50, "learning_rate": 1e-3}'],
+                                     ["beta=50 is outside the searched range [0.05, 2]"]),
+    "point_outside_the_alpha_range": (["--points-to-evaluate", '{"divergence": "alpha_divergence", "alpha": 0.99, '
+                                       '"beta": 0.1, "learning_rate": 1e-3}'],
+                                      ["alpha=0.99 is outside the searched range [0.1, 0.9]"]),
+    "more_points_than_trials": (["--num-trials", "1", "--points-to-evaluate",
+                                 '{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}',
+                                 '{"divergence": "forward_kl", "beta": 0.1, "learning_rate": 1e-3}'],
+                                ["holds 2 points but num_trials=1"]),
 }  # fmt: skip
 
 
@@ -269,24 +288,55 @@ def test_fault_full_disk_leaves_earlier_results_intact(tmp_path):
     assert results.read_bytes() == before
 
 
-def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report():
+def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_path):
+    import shutil
     from types import SimpleNamespace
 
-    config = SweepConfig()
+    from alignray.report import write_report
+
+    out = tmp_path / "exp"
+    config = SweepConfig(output=str(out))
     grid = [
         SimpleNamespace(config={"divergence": "js_divergence", "beta": 0.1, "learning_rate": 1e-3}, metrics={},
                         error=RuntimeError(f"RuntimeError: crash {i}"), checkpoint=None,
                         path=f"/x/run_trial_abcde{i}_{i}_beta=0.1")
         for i in range(2)
     ]  # fmt: skip
-    table = driver.collect_results(grid, config)
+    table = driver.collect_results([grid], config)
     table["pareto"] = driver.frontier(table, config)
     assert list(table["status"]) == ["error", "error"] and not table["pareto"].any()
     assert table["reason"].str.contains("crash").all()
-    shown = driver._format_table(table, config, {"reward/mean": 0.1, "diversity/token_entropy": 4.0})
+    # the experiment directory the driver leaves: the base policy evaluated, no trial finished
+    shutil.copytree(ROOT / "tests" / "fixtures" / "experiment" / "base", out / "base")
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    shown = driver._format_table(table, config, base)
     assert "base (SFT)" in shown
     finished = table[table["status"] == "ok"]
-    assert driver.hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), (0, 0)) == 0
+    reference = (base[config.reward_metric], 0.5 * base[config.diversity_metric])
+    volume = driver.hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
+    assert volume == 0
+    table.to_parquet(out / "results.parquet", index=False)
+    summary = {"study": "alignray-0123abcd", "trials": 2, "errors": 2, "frontier": [], "hypervolume": volume,
+               "reference_point": list(reference)}  # fmt: skip
+    record = {"study": "alignray-0123abcd", "config": dataclasses.asdict(config), "summary": summary}
+    (out / driver.SWEEP_FILE).write_text(json.dumps(record))
+
+    written = write_report(out, resamples=50)
+    assert {"report.md", "report.html", "pareto.png", "hypervolume.png"} <= set(written)
+    assert all(path.is_file() for path in written.values())
+    text = (out / "report.md").read_text()
+    assert "2 trials (2 errored)" in text
+    pick = text.split("## What to pick", 1)[1].split("\n## ", 1)[0]
+    assert pick.strip() == "No trial finished: there is no frontier to pick from (see the errored trials below)."
+    assert f"Hypervolume 0 against the reference point ({reference[0]:.4g}, {reference[1]:.4g})" in text
+    per_divergence = text.split("## Per divergence and loss type", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in per_divergence.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 2 and rows[1].startswith("| base (SFT) |")  # the header and the base policy: no trial
+    every = text.split("## Every trial", 1)[1].split("\n## ", 1)[0]
+    for i in range(2):
+        (row,) = [line for line in every.splitlines() if line.startswith(f"| abcde{i} | {i} | error | js_divergence")]
+        assert row.endswith(f"| False | RuntimeError: crash {i} |"), row
+    assert "No trial finished" in (out / "report.html").read_text()
 
 
 @pytest.fixture
@@ -375,23 +425,37 @@ def test_security_ray_token_auth_and_loopback_dashboards():
     assert "include_dashboard=False" in (ROOT / "alignray" / "sweep" / "driver.py").read_text()
 
 
-def test_security_storage_password_is_never_printed(tmp_path, monkeypatch, capsys):
+def test_security_storage_password_is_never_printed_or_written(tmp_path, monkeypatch):
     url = "postgresql://sweeper:hunter2@db.internal:5432/studies"
     assert driver._masked(url) == "postgresql://sweeper:***@db.internal:5432/studies"
     assert "hunter2" not in driver._masked("postgresql+psycopg://u:hunter2@h/db")
     assert driver._masked("what://is:hunter2@this?").count("hunter2") == 0
-    # the search stage's announcement, the one line that names the storage
-    monkeypatch.setattr(driver, "_trial_resources", lambda config: ({"cpu": 1.0, "gpu": 0.0}, 1))
-    monkeypatch.setattr(driver, "_tune_storage", lambda config: str(tmp_path / "tune"))
-    monkeypatch.setattr(driver, "_searcher", lambda config, study: None)
-    config = SweepConfig(output=str(tmp_path / "exp"), storage=url)
-    pd.DataFrame({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}).to_parquet(tmp_path / "data.parquet")
-    driver._tuner(config, "alignray-0123abcd", tmp_path / "data.parquet", ["a prompt"])
-    printed = capsys.readouterr().out
-    assert "postgresql://sweeper:***@db.internal:5432/studies" in printed and "hunter2" not in printed
+    with pytest.raises(ValueError) as refused:  # it would be saved in sweep.json and Tune's state
+        SweepConfig(storage=url)
+    assert "hunter2" not in str(refused.value) and "sweeper:***@" in str(refused.value)
+    # the password from the environment: joined in memory, never in the config that sweep.json records
+    monkeypatch.setenv("ALIGNRAY_TEST_PASSWORD", "hunter2")
+    config = SweepConfig(output=str(tmp_path / "exp"), storage="postgresql://sweeper@127.0.0.1:1/studies",
+                         storage_password_env="ALIGNRAY_TEST_PASSWORD")  # fmt: skip
+    assert "sweeper:hunter2@" in driver.study_storage_url(config)
+    assert "hunter2" not in json.dumps(dataclasses.asdict(config))
+    assert "hunter2" not in driver._masked(driver.study_storage_url(config))  # the search stage's announcement
     with pytest.raises(ValueError) as refused:
         driver.check_storage(config)
-    assert "hunter2" not in str(refused.value) and "sweeper:***@" in str(refused.value)
+    assert "hunter2" not in str(refused.value) and "cannot be opened" in str(refused.value)
+
+
+def test_bad_input_a_trial_bigger_than_the_cluster_ends_in_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "exp"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--output", str(out), "--workers-per-trial", "64",
+         "--eval-prompts", "8"],
+        capture_output=True, text=True, cwd=ROOT, env={**env, "RAY_ADDRESS": "local"}, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "error: one trial needs 65.0 CPUs" in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not out.exists()  # no sweep.json: a rerun is not met with "an experiment exists"
 
 
 @pytest.mark.parametrize("study", ["../x", "/etc/alignray", "alignray-0123abcd/../../x", "", None])

@@ -3,8 +3,10 @@ the statistics on distributions whose answer is known."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 
 from alignray.metrics import metrics_from_samples
 from alignray.report import (
+    TOKEN_METRICS,
     PromptTable,
     divergence_table,
     load_experiment,
@@ -51,6 +54,20 @@ def _samples(rng: np.random.Generator, prompts: int, per_prompt: int, mean: floa
             "ref_logp": rng.normal(-55, 5, prompts * per_prompt),
             "tokens": 10,
         }
+    )
+
+
+def _dominated_area(points: np.ndarray, reference: tuple[float, float]) -> float:
+    """The area the points dominate above ``reference``, by brute force: the union of the rectangles from the
+    reference to each point, summed cell by cell over the grid their corners make (no Pareto maths)."""
+    above = [(x, y) for x, y in points if x > reference[0] and y > reference[1]]
+    xs = sorted({reference[0], *(x for x, _ in above)})
+    ys = sorted({reference[1], *(y for _, y in above)})
+    return sum(
+        (x1 - x0) * (y1 - y0)
+        for x0, x1 in pairwise(xs)
+        for y0, y1 in pairwise(ys)
+        if any(x >= x1 and y >= y1 for x, y in above)
     )
 
 
@@ -131,6 +148,64 @@ def test_bootstrap_interval_covers_a_known_mean_at_about_its_nominal_rate():
     assert np.mean(widths) == pytest.approx(2 * 1.96 * np.sqrt(1.0 + 0.3**2 / 4) / np.sqrt(30), rel=0.2)
 
 
+def test_pooled_token_metrics_get_the_estimate_plus_minus_z_bootstrap_standard_errors():
+    base = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
+    found, expected = metric_intervals(base, resamples=1000), metrics_from_samples(base)
+    rng = np.random.default_rng(3)
+    by_prompt = [rows for _, rows in base.groupby("prompt_id")]
+    drawn = [metrics_from_samples(pd.concat([by_prompt[i] for i in rng.integers(0, len(by_prompt), len(by_prompt))]))
+             for _ in range(200)]  # fmt: skip
+    for name in TOKEN_METRICS:
+        interval, values = found[name], np.array([d[name] for d in drawn])
+        assert interval.estimate == pytest.approx(expected[name], rel=1e-9), name
+        # a repeated prompt repeats its completions and lowers a pooled metric: the resamples fall below the
+        # estimate, so a percentile or BCa interval would sit below it too; this one is centred on it
+        assert (values < interval.estimate).mean() > 0.9, name
+        half = interval.high - interval.estimate
+        assert interval.estimate - interval.low == pytest.approx(half, rel=1e-9) and half > 0, name
+        assert half == pytest.approx(1.96 * values.std(ddof=1), rel=0.2), name
+    trial = pd.read_parquet(FIXTURE / "samples" / "dd903de4.parquet")
+    paired = paired_difference(trial, base, "diversity/token_entropy", resamples=1000)
+    difference = paired.difference
+    assert difference.estimate == pytest.approx(metrics_from_samples(trial)["diversity/token_entropy"]
+                                                - expected["diversity/token_entropy"], rel=1e-9)  # fmt: skip
+    assert difference.high - difference.estimate == pytest.approx(difference.estimate - difference.low, rel=1e-9)
+    assert difference.low < difference.estimate < difference.high
+
+
+def test_what_to_pick_names_the_best_trials_with_their_intervals_and_the_gain_over_the_base(report):
+    out, _ = report
+    pick = (out / "report.md").read_text().split("## What to pick", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in pick.splitlines() if line]
+    results = pd.read_parquet(FIXTURE / "results.parquet")
+    ok = results[results["status"] == "ok"]
+    base = json.loads((FIXTURE / "base" / "metrics.json").read_text())["metrics"]
+    number = r"(-?[\d.]+(?:e[-+]?\d+)?)"
+
+    def stated(line: str, what: str) -> tuple[float, float, float]:
+        found = re.search(rf"{re.escape(what)} {number} \[{number}, {number}\]", line)
+        assert found, (what, line)
+        return tuple(float(v) for v in found.groups())
+
+    assert lines[0].startswith(f"The frontier holds {int(ok['pareto'].sum())} of {len(ok)} finished trials.")
+    for metric in ("reward/mean", "diversity/token_entropy"):
+        estimate, low, high = stated(lines[0], metric)
+        assert estimate == pytest.approx(base[metric], rel=1e-3) and low < estimate < high, metric
+    best = ok.loc[ok["reward/mean"].idxmax()]
+    widest = ok.loc[ok["diversity/token_entropy"].idxmax()]  # the most diverse trial is always on the frontier
+    for title, row in (("Highest reward:", best), ("Highest diversity on the frontier:", widest)):
+        (line,) = [line for line in lines if line.startswith(f"- {title} ")]
+        assert f"**{row['divergence']}**" in line and f"(trial `{row['trial']}`)" in line, line
+        for metric in ("reward/mean", "diversity/token_entropy"):
+            estimate, low, high = stated(line, metric)
+            assert estimate == pytest.approx(row[metric], rel=1e-3) and low < estimate < high, (title, metric)
+    label = f"{best['divergence']} β={best['beta']:.3g}"
+    (versus,) = [line for line in lines if line.startswith(f"- {label} vs base: ")]
+    difference, low, high = stated(versus, "reward/mean difference")
+    assert difference == pytest.approx(best["reward/mean"] - base["reward/mean"], abs=2e-3)
+    assert 0 < low < difference < high and versus.endswith(f"over 40 shared prompts: **{label} higher**.")
+
+
 def test_paired_comparison_pairs_prompts_and_says_no_difference_when_the_interval_covers_zero():
     rng = np.random.default_rng(1)
     a = _samples(rng, 40, 2, 0.0, prompt_sd=2.0)
@@ -175,12 +250,31 @@ def test_compare_puts_two_experiments_on_one_plot(tmp_path):
     results = pd.read_parquet(other / "results.parquet")
     results["reward/mean"] -= 0.2
     results.to_parquet(other / "results.parquet")
+    rng = np.random.default_rng(2)
+    for path in (other / "samples").glob("*.parquet"):  # B's samples score 0.2 lower too, with some noise
+        samples = pd.read_parquet(path)
+        samples["reward"] -= 0.2 + rng.normal(0.0, 0.05, len(samples))
+        samples.to_parquet(path)
     written = write_comparison(FIXTURE, other, tmp_path / "compare", names=("A", "B"))
     assert {"compare.png", "compare_hypervolume.png", "compare.md", "compare.html"} == set(written)
     with Image.open(written["compare.png"]) as image:
         assert image.size == (900, 600)
     text = written["compare.md"].read_text()
-    assert re.search(r"\| A \| 10 \| 10 \| 5 \|", text) and re.search(r"\| B \| 10 \| 10 \| 5 \|", text)
+    volumes = {}
+    for name in ("A", "B"):
+        found = re.search(rf"\| {name} \| 10 \| 10 \| 5 \| ([^ |]+) \|", text)
+        assert found, text
+        volumes[name] = float(found.group(1))
+    base = json.loads((FIXTURE / "base" / "metrics.json").read_text())["metrics"]
+    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])  # both share the fixture's base
+    points = pd.read_parquet(FIXTURE / "results.parquet")[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    assert volumes["A"] == pytest.approx(_dominated_area(points, reference), rel=1e-3)
+    assert volumes["B"] == pytest.approx(_dominated_area(points - [0.2, 0.0], reference), rel=1e-3)
+    assert volumes["B"] < volumes["A"] - 0.1  # the worse experiment has the lower hypervolume
+    paired = re.search(r"\| A \| B \| reward/mean \| ([^ |]+) \| \[([^ ,]+), ([^ \]]+)\] \| 40 \| A higher \|", text)
+    assert paired, text
+    difference, low, high = (float(v) for v in paired.groups())
+    assert difference == pytest.approx(0.2, abs=0.03) and 0 < low < difference < high
 
 
 def test_report_script_names_a_directory_that_is_no_sweep(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -90,6 +91,19 @@ def test_grid_is_the_seeds_grid():
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1}',)}, "lacks ['learning_rate']"),
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": -1, "learning_rate": 1e-4}',)}, "beta=-1"),
         ({"resume": True, "overwrite": True}, "contradict"),
+        # points to evaluate lie in the searched ranges (beta 0.05-2, lr 2e-4-2e-3, alpha 0.1-0.9), no more than trials
+        ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 50, "learning_rate": 1e-3}',)},
+         "beta=50 is outside the searched range [0.05, 2]"),
+        ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 0.5}',)},
+         "learning_rate=0.5 is outside the searched range"),
+        ({"points_to_evaluate": ('{"divergence": "alpha_divergence", "alpha": 0.99, "beta": 0.1, '
+                                 '"learning_rate": 1e-3}',)}, "alpha=0.99 is outside the searched range [0.1, 0.9]"),
+        ({"num_trials": 1, "points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}',
+                                                  '{"divergence": "forward_kl", "beta": 0.1, "learning_rate": 1e-3}')},
+         "holds 2 points but num_trials=1"),
+        ({"cpus_per_trial": 0.0001}, "cpus_per_trial=0.0001 must be >= 1"),
+        ({"storage": "postgresql://sweeper:hunter2@db/studies"}, "holds a password"),
+        ({"storage_password_env": "not a name"}, "is not an environment variable's name"),
     ],
 )
 def test_bad_sweep_values_are_named(values, message):
@@ -98,7 +112,9 @@ def test_bad_sweep_values_are_named(values, message):
 
 
 def test_sweep_job_refuses_bad_input_before_ray_and_writes_nothing(tmp_path):
-    out = tmp_path / "exp"
+    out, ray_tmp = tmp_path / "exp", tmp_path / "ray-tmp"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(ray_tmp)  # a local Ray started by the job would make its session directory here
     cases = [
         (["--beta-min", "nan"], "beta_min"),
         (["--policy", str(tmp_path / "nowhere")], "has no config.json"),
@@ -107,11 +123,13 @@ def test_sweep_job_refuses_bad_input_before_ray_and_writes_nothing(tmp_path):
     for argv, message in cases:
         run = subprocess.run(
             [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--output", str(out), *argv],
-            capture_output=True, text=True, cwd=ROOT,
+            capture_output=True, text=True, cwd=ROOT, env=env,
         )  # fmt: skip
         assert run.returncode != 0 and message in run.stderr, run.stderr
         assert not out.exists()
-        assert "Started a local Ray" not in run.stdout + run.stderr
+        said = run.stdout + run.stderr  # the driver's lines once ray.init returns (driver._init_ray)
+        assert "[alignray] started a local Ray" not in said and "[alignray] joined the Ray cluster" not in said, said
+        assert not ray_tmp.exists(), sorted(ray_tmp.rglob("*"))[:5]
 
 
 # --- end-to-end on the micro world ------------------------------------------------------------------------------
@@ -152,6 +170,8 @@ def sweep(tmp_path_factory, micro_world, ray_cluster):
 
 
 def test_sweep_leaves_results_frontier_study_and_models(sweep):
+    from test_report import _dominated_area
+
     out, summary, _ = sweep
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 4 and table["trial"].is_unique
@@ -165,8 +185,12 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
         assert (out / "frontier" / trial / "model" / "model.safetensors").is_file()
         samples = pd.read_parquet(out / "frontier" / trial / "samples.parquet")
         assert {"prompt_id", "completion", "reward", "tokens"} <= set(samples.columns) and len(samples) == 8
-    reference = summary["reference_point"]
-    assert summary["hypervolume"] == pytest.approx(hypervolume(points, tuple(reference)))
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])  # default: base reward, half diversity
+    assert summary["reference_point"] == pytest.approx(list(reference))
+    assert summary["hypervolume"] == pytest.approx(_dominated_area(points, reference), rel=1e-9, abs=1e-12)
+    first = table.sort_values("index").iloc[0]  # the point to evaluate runs first, before the sampler's picks
+    assert (first["divergence"], first["beta"], first["learning_rate"]) == ("forward_kl", 0.5, 1e-3)
     assert (out / "report.md").read_text().count("base (SFT)") == 1
     assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(ok["trial"])
     # timings are reported beside the metrics
@@ -200,37 +224,75 @@ def test_existing_experiment_is_refused_without_resume_or_overwrite(sweep):
 
 
 def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_world, ray_cluster):
+    """The driver dies right after Tune recorded the first trial's checkpoint, while that trial still reads RUNNING in
+    Tune's saved state: the resumed sweep restores the trial from its checkpoint, and the trial must report it again,
+    not train a second time (a retrained trial keeps its id: only its timings tell)."""
+    from test_report import _dominated_area
+
     from jobs.sweep import main
 
+    die_after_the_first_save = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from ray.tune.execution.tune_controller import TuneController\n"
+        "from jobs.sweep import main\n"
+        "process_save = TuneController._process_trial_save\n"
+        "def save_then_hang(self, trial, result):\n"
+        "    process_save(self, trial, result)\n"
+        "    self.checkpoint(force=True, wait=True)\n"  # Tune's saved state: the trial RUNNING, with its checkpoint
+        "    Path(sys.argv[1]).write_text(trial.trial_id)\n"
+        "    time.sleep(3600)\n"
+        "TuneController._process_trial_save = save_then_hang\n"
+        "main(sys.argv[2:])\n"
+    )
     world, _ = micro_world
-    out = tmp_path / "exp"
+    out, saved, log = tmp_path / "exp", tmp_path / "saved", tmp_path / "driver.log"
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
             "--num-trials", "4", "--max-concurrent-trials", "1", "--divergences", "reverse_kl",
-            "js_divergence", *MICRO_SWEEP]  # fmt: skip
+            "js_divergence", "--hv-reward", "-10", *MICRO_SWEEP]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
-    driver = subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "sweep.py"), *argv], env=env, cwd=ROOT, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not list(out.glob("tune/*/run_trial_*/checkpoint_*")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    finished_before = {p.parent.name for p in out.glob("tune/*/run_trial_*/checkpoint_*")}
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert finished_before, "no trial finished before the deadline"
+    with log.open("w") as output:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", die_after_the_first_save, str(saved), *argv], env=env, cwd=ROOT,
+            start_new_session=True, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not saved.is_file() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(0.5)  # the marker is written whole before the driver sleeps
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert saved.is_file(), f"no trial was saved before the deadline:\n{log.read_text()[-3000:]}"
+    first_trial = saved.read_text()
+    (checkpoint,) = out.glob(f"tune/*/run_trial_{first_trial}_*/checkpoint_*/metrics.json")
+    reported = json.loads(checkpoint.read_text())
 
     summary = main(["--output", str(out), "--resume"])
-    table = pd.read_parquet(out / "results.parquet")
+    table = pd.read_parquet(out / "results.parquet").sort_values("index")
     assert len(table) == 4 and table["trial"].is_unique and summary["trials"] == 4
     assert (table["status"] == "ok").all()
-    finished_ids = {name.split("_")[2] for name in finished_before}
-    assert finished_ids <= set(table["trial"])  # the trials done before the kill are kept, not rerun
+    restored = table.set_index("trial").loc[first_trial]
+    for key in ("time/train_s", "time/eval_s", "time/total_s"):  # a second training run takes other seconds
+        assert restored[key] == pytest.approx(reported[key], rel=1e-12), f"{first_trial} was trained again: {key}"
+    # every divergence first, at the middle of the searched ranges; the sampler's picks after them
+    defaults = SweepConfig()
+    seeds = table.head(2)
+    assert list(seeds["divergence"]) == ["reverse_kl", "js_divergence"] and seeds["trial"].iloc[0] == first_trial
+    assert list(seeds["beta"]) == pytest.approx([np.sqrt(0.1 * 1.0)] * 2)
+    assert list(seeds["learning_rate"]) == pytest.approx(
+        [np.sqrt(defaults.learning_rate_min * defaults.learning_rate_max)] * 2
+    )
     study = optuna.load_study(
         study_name=json.loads((out / "sweep.json").read_text())["study"], storage=f"sqlite:///{out / 'study.db'}"
     )
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # none left RUNNING or WAITING
+    # --hv-reward puts the reference point below the trials, which on the micro world score as the base policy does
+    # (the default reference, the base's reward, would give every sweep there a hypervolume of 0)
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    reference = (-10.0, 0.5 * base["diversity/token_entropy"])
+    assert summary["reference_point"] == pytest.approx(list(reference))
+    area = _dominated_area(table[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    assert area > 0 and summary["hypervolume"] == pytest.approx(area, rel=1e-9)
 
 
 def test_cluster_file_validates_against_rays_own_schema():
@@ -301,3 +363,149 @@ def test_make_sweep_stops_only_the_head_it_started(tmp_path):
     finally:
         other.kill()
         mine.kill()
+
+
+# --- issue 13: scratch, bookkeeping, failures, resume with more trials ---------------------------------------------
+
+
+def test_trials_leave_no_model_or_preference_copy_in_the_tune_directory(sweep):
+    out, _, _ = sweep
+    table = pd.read_parquet(out / "results.parquet")
+    frontier_ids = set(table.loc[table["pareto"], "trial"])
+    weights = list((out / "tune").rglob("*.safetensors"))
+    assert {p.relative_to(out / "tune").parts[1].split("_")[2] for p in weights} <= frontier_ids
+    assert all(any(part.startswith("checkpoint_") for part in p.parts) for p in weights)
+    assert not list((out / "tune").rglob("preferences.parquet"))
+    assert not list((out / "tune").rglob("alignray-trial-*"))
+
+
+def test_results_and_study_join_both_ways(sweep):
+    from alignray.sweep.searcher import TUNE_TRIAL_ATTR
+
+    out, summary, _ = sweep
+    table = pd.read_parquet(out / "results.parquet")
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
+    by_number = {t.number: t for t in study.trials}
+    assert table["optuna_trial"].notna().all() and table["optuna_trial"].is_unique
+    for _, row in table.iterrows():
+        trial = by_number[int(row["optuna_trial"])]
+        assert trial.user_attrs[TUNE_TRIAL_ATTR] == row["trial"]
+        assert trial.params["divergence"] == row["divergence"]
+        assert trial.params["beta"] == pytest.approx(row["beta"])
+
+
+def test_a_storage_password_comes_from_the_environment_and_is_never_pickled(tmp_path, monkeypatch):
+    import pickle
+
+    from alignray.sweep.driver import _searcher
+    from alignray.sweep.searcher import study_storage_url
+
+    config = SweepConfig(storage="postgresql://sweeper@db.internal/studies", storage_password_env="ALIGNRAY_PW")
+    monkeypatch.delenv("ALIGNRAY_PW", raising=False)
+    with pytest.raises(ValueError, match="export ALIGNRAY_PW="):
+        study_storage_url(config)
+    monkeypatch.setenv("ALIGNRAY_PW", "hunter2")
+    assert study_storage_url(config) == "postgresql://sweeper:hunter2@db.internal/studies"
+    assert "hunter2" not in json.dumps(dataclasses.asdict(config))
+    # Tune pickles the searcher (tuner.pkl, searcher state): the opened storage (whose URL holds the password) stays
+    # out, and is opened again from the config when unpickled
+    local = SweepConfig(output=str(tmp_path / "exp"), storage=f"sqlite:///{tmp_path / 'study.db'}")
+    searcher = _searcher(local, "alignray-0123abcd", seeded=False)
+    searcher.suggest("aaaa1111")
+    for blob in (pickle.dumps(searcher), _saved(searcher, tmp_path)):
+        assert b"RDBStorage" not in blob and b"optuna.study" not in blob and b"optuna.trial" not in blob
+    restored = pickle.loads(pickle.dumps(searcher))
+    restored.on_trial_complete("aaaa1111", {local.reward_metric: 1.0, local.diversity_metric: 2.0})
+    params = restored.suggest("bbbb2222")
+    assert params["divergence"] in local.divergences
+    study = optuna.load_study(study_name="alignray-0123abcd", storage=local.storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"]
+    assert study.trials[0].values == [1.0, 2.0] and study.trials[1].user_attrs["tune_trial_id"] == "bbbb2222"
+
+
+def _saved(searcher, tmp_path) -> bytes:
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    return (tmp_path / "searcher.pkl").read_bytes()
+
+
+def test_errors_that_repeat_are_recorded_and_others_retried():
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    from alignray.sweep.trial import TrialFailed, is_deterministic
+
+    assert is_deterministic(FloatingPointError("non-finite loss")) and is_deterministic(ValueError("bad"))
+    assert is_deterministic(TrialFailed("again"))
+    assert not is_deterministic(RuntimeError("CUDA out of memory"))
+    wrapped = RayTaskError("train", "traceback", FloatingPointError("nan")).as_instanceof_cause()
+    assert is_deterministic(wrapped)
+    # a multi-worker trial's NaN: every worker that failed met a non-finite number
+    assert is_deterministic(WorkerGroupError("w", {0: FloatingPointError("nan"), 1: FloatingPointError("nan")}))
+    assert not is_deterministic(WorkerGroupError("w", {0: FloatingPointError("nan"), 1: RuntimeError("died")}))
+
+
+def test_quiet_libraries_hides_future_warnings_and_loading_bars():
+    import warnings
+
+    import transformers
+
+    from alignray.world import quiet_libraries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        warnings.warn("deprecated soon", FutureWarning, stacklevel=1)
+        warnings.warn("a real problem", RuntimeWarning, stacklevel=1)
+    assert [w.category for w in caught] == [RuntimeWarning]
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    assert transformers.utils.logging.get_verbosity() == transformers.utils.logging.ERROR
+
+
+def test_a_trial_that_cannot_fit_is_refused_once_ray_is_up_and_leaves_nothing(tmp_path, micro_world, ray_cluster):
+    from alignray.sweep.driver import SweepRefused, run_sweep
+
+    world, _ = micro_world
+    out = tmp_path / "exp"
+    config = SweepConfig(output=str(out), policy=str(world / "policy"), reward=str(world / "reward"),
+                         workers_per_trial=64, eval_prompts=8)  # fmt: skip
+    with pytest.raises(SweepRefused, match="one trial needs 65.0 CPUs"):
+        run_sweep(config)
+    assert not out.exists()
+
+
+def test_resume_refuses_changed_options_and_only_grows(sweep):
+    from alignray.config import SWEEP_PRESETS, given_fields, parse_config
+    from alignray.sweep.driver import load_resumed
+
+    out, _, _ = sweep
+
+    def resumed(*argv):
+        argv = ["--output", str(out), "--resume", *argv]
+        return load_resumed(parse_config(SweepConfig, argv, presets=SWEEP_PRESETS), given_fields(SweepConfig, argv))
+
+    assert resumed().num_trials == 4 and resumed().num_prompts == 12  # the saved settings, not the defaults
+    assert resumed("--num-trials", "6", "--max-failures", "3").num_trials == 6
+    assert resumed("--num-prompts", "12").num_prompts == 12  # the same value is no change
+    with pytest.raises(ValueError, match=r"num_prompts=99 differs from the resumed sweep's num_prompts=12"):
+        resumed("--num-prompts", "99")
+    with pytest.raises(ValueError, match="a sweep can grow, not shrink"):
+        resumed("--num-trials", "2")
+
+
+def test_resume_with_more_trials_adds_them_to_the_same_study(sweep):
+    """Runs last among the tests of ``sweep``: it adds a trial to that experiment."""
+    from jobs.sweep import main
+
+    out, summary, _ = sweep
+    before = pd.read_parquet(out / "results.parquet")
+    extended = main(["--output", str(out), "--resume", "--num-trials", "5"])
+    table = pd.read_parquet(out / "results.parquet")
+    assert extended["trials"] == 5 and len(table) == 5 and table["trial"].is_unique
+    kept = table.set_index("trial").loc[before["trial"]]
+    np.testing.assert_allclose(kept["time/train_s"].fillna(-1), before["time/train_s"].fillna(-1))  # not retrained
+    assert table["index"].is_monotonic_increasing and table["index"].is_unique
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 5
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    assert sorted(table["optuna_trial"]) == [t.number for t in study.trials]
+    assert json.loads((out / "sweep.json").read_text())["config"]["num_trials"] == 5

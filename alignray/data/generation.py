@@ -142,8 +142,9 @@ class Generator:
         reference: str | None = None,
         threads: int | None = None,
     ) -> None:
-        from alignray.world import load_policy
+        from alignray.world import load_policy, quiet_libraries
 
+        quiet_libraries()  # an actor's loading bars and warnings would reach the job log once per actor
         if threads:
             torch.set_num_threads(threads)
         self.model, self.tokenizer = load_policy(policy)

@@ -12,8 +12,9 @@ class Scorer:
     """Ray Data actor: adds ``reward`` (the POSITIVE logit) and ``positive`` (the classifier's call) to each row."""
 
     def __init__(self, reward: str, threads: int | None = None, batch_size: int = 64) -> None:
-        from alignray.world import load_reward
+        from alignray.world import load_reward, quiet_libraries
 
+        quiet_libraries()  # an actor's loading bars and warnings would reach the job log once per actor
         if threads:
             torch.set_num_threads(threads)
         self.reward = load_reward(reward)

@@ -603,7 +603,9 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Run (or resume) the sweep of ``config``; returns the summary that ``sweep.json`` also records."""
     from alignray.metrics import evaluation_prompts
+    from alignray.world import quiet_libraries
 
+    quiet_libraries()  # the job log shows the sweep's stages, not the libraries' warnings
     started = time.monotonic()
     config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)

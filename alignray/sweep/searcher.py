@@ -11,7 +11,6 @@ Two differences from ``OptunaSearch``, nothing else:
 
 from __future__ import annotations
 
-import pickle
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -65,22 +64,33 @@ class StudySearch(OptunaSearch):
         return params
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_storage"] = state["_ot_study"] = None  # both hold the storage URL
-        state["_ot_trials"] = {tid: trial.number for tid, trial in self._ot_trials.items()}
-        return state
+        return {**self.__dict__, **self._without_storage()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._storage = open_storage(self._sweep_config)
-        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
-        by_number = {trial.number: trial._trial_id for trial in self._ot_study.get_trials(deepcopy=False)}
-        self._ot_trials = {tid: optuna.Trial(self._ot_study, by_number[n]) for tid, n in state["_ot_trials"].items()}
+        self._reopen()
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as file:
-            pickle.dump(self.__getstate__(), file)
+        """Tune's own save (it pickles the attributes), with the storage left out."""
+        kept = {name: self.__dict__[name] for name in ("_storage", "_ot_study", "_ot_trials")}
+        self.__dict__.update(self._without_storage())
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self.__dict__.update(kept)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as file:
-            self.__setstate__(pickle.load(file))
+        """Tune's own restore, then the storage opened again."""
+        super().restore(checkpoint_path)
+        self._reopen()
+
+    def _without_storage(self) -> dict[str, Any]:
+        """The attributes that hold the storage, replaced: none, and each trial as its number."""
+        numbers = {tune_id: trial.number for tune_id, trial in self._ot_trials.items()}
+        return {"_storage": None, "_ot_study": None, "_ot_trials": numbers}
+
+    def _reopen(self) -> None:
+        self._storage = open_storage(self._sweep_config)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        ids = {trial.number: trial._trial_id for trial in self._ot_study.get_trials(deepcopy=False)}
+        self._ot_trials = {t: optuna.Trial(self._ot_study, ids[number]) for t, number in self._ot_trials.items()}
