@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = [
-    ("test_bad_input_", "Bad inputs tried, each refused with the field named, writing nothing (before Ray starts, but for what only the cluster can tell)"),
+    ("test_bad_input_", "Bad inputs tried, each refused with the field named, writing nothing (before Ray starts, "
+                        "but for what only the cluster can tell)"),
     ("test_fault_extreme_", "Numerics: divergence × loss type × dtype (float32, bfloat16) finite at log-ratios ±1000"),
     ("test_fault_", "Faults injected (crash, killed worker or node, full disk, read-only directory) and survived"),
     ("test_security_", "Security checks (remote code, pickles, token auth, loopback, password, path escape)"),
