@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alignray.config import EVAL_PROMPT_TOKENS, EvalConfig, check_against_policy
+from alignray.eval_config import EVAL_PROMPT_TOKENS, EvalConfig
 
 __all__ = [
     "METRICS",
@@ -132,8 +132,9 @@ def evaluate_here(
     return metrics_from_samples(samples), samples
 
 
-def evaluation_prompts(policy: str, num_prompts: int, seed: int = 0) -> list[str]:
-    """Evaluation prompts: openings of the held-out reviews kept for evaluation, cut with the policy's tokenizer.
+def evaluation_prompts(policy: str, num_prompts: int, seed: int = 0, tokenizer=None) -> list[str]:
+    """Evaluation prompts: openings of the held-out reviews kept for evaluation, cut with the policy's tokenizer
+    (``tokenizer``: that tokenizer, already loaded).
 
     Asking for more prompts than the evaluation pool holds is a ValueError naming ``num_prompts``, never a cap."""
     from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews
@@ -145,9 +146,32 @@ def evaluation_prompts(policy: str, num_prompts: int, seed: int = 0) -> list[str
             f"num_prompts={num_prompts} exceeds the {len(reviews)} reviews of the evaluation pool; "
             f"use num_prompts <= {len(reviews)}"
         )
-    tokenizer = load_tokenizer(policy, "policy")
+    tokenizer = tokenizer or load_tokenizer(policy, "policy")
     shortest, longest = EVAL_PROMPT_TOKENS
     return imdb_prefix_prompts(reviews, tokenizer, num_prompts, seed, shortest, longest)
+
+
+def check_against_policy(config: EvalConfig, eval_pool: int | None = None) -> None:
+    """Refuse what the policy or the evaluation pool cannot hold, before any model loads or Ray starts: the longest
+    evaluation prompt plus ``max_new_tokens`` must fit the policy's context (its config.json), ``num_prompts`` the
+    evaluation pool (``eval_pool``, read from ``imdb_prompt_reviews("eval")`` when not given), and the reference must
+    share the policy's tokenizer. Each refusal is a ValueError naming the field, its value and the limit."""
+    from alignray.data.prompts import imdb_prompt_reviews
+    from alignray.world import check_same_tokenizer, policy_context
+
+    context, prompt = policy_context(config.policy), EVAL_PROMPT_TOKENS[1]
+    if prompt + config.max_new_tokens > context:
+        raise ValueError(
+            f"max_new_tokens={config.max_new_tokens} after prompts of up to {prompt} tokens exceeds the "
+            f"{context}-token context of policy={config.policy!r}; use max_new_tokens <= {context - prompt}"
+        )
+    eval_pool = len(imdb_prompt_reviews("eval")) if eval_pool is None else eval_pool
+    if config.num_prompts > eval_pool:
+        raise ValueError(
+            f"num_prompts={config.num_prompts} exceeds the {eval_pool} reviews of the evaluation pool; "
+            f"use num_prompts <= {eval_pool}"
+        )
+    check_same_tokenizer(config.policy, config.reference)
 
 
 def evaluate_config(config: EvalConfig) -> dict[str, float]:

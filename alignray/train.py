@@ -21,11 +21,22 @@ from datasets import Dataset, load_dataset
 from transformers import PrinterCallback
 from transformers.integrations import TensorBoardCallback
 
-from alignray.config import TrainConfig, check_against_policy
+from alignray.train_config import TrainConfig
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
-from alignray.world import load_policy
+from alignray.world import load_policy, policy_context
 
-__all__ = ["PREFERENCE_COLUMNS", "build_trainer", "load_preferences", "train"]
+__all__ = ["PREFERENCE_COLUMNS", "build_trainer", "check_against_policy", "load_preferences", "train"]
+
+
+def check_against_policy(config: TrainConfig) -> None:
+    """Refuse a ``max_length`` beyond the policy's context (its config.json), before any model loads or Ray starts;
+    a ValueError naming the field, its value and the limit."""
+    context = policy_context(config.policy)
+    if config.max_length > context:
+        raise ValueError(
+            f"max_length={config.max_length} exceeds the {context}-token context of policy={config.policy!r}; "
+            f"use max_length <= {context}"
+        )
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -32,6 +33,7 @@ __all__ = [
     "load_policy",
     "load_reward",
     "pick_device",
+    "policy_context",
     "quiet_libraries",
     "resolve_model",
 ]
@@ -97,6 +99,15 @@ def resolve_model(name: str, role: str) -> str:
         return str(path)
     _ensure_hub_reachable(name)
     return name
+
+
+def policy_context(policy: str) -> int:
+    """The positions the policy can attend to, from its config.json alone (no weights are loaded)."""
+    model_config = AutoConfig.from_pretrained(resolve_model(policy, "policy"), trust_remote_code=False)
+    for key in ("n_positions", "max_position_embeddings"):
+        if isinstance(getattr(model_config, key, None), int):
+            return getattr(model_config, key)
+    raise ValueError(f"policy={policy!r}: its config.json states no context length (n_positions)")
 
 
 def _ensure_hub_reachable(repo_id: str) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alignray.config import SweepConfig, TrainConfig
+from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
 from alignray.sweep.pareto import hypervolume_curve
 from alignray.train import build_trainer, load_preferences
+from alignray.train_config import TrainConfig
 
 
 def curve(out: Path, config: SweepConfig, reference: tuple[float, float]) -> list[float]:

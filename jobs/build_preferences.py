@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 
-from alignray.config import PreferenceConfig, check_against_policy, parse_config
+from alignray.config import parse_config
+from alignray.data.config import PreferenceConfig
+from alignray.data.pipeline import check_against_policy
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
-from alignray.config import EvalConfig, check_against_policy, parse_config
+from alignray.config import parse_config
+from alignray.eval_config import EvalConfig
+from alignray.metrics import check_against_policy
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

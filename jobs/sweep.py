@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from alignray.config import SWEEP_PRESETS, SweepConfig, given_fields, parse_config
+from alignray.config import given_fields, parse_config
+from alignray.sweep.config import SWEEP_PRESETS, SweepConfig
 
 
 def main(argv: list[str] | None = None) -> dict:

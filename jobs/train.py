@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 
-from alignray.config import TrainConfig, check_against_policy, parse_config
+from alignray.config import parse_config
+from alignray.train import check_against_policy
+from alignray.train_config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -4,7 +4,22 @@ import re
 import pytest
 import yaml
 
-from alignray.config import EvalConfig, PreferenceConfig, TrainConfig, check_against_policy, field_docs, parse_config
+from alignray import metrics, train
+from alignray.config import field_docs, parse_config
+from alignray.data import pipeline
+from alignray.data.config import PreferenceConfig
+from alignray.eval_config import EvalConfig
+from alignray.train_config import TrainConfig
+
+
+def check_against_policy(config, **kwargs) -> None:
+    """Each concept's own check against the policy, by its config's type."""
+    checks = {
+        TrainConfig: train.check_against_policy,
+        PreferenceConfig: pipeline.check_against_policy,
+        EvalConfig: metrics.check_against_policy,
+    }
+    checks[type(config)](config, **kwargs)
 
 
 def test_every_field_has_a_one_line_doc_in_help(capsys):

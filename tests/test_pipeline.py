@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from datasets import load_dataset
 
-from alignray.config import PreferenceConfig, parse_config
+from alignray.config import parse_config
+from alignray.data.config import PreferenceConfig
 from alignray.data.pairing import STRATEGIES, make_pairs
 from alignray.data.pipeline import build_preferences, load_prompts
 

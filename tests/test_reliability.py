@@ -26,9 +26,10 @@ import pytest
 import torch
 
 import alignray.sweep.driver as driver
-from alignray.config import SweepConfig, parse_config
+from alignray.config import parse_config
 from alignray.divergences import DIVERGENCES, get_divergence
 from alignray.losses import LOSS_TYPES, preference_loss
+from alignray.sweep.config import SweepConfig
 from alignray.sweep.trial import FAULT_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from alignray.config import SweepConfig
+from alignray.sweep.config import SweepConfig
 from alignray.sweep.submit import _stop_head, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]

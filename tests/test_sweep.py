@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from alignray.config import SweepConfig
+from alignray.sweep.config import SweepConfig
 from alignray.sweep.pareto import hypervolume, hypervolume_curve, pareto_mask
 from alignray.sweep.space import GRID_BETAS, SearchSpace, grid_points
 from alignray.sweep.trial import FAULT_VARIABLE
@@ -474,7 +474,8 @@ def test_a_trial_that_cannot_fit_is_refused_once_ray_is_up_and_leaves_nothing(tm
 
 
 def test_resume_refuses_changed_options_and_only_grows(sweep):
-    from alignray.config import SWEEP_PRESETS, given_fields, parse_config
+    from alignray.config import given_fields, parse_config
+    from alignray.sweep.config import SWEEP_PRESETS
     from alignray.sweep.driver import load_resumed
 
     out, _, _ = sweep

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignray.config import TrainConfig
 from alignray.train import load_preferences, train
+from alignray.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alignray.config import PreferenceConfig, check_against_policy
+from alignray.data.config import PreferenceConfig
 from alignray.data.generation import Generator
 from alignray.data.pairing import make_pairs
 from alignray.data.prompts import imdb_prefix_prompts, imdb_prompt_reviews, read_prompt_file
 from alignray.data.scoring import Scorer
 
-__all__ = ["build_preferences", "load_prompts", "run_stages", "run_stages_here"]
+__all__ = ["build_preferences", "check_against_policy", "load_prompts", "run_stages", "run_stages_here"]
 
 
-def load_prompts(config: PreferenceConfig) -> list[str]:
-    """The prompt set the config names (``imdb_prefix`` prompts are tokenised with the policy's tokenizer)."""
+def load_prompts(config: PreferenceConfig, tokenizer=None) -> list[str]:
+    """The prompt set the config names (``imdb_prefix`` prompts are cut with the policy's tokenizer: ``tokenizer``
+    when it is already loaded)."""
     if config.prompts == "fixed":
         prompts = list(config.fixed_prompts) or read_prompt_file(str(config.prompt_file))
     elif config.prompts == "file":
@@ -33,7 +34,7 @@ def load_prompts(config: PreferenceConfig) -> list[str]:
     else:
         from alignray.world import load_tokenizer
 
-        tokenizer = load_tokenizer(config.policy, "policy")
+        tokenizer = tokenizer or load_tokenizer(config.policy, "policy")
         reviews = imdb_prompt_reviews("train")
         prompts = imdb_prefix_prompts(
             reviews, tokenizer, config.num_prompts, config.seed, config.min_prompt_tokens, config.max_prompt_tokens
@@ -42,6 +43,25 @@ def load_prompts(config: PreferenceConfig) -> list[str]:
         source = f"prompt_file={config.prompt_file!r}" if config.prompt_file else f"prompts={config.prompts!r}"
         raise ValueError(f"{source} gives no prompts; expected at least one non-empty prompt (a .txt: one a line)")
     return prompts[: config.num_prompts]
+
+
+def check_against_policy(config: PreferenceConfig) -> None:
+    """Refuse prompts plus ``max_new_tokens`` beyond the policy's context (its config.json), before any model loads
+    or Ray starts; a ValueError naming the field, its value and the limit. Prompts of a fixed or file source are read
+    and tokenised to find the longest."""
+    from alignray.world import load_tokenizer, policy_context
+
+    context = policy_context(config.policy)
+    if config.prompts == "imdb_prefix":
+        prompt = config.max_prompt_tokens
+    else:
+        tokenizer = load_tokenizer(config.policy, "policy")
+        prompt = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in load_prompts(config))
+    if prompt + config.max_new_tokens > context:
+        raise ValueError(
+            f"max_new_tokens={config.max_new_tokens} after prompts of up to {prompt} tokens exceeds the "
+            f"{context}-token context of policy={config.policy!r}; use max_new_tokens <= {context - prompt}"
+        )
 
 
 def _actor_resources(generation_actors: int | None, scoring_actors: int | None, use_gpu: bool | None) -> dict:
@@ -169,13 +189,14 @@ def run_stages_here(
     return pd.concat(scored, ignore_index=True)
 
 
-def build_preferences(config: PreferenceConfig) -> tuple[pd.DataFrame, dict]:
-    """Generate, score and pair; write ``<out>/preferences.parquet`` and ``<out>/card.json``; return both.
+def build_preferences(config: PreferenceConfig, tokenizer=None) -> tuple[pd.DataFrame, dict]:
+    """Generate, score and pair; write ``<out>/preferences.parquet`` and ``<out>/card.json``; return both
+    (``tokenizer``: the policy's, when it is already loaded).
 
     ``check_against_policy`` runs first: lengths the policy cannot hold fail before Ray starts."""
     started = time.monotonic()
     check_against_policy(config)
-    prompts = load_prompts(config)
+    prompts = load_prompts(config, tokenizer)
     samples = run_stages(
         prompts,
         config.policy,

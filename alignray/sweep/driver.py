@@ -1,14 +1,18 @@
 """The sweep driver: preference data, a shared reference, the Tune + Optuna search, and the Pareto frontier.
 
-``run_sweep(config)`` runs the stages in order, each reusing what an earlier run of the same experiment left:
+``run_sweep(config)`` first makes a ``Plan`` (what every stage shares, decided once, before anything is written),
+then runs the README's five stages in order, each a function of the plan, each reusing what an earlier run of the
+same experiment left:
 
-1. preference data on Ray Data (``alignray.data.pipeline``), reused when its config hash matches;
-2. the reference once: its log-probs on the preference data (``ref_chosen_logps`` / ``ref_rejected_logps``, so
-   no trial runs a reference forward pass) and the base policy's evaluation, the frontier's anchor;
-3. the search: Ray Tune with ``OptunaSearch`` (multi-objective, define-by-run, study in RDB storage), each trial
-   ``alignray.sweep.trial.run_trial``;
-4. the frontier: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/``, the
-   hypervolume, and the report (``alignray.report``: ``report.md``, ``report.html``, PNGs).
+1. ``_preference_data``: preference data on Ray Data (``alignray.data.pipeline``), reused when its config matches;
+2. ``_reference``: the reference once, its log-probs on the preference data (``ref_chosen_logps`` /
+   ``ref_rejected_logps``, so no trial runs a reference forward pass), and the base policy's evaluation, the
+   frontier's anchor;
+3. ``_search``: Ray Tune with ``StudySearch`` (Optuna, multi-objective, define-by-run, study in RDB storage), each
+   trial ``alignray.sweep.trial.run_trial``;
+4. ``_frontier``: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/`` and the
+   hypervolume;
+5. ``_report``: ``alignray.report`` (``report.md``, ``report.html``, PNGs).
 
 Experiment directory: ``sweep.json`` (config, study name, summary), ``preferences/``, ``base/`` (metrics.json,
 samples.parquet), ``study.db``, ``tune/``, ``results.parquet``, ``pareto.csv``, ``samples/<trial>.parquet`` (every
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alignray.config import SweepConfig
+from alignray.sweep.config import SweepConfig
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
@@ -63,6 +67,28 @@ RESUMABLE = ("num_trials", "max_failures", "max_concurrent_trials")
 
 class SweepRefused(ValueError):
     """A sweep refused by what only the running cluster can tell (a trial that cannot fit); nothing was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the stages share, decided once by ``_plan``."""
+
+    config: SweepConfig
+    """The sweep's config: its output and local model paths absolute, ``gpus_per_trial`` resolved."""
+    out: Path
+    """The experiment directory."""
+    study: str
+    """The Optuna study's name, which also names the Tune experiment."""
+    tokenizer: Any
+    """The policy's tokenizer, loaded once."""
+    prompts: list[str]
+    """The evaluation prompts every trial and the base policy are evaluated on."""
+    resources: dict[str, float]
+    """One trial's Ray resources (the reference task takes the same)."""
+    concurrent: int
+    """Trials at once."""
+    tune_storage: str
+    """Where Tune keeps the trials."""
 
 
 def _say(message: str) -> None:
@@ -163,9 +189,12 @@ def check_storage(config: SweepConfig) -> None:
 def check_sweep(config: SweepConfig) -> None:
     """Everything about ``config`` that can be known before Ray starts: the output directory, the models, lengths
     against the policy's context and the evaluation pool's size; ValueError or WorldError naming the field."""
-    from alignray.config import EVAL_PROMPT_TOKENS, TrainConfig, check_against_policy, policy_context
+    from alignray.data.pipeline import check_against_policy as check_preferences
     from alignray.data.prompts import imdb_prompt_reviews
-    from alignray.world import WorldError, resolve_model
+    from alignray.eval_config import EVAL_PROMPT_TOKENS
+    from alignray.train import check_against_policy as check_training
+    from alignray.train_config import TrainConfig
+    from alignray.world import WorldError, policy_context, resolve_model
 
     check_output(config)
     check_storage(config)
@@ -174,8 +203,8 @@ def check_sweep(config: SweepConfig) -> None:
             resolve_model(getattr(config, role), role)
         except WorldError as err:
             raise WorldError(f"{role}={getattr(config, role)!r}: {err}") from None
-    check_against_policy(config.preference_config(str(Path(config.output) / "preferences")))
-    check_against_policy(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
+    check_preferences(config.preference_config(str(Path(config.output) / "preferences")))
+    check_training(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
     context = policy_context(config.policy)
     if EVAL_PROMPT_TOKENS[1] + config.max_new_tokens > context:
         raise ValueError(f"max_new_tokens={config.max_new_tokens} does not fit the {context}-token context after "
@@ -293,44 +322,79 @@ def _tune_storage(config: SweepConfig) -> str:
     return storage
 
 
-def _preferences(config: SweepConfig, out: Path) -> Path:
+def _plan(config: SweepConfig) -> Plan:
+    """Decide what the stages share. Ray starts here; what only the cluster can tell (a trial that does not fit,
+    local Tune storage on several nodes) is refused as ``SweepRefused`` before the experiment directory is made."""
+    from alignray.metrics import evaluation_prompts
+    from alignray.world import load_tokenizer
+
+    config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
+    out = Path(config.output)
+    tokenizer = load_tokenizer(config.policy, "policy")
+    prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed, tokenizer)
+    _init_ray()
+    config = _resolve_gpus(config)
+    try:
+        resources, concurrent = _trial_resources(config)
+        tune_storage = _tune_storage(config)
+    except ValueError as err:
+        raise SweepRefused(str(err)) from None
+    if config.overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / SWEEP_FILE
+    study = json.loads(saved.read_text())["study"] if saved.is_file() else f"alignray-{uuid.uuid4().hex[:8]}"
+    plan = Plan(config, out, study, tokenizer, prompts, resources, concurrent, tune_storage)
+    _write_atomic(saved, lambda p: p.write_text(json.dumps(_record(plan), indent=2) + "\n"))
+    return plan
+
+
+def _record(plan: Plan, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``sweep.json`` holds: the study, the config (no secret: a storage password is refused in the URL) and,
+    once the frontier is known, the summary."""
+    record = {"study": plan.study, "config": dataclasses.asdict(plan.config)}
+    return record if summary is None else {**record, "summary": summary}
+
+
+def _preference_data(plan: Plan) -> Path:
     """Stage 1: the preference data, reused when the directory holds the same config's data."""
     from alignray.data.pipeline import build_preferences
 
-    directory = out / "preferences"
+    config, directory = plan.config, plan.out / "preferences"
     prefs = config.preference_config(str(directory))
     key = _hash({k: v for k, v in dataclasses.asdict(prefs).items() if k != "out"})
     card_path = directory / "card.json"
     if card_path.is_file() and json.loads(card_path.read_text()).get("config_hash") == key:
         card = json.loads(card_path.read_text())
-        _say(f"1/4 preference data: reusing {card['counts']['pairs']} pairs in {directory}")
+        _say(f"1/5 preference data: reusing {card['counts']['pairs']} pairs in {directory}")
         return directory / "preferences.parquet"
-    _say(f"1/4 preference data: {config.num_prompts} prompts x {config.samples_per_prompt} samples on Ray Data")
-    pairs, card = build_preferences(prefs)
+    _say(f"1/5 preference data: {config.num_prompts} prompts x {config.samples_per_prompt} samples on Ray Data")
+    pairs, card = build_preferences(prefs, plan.tokenizer)
     if pairs.empty:
         raise ValueError(f"the preference data has no pairs ({card['counts']}); try another strategy or more samples")
     card["config_hash"] = key
     _write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
-    _say(f"1/4 preference data: {len(pairs)} pairs in {card['seconds']} s")
+    _say(f"1/5 preference data: {len(pairs)} pairs in {card['seconds']} s")
     return directory / "preferences.parquet"
 
 
-def _reference_stage(config: SweepConfig, data: Path, out: Path, prompts: list[str]) -> dict[str, float]:
-    """Stage 2, in a trial's resources: reference log-probs on the data, once, and the base policy's metrics."""
+def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
+    """Stage 2, in a trial's resources: reference log-probs on the data, once (the pairs with them:
+    ``with_reference.parquet``), and the base policy's metrics."""
     import ray
 
+    config, prompts = plan.config, plan.prompts
     target = data.with_name("with_reference.parquet")
-    base = out / "base"
+    base = plan.out / "base"
     key = _hash({"data": json.loads((data.parent / "card.json").read_text())["config_hash"], "max_length":
                  config.max_length, "policy": config.policy, "eval": [prompts, config.eval_samples_per_prompt,
                  config.max_new_tokens, config.reward, config.seed]})  # fmt: skip
     done = base / "metrics.json"
     if target.is_file() and done.is_file() and json.loads(done.read_text()).get("key") == key:
-        _say("2/4 reference log-probs and base policy: reusing")
-        return json.loads(done.read_text())["metrics"]
-    _say(f"2/4 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
-    resources, _ = _trial_resources(config)
-    task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"])(_score_reference)
+        _say("2/5 reference log-probs and base policy: reusing")
+        return target, json.loads(done.read_text())["metrics"]
+    _say(f"2/5 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
+    task = ray.remote(num_cpus=plan.resources["cpu"], num_gpus=plan.resources["gpu"])(_score_reference)
     started = time.monotonic()
     # Data travel through the object store both ways: the task may run on another node than this driver.
     scored, samples, metrics = ray.get(task.remote(config, pd.read_parquet(data), prompts))
@@ -339,10 +403,10 @@ def _reference_stage(config: SweepConfig, data: Path, out: Path, prompts: list[s
     _write_atomic(base / "samples.parquet", lambda p: samples.to_parquet(p, index=False))
     _write_atomic(done, lambda p: p.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n"))
     _say(
-        f"2/4 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
+        f"2/5 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
         f"{metrics[config.reward_metric]:.3f}, {config.diversity_metric} {metrics[config.diversity_metric]:.3f}"
     )
-    return metrics
+    return target, metrics
 
 
 def _score_reference(
@@ -352,9 +416,9 @@ def _score_reference(
     appended), then the base policy's evaluation samples and metrics."""
     import torch
 
-    from alignray.config import TrainConfig
     from alignray.metrics import evaluate_here
     from alignray.train import PREFERENCE_COLUMNS, build_trainer, load_preferences
+    from alignray.train_config import TrainConfig
     from alignray.trainer import REFERENCE_COLUMNS
     from alignray.world import quiet_libraries
 
@@ -402,7 +466,7 @@ def _experiments(storage: str, study: str) -> list[str]:
     return names
 
 
-def _search(config: SweepConfig, study: str, data: Path, prompts: list[str]) -> list:
+def _search(plan: Plan, data: Path) -> list:
     """Stage 3: the Tune experiments of the sweep, fitted; their result grids in order.
 
     A resumed sweep first finishes the experiments it has (``Tuner.restore``); if ``num_trials`` grew, a new
@@ -413,38 +477,37 @@ def _search(config: SweepConfig, study: str, data: Path, prompts: list[str]) -> 
     from alignray.sweep.space import grid_points
     from alignray.sweep.trial import run_trial
 
-    resources, concurrent = _trial_resources(config)
-    storage = _tune_storage(config)
+    config, study, storage = plan.config, plan.study, plan.tune_storage
     experiment = f"{storage.rstrip('/')}/{study}"
     trainable = tune.with_resources(  # the pairs travel in the object store: trials may run on other nodes
         tune.with_parameters(
-            run_trial, config=config, pairs=pd.read_parquet(data), prompts=prompts, train_storage=f"{experiment}/train"
+            run_trial, config=config, pairs=pd.read_parquet(data), prompts=plan.prompts,
+            train_storage=f"{experiment}/train",
         ),
-        resources,
-    )
+        plan.resources,
+    )  # fmt: skip
     grids = []
     if config.resume and tune.Tuner.can_restore(experiment):
         for name in _experiments(storage, study):
-            _say(f"3/4 search: resuming {name}")
+            _say(f"3/5 search: resuming {name}")
             grids.append(tune.Tuner.restore(name, trainable, resume_unfinished=True, resume_errored=False).fit())
     wanted = len(grid_points(config)) if config.search == "grid" else config.num_trials
     trials = wanted - sum(len(grid) for grid in grids)
     if trials <= 0:
         return grids
-    name = study if not grids else f"{study}-{len(grids) + 1}"
     _say(
-        f"3/4 search: {trials} {'more ' if grids else ''}trials ({config.search}"
-        f"{'' if config.search == 'grid' else ', ' + config.sampler}), {concurrent} at once, each {resources}; "
-        f"study {study!r} in {_masked(study_storage_url(config))}"
+        f"3/5 search: {trials} {'more ' if grids else ''}trials ({config.search}"
+        f"{'' if config.search == 'grid' else ', ' + config.sampler}), {plan.concurrent} at once, each "
+        f"{plan.resources}; study {study!r} in {_masked(study_storage_url(config))}"
     )
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_searcher(config, study, seeded=not grids), num_samples=trials,
-            max_concurrent_trials=concurrent,
+            max_concurrent_trials=plan.concurrent,
         ),
         run_config=tune.RunConfig(
-            name=name,
+            name=study if not grids else f"{study}-{len(grids) + 1}",
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             progress_reporter=_reporter(config),
@@ -600,38 +663,11 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
     return dataclasses.replace(config, gpus_per_trial=1.0 if ray.cluster_resources().get("GPU") else 0.0)
 
 
-def run_sweep(config: SweepConfig) -> dict[str, Any]:
-    """Run (or resume) the sweep of ``config``; returns the summary that ``sweep.json`` also records."""
-    from alignray.metrics import evaluation_prompts
-    from alignray.world import quiet_libraries
-
-    quiet_libraries()  # the job log shows the sweep's stages, not the libraries' warnings
-    started = time.monotonic()
-    config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
-    out = Path(config.output)
-    prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed)  # models checked before writing
-    _init_ray()
-    config = _resolve_gpus(config)
-    try:  # what only the cluster can tell, before anything is written
-        _trial_resources(config)
-        _tune_storage(config)
-    except ValueError as err:
-        raise SweepRefused(str(err)) from None
-    if config.overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / SWEEP_FILE
-    study = json.loads(saved.read_text())["study"] if saved.is_file() else f"alignray-{uuid.uuid4().hex[:8]}"
-    record = {"study": study, "config": dataclasses.asdict(config)}
-    _write_atomic(saved, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
-
-    data = _preferences(config, out)
-    base = _reference_stage(config, data, out, prompts)
-    searching = time.monotonic()
-    grids = _search(config, study, data.with_name("with_reference.parquet"), prompts)
-    search_seconds = time.monotonic() - searching
-
-    table = collect_results(grids, config, _study_numbers(config, study))
+def _frontier(plan: Plan, grids: list, base: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Stage 4: the results table with its frontier, the frontier's models, ``results.parquet``, ``pareto.csv`` and
+    the hypervolume; the summary, also written to ``sweep.json``."""
+    config = plan.config
+    table = collect_results(grids, config, _study_numbers(config, plan.study))
     table["pareto"] = frontier(table, config)
     reference = (
         config.hv_reward if config.hv_reward is not None else base[config.reward_metric],
@@ -639,25 +675,49 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     )
     finished = table[table["status"] == "ok"]
     volume = hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
-    _say("4/4 frontier: saving models, results.parquet, pareto.csv; then the report")
-    _keep_models(grids, table, out, config.keep_all_models)
-    _write_atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
-    _write_atomic(out / "pareto.csv", lambda p: table[table["pareto"]].drop(columns="pareto").to_csv(p, index=False))
+    _say("4/5 frontier: saving models, results.parquet, pareto.csv")
+    _keep_models(grids, table, plan.out, config.keep_all_models)
+    _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    front = table[table["pareto"]].drop(columns="pareto")
+    _write_atomic(plan.out / "pareto.csv", lambda p: front.to_csv(p, index=False))
     summary = {
-        "study": study,
+        "study": plan.study,
         "trials": len(table),
         "errors": int((table["status"] != "ok").sum()),
         "frontier": table.loc[table["pareto"], "trial"].tolist(),
         "hypervolume": volume,
         "reference_point": list(reference),
-        "seconds": round(time.monotonic() - started, 1),
-        "search_seconds": round(search_seconds, 1),
-        "concurrent_trials": _trial_resources(config)[1],
+        "concurrent_trials": plan.concurrent,
     }
-    _write_atomic(saved, lambda p: p.write_text(json.dumps({**record, "summary": summary}, indent=2) + "\n"))
-    _report(out)
+    return table, summary
+
+
+def run_sweep(config: SweepConfig) -> dict[str, Any]:
+    """Run (or resume) the sweep of ``config``: the plan, then the five stages; returns the summary that
+    ``sweep.json`` also records."""
+    from alignray.world import quiet_libraries
+
+    quiet_libraries()  # the job log shows the sweep's stages, not the libraries' warnings
+    started = time.monotonic()
+    plan = _plan(config)
+    data = _preference_data(plan)
+    data, base = _reference(plan, data)
+    searching = time.monotonic()
+    grids = _search(plan, data)
+    search_seconds = time.monotonic() - searching
+    table, summary = _frontier(plan, grids, base)
+    summary = {**summary, "seconds": round(time.monotonic() - started, 1), "search_seconds": round(search_seconds, 1)}
+    _write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, summary), indent=2) + "\n"))
+    _say("5/5 report")
+    _report(plan.out)
+    _print_frontier(plan, table, base, summary)
+    return summary
+
+
+def _print_frontier(plan: Plan, table: pd.DataFrame, base: dict[str, float], summary: dict[str, Any]) -> None:
+    config, out = plan.config, plan.out
     print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}), {summary['seconds']} s:")
     print(_format_table(table, config, base))
-    print(f"hypervolume {volume:.4f} against {tuple(round(v, 4) for v in reference)}; {summary['errors']} errored")
+    reference = tuple(round(v, 4) for v in summary["reference_point"])
+    print(f"hypervolume {summary['hypervolume']:.4f} against {reference}; {summary['errors']} errored")
     print(f"results: {out / 'results.parquet'}, {out / 'pareto.csv'}, {out / 'report.html'}, {out / 'frontier'}")
-    return summary

@@ -17,7 +17,7 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 if TYPE_CHECKING:
-    from alignray.config import SweepConfig
+    from alignray.sweep.config import SweepConfig
 
 __all__ = ["TUNE_TRIAL_ATTR", "StudySearch", "open_storage", "study_storage_url"]
 

@@ -15,23 +15,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-    from alignray.config import SweepConfig
+    from alignray.sweep.config import SweepConfig
 
 __all__ = [
     "GRID_BETAS",
     "GRID_DIVERGENCES",
-    "PARAMETERS",
-    "SAMPLERS",
     "SearchSpace",
     "grid_points",
     "make_sampler",
     "seed_points",
 ]
 
-PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
-"""The names a trial's parameters (and a point to evaluate) may use."""
-SAMPLERS = ("tpe", "nsga2", "random")
-"""Optuna samplers by name: TPE (default), NSGA-II, random search."""
 GRID_BETAS = (0.1, 0.5, 1.0, 10.0)
 """The seeds' hand-picked β values."""
 GRID_DIVERGENCES: tuple[tuple[str, float | None], ...] = (

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from alignray.config import SweepConfig
+    from alignray.sweep.config import SweepConfig
 
 __all__ = ["DASHBOARD", "UPLOAD_EXCLUDES", "results_dir", "submit_sweep", "uploaded_working_dir"]
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from alignray.config import SweepConfig, TrainConfig
+from alignray.sweep.config import SweepConfig
+from alignray.train_config import TrainConfig
 
 __all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "is_deterministic", "run_trial",
            "train_config"]  # fmt: skip

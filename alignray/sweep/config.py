@@ -1,0 +1,295 @@
+"""The config of a reward–diversity sweep (``alignray.sweep.driver``), its presets, and the names a sweep searches."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from alignray.config import check_learning_rates, check_positive, coerce_fields
+from alignray.data.config import PreferenceConfig
+from alignray.data.pairing import check_strategy
+from alignray.divergences import get_divergence
+from alignray.losses import check_loss_type
+from alignray.registry import unknown_name
+from alignray.train_config import TrainConfig
+
+__all__ = ["OBJECTIVES", "PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig"]
+
+PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+"""The names a trial's parameters (and a point to evaluate) may use."""
+SAMPLERS = ("tpe", "nsga2", "random")
+"""Optuna samplers by name: TPE (default), NSGA-II, random search."""
+OBJECTIVES = {
+    "reward": ("reward/mean", "reward/p50", "reward/frac_positive"),
+    "diversity": ("diversity/token_entropy", "diversity/predictive_entropy", "diversity/distinct_2"),
+}
+"""Metrics the sweep may maximise, per objective (names of alignray.metrics.METRICS)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A reward–diversity sweep: preference data on Ray Data, f-DPO trials searched by Optuna on Ray Tune, and the
+    Pareto frontier. Defaults are the tiny-imdb preset: 10 trials of ~940 pairs each, 2 at a time, in well under 10
+    minutes on 2 CPU cores."""
+
+    output: str = "runs/sweep"
+    """Experiment directory: preferences, study, Tune experiment, results, frontier models, report."""
+    policy: str = "tiny-imdb"
+    """SFT policy every trial starts from and stays near: a preset, a local path or a hub id."""
+    reward: str = "tiny-imdb"
+    """Reward model (its POSITIVE logit): a preset, a local path or a hub id."""
+    num_prompts: int = 320
+    """Preference data: prompts (openings of held-out IMDB reviews kept for preference data)."""
+    samples_per_prompt: int = 4
+    """Preference data: completions sampled per prompt."""
+    strategy: str = "top_vs_bottom"
+    """Preference data: pairing strategy (best_vs_worst, top_vs_bottom, random_pairs, threshold)."""
+    k: int = 2
+    """Preference data: top_vs_bottom's k (k=2 of 4 samples: best against the two worst, second best against the
+    worst; 3 pairs a prompt, seed 004's recipe)."""
+    max_new_tokens: int = 48
+    """Tokens sampled per completion, for preference data and evaluation alike."""
+    search: str = "optuna"
+    """optuna (the sampler below over the space) or grid (the seeds' hand grid: β ∈ {0.1, 0.5, 1, 10} × reverse_kl,
+    forward_kl, js_divergence, alpha_divergence α=0.5; num_trials is then the grid's 16)."""
+    sampler: str = "tpe"
+    """Optuna sampler: tpe, nsga2 or random."""
+    num_trials: int = 10
+    """Trials to run (search=optuna)."""
+    startup_trials: int = 4
+    """Random trials before TPE models the space (NSGA-II: its population size)."""
+    divergences: tuple[str, ...] = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
+    """Divergences to search over (alignray.divergences.DIVERGENCES)."""
+    loss_types: tuple[str, ...] = ("sigmoid",)
+    """Loss shapes to search over (sigmoid, hinge, ipo); one fixes it."""
+    beta_min: float = 0.05
+    """Smallest β (log-uniform)."""
+    beta_max: float = 2.0
+    """Largest β."""
+    learning_rate_min: float = 2e-4
+    """Smallest learning rate (log-uniform)."""
+    learning_rate_max: float = 2e-3
+    """Largest learning rate."""
+    alpha_min: float = 0.1
+    """Smallest α of alpha_divergence (the paper's α; uniform)."""
+    alpha_max: float = 0.9
+    """Largest α."""
+    grid_learning_rate: float = 5e-4
+    """Learning rate of every grid trial."""
+    points_to_evaluate: tuple[str, ...] = ()
+    """Trials to run first, each a JSON mapping, e.g. '{"divergence": "reverse_kl", "beta": 0.1,
+    "learning_rate": 5e-4}' (YAML: a list of mappings); default: one per divergence at the middle of the ranges, so
+    that every divergence is tried however few trials there are."""
+    reward_metric: str = "reward/mean"
+    """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
+    diversity_metric: str = "diversity/token_entropy"
+    """Diversity objective (maximised): diversity/token_entropy (the seeds'), diversity/predictive_entropy (the
+    paper's) or diversity/distinct_2."""
+    hv_reward: float | None = None
+    """Reward of the hypervolume reference point (default: the base policy's reward)."""
+    hv_diversity: float | None = None
+    """Diversity of the hypervolume reference point (default: half the base policy's diversity)."""
+    epochs: float = 1.0
+    """Each trial: passes over the preference data."""
+    batch_size: int = 16
+    """Each trial: pairs per optimizer step and worker."""
+    max_length: int = 96
+    """Each trial: tokens of prompt + completion kept per pair."""
+    eval_prompts: int = 128
+    """Each trial: held-out evaluation prompts (disjoint from the preference prompts)."""
+    eval_samples_per_prompt: int = 2
+    """Each trial: completions sampled per evaluation prompt."""
+    workers_per_trial: int = 1
+    """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
+    cpus_per_trial: float = 1.0
+    """Each trial: CPUs it holds, at least 1 (its torch threads: the whole part; a fraction would let Tune run more
+    trials than there are cores)."""
+    gpus_per_trial: float | None = None
+    """Each trial: GPUs it holds (default: 1 when the cluster has GPUs, else 0)."""
+    max_concurrent_trials: int | None = None
+    """Trials at once (default: what the cluster's CPUs and GPUs hold)."""
+    max_failures: int = 1
+    """Retries of a trial that crashed: its worker or node died, or it raised (e.g. CUDA out of memory). A trial
+    that meets NaN or a bad value fails the same way again: it is recorded and never retried."""
+    seed: int = 0
+    """Seed of prompts, sampling, pairing, the sampler and every trial's training."""
+    storage: str | None = None
+    """Optuna study storage, any SQLAlchemy URL without a password (default: sqlite:///<output>/study.db)."""
+    storage_password_env: str | None = None
+    """Environment variable holding the storage's password, e.g. ALIGNRAY_STORAGE_PASSWORD; the password is joined
+    to the URL in memory only, never written to sweep.json or Tune's state."""
+    tune_storage: str | None = None
+    """Where Tune keeps trials and checkpoints (default: <output>/tune; on several nodes a shared or cloud path)."""
+    keep_all_models: bool = False
+    """Keep every trial's model, not only the frontier's."""
+    resume: bool = False
+    """Continue the sweep in output with its saved config (finished trials are kept, not repeated); only
+    num_trials (more trials), max_failures and max_concurrent_trials may be given anew."""
+    overwrite: bool = False
+    """Delete an existing experiment in output and start again."""
+
+    def __post_init__(self) -> None:
+        points = self.points_to_evaluate  # YAML gives mappings: each becomes its canonical JSON text first
+        if isinstance(points, list | tuple):
+            object.__setattr__(self, "points_to_evaluate", tuple(_point(p, PARAMETERS) for p in points))
+        coerce_fields(self)
+        if self.search not in ("optuna", "grid"):
+            raise unknown_name("search", self.search, ("optuna", "grid"))
+        if self.sampler not in SAMPLERS:
+            raise unknown_name("sampler", self.sampler, SAMPLERS)
+        check_strategy(self.strategy)
+        if not self.divergences:
+            raise ValueError("divergences=() is empty; name at least one divergence to search")
+        for name in self.divergences:
+            params = {"alpha": 0.5} if name == "alpha_divergence" else {}
+            try:
+                get_divergence(name, **params).check_trainable()
+            except ValueError as err:
+                raise ValueError(f"divergences: {err}") from None
+        if not self.loss_types:
+            raise ValueError("loss_types=() is empty; name at least one of sigmoid, hinge, ipo")
+        for loss_type in self.loss_types:
+            check_loss_type(loss_type)
+        check_positive(
+            self,
+            floats=("beta_min", "beta_max", "learning_rate_min", "learning_rate_max", "grid_learning_rate", "epochs"),
+            ints=("num_prompts", "samples_per_prompt", "k", "max_new_tokens", "num_trials", "startup_trials",
+                  "batch_size", "max_length", "eval_prompts", "eval_samples_per_prompt", "workers_per_trial",
+                  "max_concurrent_trials"),
+        )  # fmt: skip
+        for low, high in (("beta_min", "beta_max"), ("learning_rate_min", "learning_rate_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low}={getattr(self, low)!r} exceeds {high}={getattr(self, high)!r}")
+        if not 0 < self.alpha_min <= self.alpha_max < 1:
+            raise ValueError(f"need 0 < alpha_min <= alpha_max < 1, got {self.alpha_min!r}, {self.alpha_max!r}")
+        check_learning_rates(self, "learning_rate_max", "grid_learning_rate")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
+        for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):
+            if metric not in OBJECTIVES[objective]:
+                raise unknown_name(f"{objective}_metric", metric, OBJECTIVES[objective])
+        if self.cpus_per_trial < 1:
+            raise ValueError(
+                f"cpus_per_trial={self.cpus_per_trial!r} must be >= 1: a trial runs at least one thread, and a "
+                "fraction would let Tune start more trials than there are cores"
+            )
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial={self.gpus_per_trial!r} must be >= 0")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other; pick one")
+        _check_points(self)
+        _check_storage_url(self)
+
+    def preference_config(self, out: str) -> PreferenceConfig:
+        """The preference data set of this sweep, written to ``out``."""
+        return PreferenceConfig(
+            out=out,
+            policy=self.policy,
+            reward=self.reward,
+            num_prompts=self.num_prompts,
+            samples_per_prompt=self.samples_per_prompt,
+            max_new_tokens=self.max_new_tokens,
+            strategy=self.strategy,
+            k=self.k,
+            seed=self.seed,
+        )
+
+
+def _check_points(config: SweepConfig) -> None:
+    """Points to evaluate lie in the searched space (Optuna would record them outside it, or refuse them inside the
+    search, after the data stage), and there are no more of them than trials."""
+    if config.search == "grid" or not config.points_to_evaluate:
+        return
+    if len(config.points_to_evaluate) > config.num_trials:
+        raise ValueError(
+            f"points_to_evaluate holds {len(config.points_to_evaluate)} points but num_trials={config.num_trials}; "
+            "raise num_trials or give fewer points"
+        )
+    ranges = {
+        "beta": (config.beta_min, config.beta_max),
+        "learning_rate": (config.learning_rate_min, config.learning_rate_max),
+        "alpha": (config.alpha_min, config.alpha_max),
+    }
+    for point in map(json.loads, config.points_to_evaluate):
+        for name, allowed in (("divergence", config.divergences), ("loss_type", config.loss_types)):
+            if name in point and point[name] not in allowed:
+                raise ValueError(
+                    f"points_to_evaluate: {name}={point[name]!r} is outside the searched {name}s {list(allowed)}"
+                )
+        for name, (low, high) in ranges.items():
+            if name in point and not low <= point[name] <= high:
+                raise ValueError(
+                    f"points_to_evaluate: {name}={point[name]!r} is outside the searched range [{low:g}, {high:g}] "
+                    f"({name}_min, {name}_max)"
+                )
+
+
+def _check_storage_url(config: SweepConfig) -> None:
+    """A storage URL that holds a password is refused: the URL is saved in sweep.json and Tune's state."""
+    if config.storage_password_env is not None and not config.storage_password_env.isidentifier():
+        raise ValueError(f"storage_password_env={config.storage_password_env!r} is not an environment variable's name")
+    if config.storage is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(config.storage)
+    except Exception:  # not a URL at all: check_storage names it, without printing any of it
+        return
+    if url.password:
+        raise ValueError(
+            f"storage={url.render_as_string(hide_password=True)!r} holds a password, which would be saved in "
+            "sweep.json and Tune's state; remove it from the URL, export it (export ALIGNRAY_STORAGE_PASSWORD=...) "
+            "and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
+        )
+
+
+def _point(point: str | dict, allowed: tuple[str, ...]) -> str:
+    """A point to evaluate as canonical JSON, after checking its names and values (a trial config must build)."""
+
+    try:
+        values = json.loads(point) if isinstance(point, str) else dict(point)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"points_to_evaluate: {point!r} is not a JSON mapping ({err})") from None
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"points_to_evaluate: {point!r} has unknown names {unknown}; allowed: {', '.join(allowed)}")
+    missing = [name for name in ("divergence", "beta", "learning_rate") if name not in values]
+    if missing:
+        raise ValueError(f"points_to_evaluate: {point!r} lacks {missing}")
+    try:
+        TrainConfig(data="-", **values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"points_to_evaluate: {point!r}: {err}") from None
+    return json.dumps(values, sort_keys=True)
+
+
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny-imdb": {},
+    "gpt2-imdb": {
+        "policy": "lvwerra-imdb",
+        "reward": "lvwerra-imdb",
+        "num_prompts": 600,
+        "samples_per_prompt": 6,
+        "k": 3,
+        "num_trials": 32,
+        "startup_trials": 8,
+        "beta_min": 0.05,
+        "beta_max": 10.0,
+        "learning_rate_min": 1e-6,
+        "learning_rate_max": 1e-4,
+        "grid_learning_rate": 1e-5,
+        "epochs": 1.0,
+        "batch_size": 16,
+        "max_length": 128,
+        "eval_prompts": 500,
+        "eval_samples_per_prompt": 2,
+        "gpus_per_trial": 1.0,
+        "cpus_per_trial": 2.0,
+    },
+}
+"""Sweep presets: ``tiny-imdb`` (the defaults; 2 CPU cores) and ``gpt2-imdb`` (the hub models at the seeds' sizes,
+~600 prompts x 6 samples, one GPU per trial)."""
