@@ -3,6 +3,7 @@ the statistics on distributions whose answer is known."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from PIL import Image
 from alignray.metrics import metrics_from_samples
 from alignray.report import (
     TOKEN_METRICS,
+    Interval,
     PromptTable,
     divergence_table,
     load_experiment,
@@ -25,6 +27,15 @@ from alignray.report import (
     pareto_figure,
     write_comparison,
     write_report,
+)
+from alignray.report.document import render_html, render_markdown
+from alignray.report.figures import (
+    comparison_info,
+    draw_histograms,
+    histogram_info,
+    hypervolume_info,
+    interactive_info,
+    pareto_info,
 )
 from alignray.sweep.pareto import pareto_mask
 
@@ -295,3 +306,185 @@ def test_a_failing_report_does_not_fail_the_sweep(tmp_path, monkeypatch, capsys)
     driver._report(tmp_path)
     said = capsys.readouterr().out
     assert "report failed (RuntimeError: no plots today)" in said and f"analysis/report.py {tmp_path}" in said
+
+
+# --- the package's seams: each figure's record, the documents' templates, the modules' imports ------------------
+
+
+def _frontier_trials(rows: pd.DataFrame) -> set[str]:
+    return set(rows["trial"][pareto_mask(rows[["reward/mean", "diversity/token_entropy"]].to_numpy())])
+
+
+def _with_an_error(tmp_path: Path, trial: str = "aa3b8112") -> Path:
+    out = tmp_path / "exp"
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet")
+    results.loc[results["trial"] == trial, ["status", "reason"]] = ("error", "FloatingPointError: injected")
+    results.to_parquet(out / "results.parquet")
+    return out
+
+
+def test_pareto_record_holds_the_frontier_pareto_mask_computes_apart_from_the_other_trials():
+    experiment = load_experiment(FIXTURE)
+    ok = experiment.finished
+    info = pareto_info(experiment)
+    assert set(info.frontier.trials) == _frontier_trials(ok) and 2 <= len(info.frontier.trials) < len(ok)
+    assert list(info.frontier.x) == sorted(info.frontier.x)  # the frontier line runs left to right
+    for trial, x, y in zip(info.frontier.trials, info.frontier.x, info.frontier.y, strict=True):
+        row = ok[ok["trial"] == trial].iloc[0]
+        assert (x, y) == (row["diversity/token_entropy"], row["reward/mean"])
+    assert len(info.frontier.labels) == len(info.frontier.trials)
+    assert all(text.startswith("β=") for text in info.frontier.labels)
+    every = [trial for group in info.groups for trial in group.trials.trials]
+    assert sorted(every) == sorted(ok["trial"])  # every finished trial once, marked by its divergence
+    for group in info.groups:
+        rows = ok[ok["divergence"] == group.name]
+        assert set(group.trials.trials) == set(rows["trial"])
+        assert set(group.frontier.trials) == _frontier_trials(rows)  # each divergence's own frontier
+    assert info.base == (experiment.base["diversity/token_entropy"], experiment.base["reward/mean"])
+    assert info.error_bars == {}
+    first, second = info.frontier.trials[:2]
+    known = Interval(6.3, 6.2, 6.4)
+    intervals = {
+        first: {"reward/mean": Interval(1.0, 0.9, 1.1), "diversity/token_entropy": known},
+        second: {"reward/mean": Interval(1.0, float("nan"), float("nan")), "diversity/token_entropy": known},
+    }
+    assert set(pareto_info(experiment, intervals).error_bars) == {first}  # only finite intervals get a bar
+
+
+def test_histogram_record_sets_the_selected_frontier_models_over_the_base_policy():
+    experiment = load_experiment(FIXTURE)
+    front = experiment.frontier
+    loaded = {trial: experiment.samples(trial) for trial in ["base", *front["trial"]]}
+    info = histogram_info(experiment, loaded)
+    assert len(front) == 5 and len(info.panels) == 3  # highest reward, one between, highest diversity
+    highest_reward, most_diverse = front.iloc[0], front.loc[front["diversity/token_entropy"].idxmax()]
+    assert info.panels[0].label.startswith(f"{highest_reward['divergence']} β={highest_reward['beta']:.3g} ")
+    assert info.panels[-1].label.startswith(f"{most_diverse['divergence']} β={most_diverse['beta']:.3g} ")
+    chosen = [front.iloc[0], front.iloc[2], front.iloc[-1]]
+    for panel, row in zip(info.panels, chosen, strict=True):
+        rewards = loaded[row["trial"]]["reward"].to_numpy()
+        assert np.array_equal(panel.rewards, rewards) and panel.mean == pytest.approx(rewards.mean())
+    assert info.base is not None and np.array_equal(info.base.rewards, loaded["base"]["reward"].to_numpy())
+    every = np.concatenate([info.base.rewards, *(panel.rewards for panel in info.panels)])
+    assert len(info.bins) == 31 and info.bins[0] == every.min() and info.bins[-1] == every.max()
+    only_base = histogram_info(experiment, {"base": loaded["base"]})
+    assert only_base.panels == () and only_base.base is not None
+    assert histogram_info(experiment, {}).base is None
+    assert len(draw_histograms(only_base).axes) == 1  # no frontier samples: one panel, the base policy's
+
+
+def test_hypervolume_record_is_the_dominated_area_after_each_trial_flat_at_an_errored_one(tmp_path):
+    experiment = load_experiment(_with_an_error(tmp_path))
+    (curve,) = hypervolume_info({"A": experiment}).curves
+    order = experiment.results.sort_values("index")
+    assert curve.name == "A" and list(curve.steps) == list(range(1, 11))
+    assert list(curve.errored) == list(order["trial"] == "aa3b8112") and curve.errored.sum() == 1
+    reference = tuple(experiment.summary["reference_point"])
+    finished = order["status"].to_numpy() == "ok"
+    points = order[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    for step in range(1, 11):
+        assert curve.values[step - 1] == pytest.approx(_dominated_area(points[:step][finished[:step]], reference))
+    errored = int(np.flatnonzero(curve.errored)[0])
+    assert curve.values[errored] == curve.values[errored - 1]
+    common = (0.0, 0.0)
+    (against,) = hypervolume_info({"A": experiment}, common).curves
+    assert against.values[-1] == pytest.approx(_dominated_area(points[finished], common))
+
+
+def test_interactive_and_comparison_records_show_each_experiments_trials_and_frontier(tmp_path):
+    a = load_experiment(FIXTURE)
+    b = load_experiment(_with_an_error(tmp_path, trial="e47b56ee"))  # a frontier trial errored: B's frontier moves
+    info = interactive_info({"A": a, "B": b})
+    for name, experiment in (("A", a), ("B", b)):
+        traces = [trace for trace in info.traces if trace.name.startswith(f"{name}: ")]
+        trials = [trace for trace in traces if trace.kind == "trials"]
+        hovered = [re.match(r"trial: (\w+)<br>", text).group(1) for trace in trials for text in trace.hover]
+        assert sorted(hovered) == sorted(experiment.finished["trial"])
+        assert sum(len(trace.x) for trace in trials) == len(experiment.finished)
+        (front,) = [trace for trace in traces if trace.kind == "frontier"]
+        frontier = experiment.frontier.sort_values("diversity/token_entropy")
+        assert list(front.x) == list(frontier["diversity/token_entropy"])
+        assert list(front.y) == list(frontier["reward/mean"])
+        (base,) = [trace for trace in traces if trace.kind == "base"]
+        assert (base.x[0], base.y[0]) == (experiment.base["diversity/token_entropy"], experiment.base["reward/mean"])
+    dashes = [trace.style for trace in info.traces if trace.kind == "frontier"]
+    assert dashes == [0, 1]  # one line style per experiment
+    assert all(not trace.name.startswith("A: ") for trace in interactive_info({"A": a}).traces)
+
+    compared = comparison_info({"A": a, "B": b})
+    assert [experiment.name for experiment in compared.experiments] == ["A", "B"]
+    for experiment, loaded in zip(compared.experiments, (a, b), strict=True):
+        assert sorted(experiment.trials.trials) == sorted(loaded.finished["trial"])
+        assert set(experiment.frontier.trials) == _frontier_trials(loaded.finished)
+        assert list(experiment.frontier.x) == sorted(experiment.frontier.x)
+        assert all(text.startswith("js_divergence β=") for text in experiment.frontier.labels)
+    assert "e47b56ee" in compared.experiments[0].frontier.trials
+    assert "e47b56ee" not in compared.experiments[1].trials.trials
+
+
+def test_markdown_template_writes_headings_tables_images_and_code_blocks():
+    table = pd.DataFrame({"name": ["a|b", None], "text": ["one\ntwo", "three"], "count": [1, 2]})
+    blocks = [("h1", "Title"), ("p", "some **bold** and `code`"), ("table", table), ("plotly", None),
+              ("image", (Path("/somewhere/plot.png"), "a plot")), ("h2", "Code"), ("code", "x = 1"),
+              ("table", pd.DataFrame())]  # fmt: skip
+    assert render_markdown(blocks) == (
+        "# Title\n\nsome **bold** and `code`\n\n"
+        "| name | text | count |\n|---|---|---|\n| a\\|b | one two | 1 |\n|  | three | 2 |\n\n"
+        "![a plot](plot.png)\n\n## Code\n\n```\nx = 1\n```\n\n|  |\n|\n"
+    )
+
+
+def test_html_template_escapes_text_everywhere_and_keeps_its_own_markup(tmp_path):
+    image = tmp_path / "plot.png"
+    image.write_bytes(b"\x89PNG not really")
+    hostile = '<script>alert("x")</script>'
+    blocks = [("h1", hostile), ("p", f"**{hostile}** and `{hostile}`"), ("table", pd.DataFrame({hostile: [hostile]})),
+              ("image", (image, f'" onerror="{hostile}')), ("code", hostile)]  # fmt: skip
+    page = render_html(blocks, title=hostile)
+    assert "<script" not in page and 'onerror="' not in page
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+    assert page.count(escaped) == 8  # title, heading, bold, code, column, cell, alt text, code block
+    assert f"<p><strong>{escaped}</strong> and <code>{escaped}</code></p>" in page
+    assert "data:image/png;base64," in page
+
+
+def test_report_html_escapes_a_hostile_trial_label_and_completion(tmp_path):
+    out = tmp_path / "exp"
+    shutil.copytree(FIXTURE, out)
+    samples = pd.read_parquet(out / "base" / "samples.parquet")
+    samples.loc[samples["prompt_id"].idxmin(), "completion"] = '<script>alert("completion")</script>'
+    samples.to_parquet(out / "base" / "samples.parquet")
+    results = pd.read_parquet(out / "results.parquet")
+    best = results.loc[results["reward/mean"].idxmax(), "trial"]
+    results.loc[results["trial"] == best, "divergence"] = "<b onmouseover=alert(1)>kl</b>"
+    results.to_parquet(out / "results.parquet")
+    write_report(out, resamples=50)
+    page = (out / "report.html").read_text()
+    assert "<script>alert" not in page and "<b onmouseover" not in page  # nowhere, plotly's data included
+    assert "&lt;script&gt;alert(&#34;completion&#34;)&lt;/script&gt;" in page  # the samples table
+    label = "&lt;b onmouseover=alert(1)&gt;kl&lt;/b&gt;"
+    assert f"<p>- Highest reward: <strong>{label}</strong>" in page and f"<td>{label}</td>" in page
+    assert "<script>alert" in (out / "report.md").read_text()  # Markdown is text: it stays as written
+
+
+def test_report_modules_import_each_other_without_a_cycle_and_not_the_config_or_the_driver():
+    package = Path(__file__).parent.parent / "alignray" / "report"
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # function-level imports too
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        imports[path.stem] = found
+        assert not found & {"alignray.config", "alignray.sweep.driver"}, path.name
+    modules = {m for m in imports if m != "__init__"}
+    assert {"experiment", "stats", "figures", "document"} <= modules
+    graph = {m: {i.removeprefix("alignray.report.") for i in imports[m]} & modules for m in modules}
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off the modules whose imports are all done; a cycle leaves some behind
+        ready = [m for m in graph if m not in done and graph[m] <= set(done)]
+        assert ready, {m: graph[m] - set(done) for m in graph if m not in done}
+        done += ready

@@ -1,0 +1,58 @@
+"""The sweep's report: Pareto plots, per-divergence tables, bootstrap intervals, paired comparisons, samples.
+
+``write_report(experiment_dir)`` reads what ``alignray.sweep.driver`` left (``sweep.json``, ``results.parquet``,
+``base/``, ``samples/<trial>.parquet``) and writes ``report.md`` with its PNGs beside it and ``report.html``, which
+embeds the same images and an interactive plotly frontier and opens from disk with no network.
+``write_comparison(a, b, out)`` puts two experiments' frontiers and search progress on one plot.
+
+One module per concern, each importing only those above it:
+
+- ``formatting``: how numbers and trials are written.
+- ``stats``: the bootstrap over evaluation prompts, metric intervals and paired differences (how confidence is
+  computed is told there).
+- ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point).
+- ``tables``: the report's tables.
+- ``figures``: each figure as a record of its data (gathered) and a drawing of it.
+- ``document``: Markdown and HTML from the templates in ``templates/``.
+- ``sweep_report`` (``write_report``) and ``comparison`` (``write_comparison``): the documents put together.
+"""
+
+from alignray.report.comparison import write_comparison
+from alignray.report.experiment import Experiment, load_experiment
+from alignray.report.figures import hypervolume_figure, interactive_pareto, pareto_figure, reward_histograms
+from alignray.report.stats import (
+    CONFIDENCE,
+    INTERVAL_METRICS,
+    RESAMPLES,
+    TOKEN_METRICS,
+    Interval,
+    Paired,
+    PromptTable,
+    metric_intervals,
+    paired_difference,
+    prompt_bootstrap,
+)
+from alignray.report.sweep_report import write_report
+from alignray.report.tables import divergence_table
+
+__all__ = [
+    "CONFIDENCE",
+    "RESAMPLES",
+    "INTERVAL_METRICS",
+    "TOKEN_METRICS",
+    "Experiment",
+    "Interval",
+    "Paired",
+    "PromptTable",
+    "divergence_table",
+    "hypervolume_figure",
+    "interactive_pareto",
+    "load_experiment",
+    "metric_intervals",
+    "paired_difference",
+    "pareto_figure",
+    "prompt_bootstrap",
+    "reward_histograms",
+    "write_comparison",
+    "write_report",
+]

@@ -1,0 +1,146 @@
+"""An experiment: what a sweep left in its directory (``sweep.json``, ``results.parquet``, ``base/``,
+``samples/<trial>.parquet``), read once, and the views of it every part of the report shares: the groups of trials
+(a divergence, and its loss type when the sweep had several), each group's own frontier, the hypervolume's reference
+point and the hypervolume after each trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alignray.sweep.pareto import hypervolume_curve, pareto_mask
+
+__all__ = [
+    "BASE",
+    "Experiment",
+    "group_frontier",
+    "group_rows",
+    "groups",
+    "hypervolume_history",
+    "load_experiment",
+    "reference_point",
+    "selected",
+]
+
+BASE = "base"
+"""The base SFT policy's name where trials are named by id (``Experiment.samples``, intervals by trial)."""
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What a sweep left in its directory, read once."""
+
+    directory: Path
+    study: str
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    results: pd.DataFrame
+    base: dict[str, float]
+
+    @property
+    def reward(self) -> str:
+        return self.config["reward_metric"]
+
+    @property
+    def diversity(self) -> str:
+        return self.config["diversity_metric"]
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.results[self.results["status"] == "ok"]
+
+    @property
+    def frontier(self) -> pd.DataFrame:
+        """The finished trials on the reward–diversity frontier, computed by ``pareto_mask``, by reward descending."""
+        ok = self.finished
+        mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
+        return ok[mask].sort_values(self.reward, ascending=False)
+
+    def samples(self, trial: str) -> pd.DataFrame | None:
+        """The evaluation samples of ``trial`` (or of the base policy, ``"base"``); None when none were kept."""
+        paths = [self.directory / "base" / "samples.parquet"] if trial == BASE else [
+            self.directory / "samples" / f"{trial}.parquet",
+            self.directory / "frontier" / trial / "samples.parquet",
+        ]  # fmt: skip
+        for path in paths:
+            if path.is_file():
+                return pd.read_parquet(path)
+        return None
+
+
+def load_experiment(directory: str | Path) -> Experiment:
+    """Read an experiment directory; a ValueError names what is missing and how to get it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"experiment_dir={str(directory)!r} is not a directory")
+    for name in ("sweep.json", "results.parquet", "base/metrics.json"):
+        if not (directory / name).is_file():
+            raise ValueError(f"experiment_dir={str(directory)!r} has no {name}: it is not a finished sweep; run "
+                             f"`python jobs/sweep.py --output {directory}` (or --resume it)")  # fmt: skip
+    record = json.loads((directory / "sweep.json").read_text())
+    results = pd.read_parquet(directory / "results.parquet")
+    base = json.loads((directory / "base" / "metrics.json").read_text())["metrics"]
+    config = record["config"]
+    for key in ("reward_metric", "diversity_metric"):
+        metric = config[key]
+        if metric not in results.columns and (results["status"] == "ok").any():
+            raise ValueError(f"results.parquet has no column {metric!r}, the sweep's {key}")
+    return Experiment(directory, record["study"], config, record.get("summary", {}), results, base)
+
+
+def reference_point(experiment: Experiment) -> tuple[float, float]:
+    """The hypervolume's (reward, diversity) reference point: the sweep's own, else the base policy's reward and half
+    its diversity."""
+    saved = experiment.summary.get("reference_point")
+    if saved is not None:
+        return float(saved[0]), float(saved[1])
+    return experiment.base[experiment.reward], 0.5 * experiment.base[experiment.diversity]
+
+
+def hypervolume_history(experiment: Experiment, reference: tuple[float, float]) -> tuple[np.ndarray, list[float]]:
+    """Hypervolume after each trial, in creation order; errored trials add nothing."""
+    table = experiment.results.sort_values("index")
+    points = table[[experiment.reward, experiment.diversity]].to_numpy(dtype=np.float64, copy=True)
+    points[(table["status"] != "ok").to_numpy()] = np.nan
+    return np.arange(1, len(table) + 1), hypervolume_curve(points, reference)
+
+
+def groups(experiment: Experiment) -> list[tuple[str, ...]]:
+    """The groups of finished trials: (divergence,), or (divergence, loss type) when the sweep had several loss
+    types; in the sweep's order of divergences."""
+    ok = experiment.finished
+    keys = ["divergence", "loss_type"] if ok["loss_type"].nunique() > 1 else ["divergence"]
+    order = [d for d in experiment.config.get("divergences", []) if d in set(ok["divergence"])]
+    order += sorted(set(ok["divergence"]) - set(order))
+    found = ok[keys].drop_duplicates().itertuples(index=False, name=None)
+    return sorted(found, key=lambda g: (order.index(g[0]), g[1:]))
+
+
+def group_rows(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
+    """The finished trials of one group."""
+    ok = experiment.finished
+    rows = ok[ok["divergence"] == group[0]]
+    if len(group) > 1:
+        rows = rows[rows["loss_type"] == group[1]]
+    return rows
+
+
+def group_frontier(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
+    """The group's own frontier (``pareto_mask`` over its trials alone), by reward descending."""
+    rows = group_rows(experiment, group)
+    return rows[pareto_mask(rows[[experiment.reward, experiment.diversity]].to_numpy())].sort_values(
+        experiment.reward, ascending=False
+    )
+
+
+def selected(experiment: Experiment) -> pd.DataFrame:
+    """Frontier models shown beside the base policy: highest reward, highest diversity, and one between."""
+    front = experiment.frontier
+    if len(front) <= 3:
+        return front
+    return front.iloc[[0, len(front) // 2, len(front) - 1]]

@@ -1,0 +1,469 @@
+"""The report's figures. Each is two functions: one gathers the plot's data into a small typed record (testable
+without a figure), one draws it; the figure function runs both (as Optuna's ``_get_pareto_front_info`` and
+``_get_pareto_front_plot``).
+
+- ``pareto_figure``: every trial by divergence, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
+- ``reward_histograms``: sample rewards of frontier models over the base policy's (``histogram_info``,
+  ``draw_histograms``).
+- ``hypervolume_figure``: search progress, one curve per experiment (``hypervolume_info``, ``draw_hypervolume``).
+- ``interactive_pareto``: the plotly frontier with each trial's config on hover (``interactive_info``,
+  ``draw_interactive``).
+- ``comparison_figure``: two experiments' frontiers on one plot (``comparison_info``, ``draw_comparison``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alignray.report.experiment import (
+    BASE,
+    Experiment,
+    group_frontier,
+    group_rows,
+    groups,
+    hypervolume_history,
+    reference_point,
+    selected,
+)
+from alignray.report.formatting import group_name, label, num, params
+from alignray.report.stats import CONFIDENCE, Interval
+
+__all__ = [
+    "ComparisonInfo",
+    "HistogramInfo",
+    "HypervolumeInfo",
+    "InteractiveInfo",
+    "ParetoInfo",
+    "Points",
+    "comparison_figure",
+    "comparison_info",
+    "draw_comparison",
+    "draw_histograms",
+    "draw_hypervolume",
+    "draw_interactive",
+    "draw_pareto",
+    "histogram_info",
+    "hypervolume_figure",
+    "hypervolume_info",
+    "interactive_info",
+    "interactive_pareto",
+    "pareto_figure",
+    "pareto_info",
+    "reward_histograms",
+    "save_png",
+]
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (5, 3)), "-", "--")
+SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "x", "hexagon", "star-square")
+"""Plotly's markers, one per group of trials."""
+DASHES = ("solid", "dash", "dot")
+"""Plotly's frontier lines, one per experiment."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Points:
+    """Trials as points of a plot, diversity on x and reward on y, and the text written beside each (if any)."""
+
+    trials: tuple[str, ...]
+    x: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, ...] = ()
+
+
+def _points(rows: pd.DataFrame, x: str, y: str, labels: tuple[str, ...] = ()) -> Points:
+    return Points(tuple(rows["trial"]), rows[x].to_numpy(), rows[y].to_numpy(), labels)
+
+
+def save_png(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# --- the Pareto figure ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ParetoGroup:
+    """One divergence (and loss type): its finished trials and its own frontier, by diversity."""
+
+    name: str
+    trials: Points
+    frontier: Points
+
+
+@dataclasses.dataclass(frozen=True)
+class ParetoInfo:
+    """What ``draw_pareto`` draws. ``frontier``: the overall frontier (``Experiment.frontier``) by diversity,
+    labelled with β (and α); ``error_bars``: (diversity, reward) intervals of the frontier trials that have both."""
+
+    diversity: str
+    reward: str
+    base: tuple[float, float]
+    groups: tuple[ParetoGroup, ...]
+    frontier: Points
+    error_bars: dict[str, tuple[Interval, Interval]]
+
+
+def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None) -> ParetoInfo:
+    """Gather the Pareto figure's data: the trials by group, each group's frontier, the overall frontier and the
+    intervals of its points where ``intervals`` has finite ones."""
+    intervals = intervals or {}
+    x, y = experiment.diversity, experiment.reward
+    found_groups = tuple(
+        ParetoGroup(
+            group_name(group),
+            _points(group_rows(experiment, group), x, y),
+            _points(group_frontier(experiment, group).sort_values(x), x, y),
+        )
+        for group in groups(experiment)
+    )
+    front = experiment.frontier.sort_values(x)
+    several_losses = experiment.finished["loss_type"].nunique() > 1
+    error_bars = {}
+    for _, row in front.iterrows():
+        found = intervals.get(row["trial"], {})
+        if x in found and y in found and math.isfinite(found[x].low) and math.isfinite(found[y].low):
+            error_bars[row["trial"]] = (found[x], found[y])
+    labels = tuple(params(row, several_losses) for _, row in front.iterrows())
+    base = (experiment.base[x], experiment.base[y])
+    return ParetoInfo(x, y, base, found_groups, _points(front, x, y, labels), error_bars)
+
+
+def draw_pareto(info: ParetoInfo):
+    """Two panels, diversity on x and reward on y. Left: every finished trial marked by divergence (shape and
+    colour), the frontier drawn (its line has gid "frontier") and circled, the base policy a star, frontier points
+    labelled, intervals as error bars. Right: each divergence's own frontier."""
+    import matplotlib
+
+    plt = _pyplot()
+    colors = matplotlib.colormaps["tab10"].colors
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100, sharex=True, sharey=True)
+    for ax in (left, right):
+        ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy",
+                zorder=5)  # fmt: skip
+        ax.set_xlabel(f"{info.diversity} (diversity, higher is better)")
+        ax.grid(alpha=0.3)
+    left.set_ylabel(f"{info.reward} (reward, higher is better)")
+    for i, group in enumerate(info.groups):
+        style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                 "color": colors[i % 10]}  # fmt: skip
+        left.plot(group.trials.x, group.trials.y, marker=style["marker"], color=style["color"], linestyle="none",
+                  markersize=7, alpha=0.8, label=group.name)  # fmt: skip
+        right.plot(group.frontier.x, group.frontier.y, label=group.name, markersize=8, **style)
+    front = info.frontier
+    (line,) = left.plot(front.x, front.y, color="black", linewidth=1.5, linestyle="-", label="frontier", zorder=4)
+    line.set_gid("frontier")
+    left.plot(front.x, front.y, marker="o", markersize=13, markerfacecolor="none", markeredgecolor="black",
+              linestyle="none", zorder=4)  # fmt: skip
+    for trial, x, y, text in zip(front.trials, front.x, front.y, front.labels, strict=True):
+        if trial in info.error_bars:
+            dx, dy = info.error_bars[trial]
+            left.errorbar(x, y, xerr=[[x - dx.low], [dx.high - x]], yerr=[[y - dy.low], [dy.high - y]], color="grey",
+                          alpha=0.5, linewidth=1, zorder=2)  # fmt: skip
+        left.annotate(text, (x, y), textcoords="offset points", xytext=(7, 6), fontsize=8)
+    left.set_title(f"every trial and the frontier (circled); bars: {CONFIDENCE:.0%} intervals")
+    right.set_title("the frontier of each divergence")
+    left.legend(fontsize=8, loc="best")
+    right.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_figure(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None):
+    """The Pareto figure of ``experiment`` (``draw_pareto`` of ``pareto_info``)."""
+    return draw_pareto(pareto_info(experiment, intervals))
+
+
+# --- reward histograms ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardPanel:
+    """One model's sample rewards, its legend entry (with the mean) and the mean."""
+
+    label: str
+    rewards: np.ndarray
+    mean: float
+
+
+@dataclasses.dataclass(frozen=True)
+class HistogramInfo:
+    """What ``draw_histograms`` draws: one panel per selected frontier model (at least one), each over the base
+    policy's rewards when they were kept, on common ``bins``."""
+
+    bins: np.ndarray
+    base: RewardPanel | None
+    panels: tuple[RewardPanel, ...]
+
+
+def _panel(name: str, rewards: pd.Series) -> RewardPanel:
+    mean = float(rewards.mean())
+    return RewardPanel(f"{name} (mean {mean:.3g})", rewards.to_numpy(), mean)
+
+
+def histogram_info(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> HistogramInfo:
+    """Gather the reward histograms: the selected frontier models (``selected``) whose samples are in ``loaded``,
+    the base policy's rewards, and 30 bins over all of them."""
+    chosen = [row for _, row in selected(experiment).iterrows() if row["trial"] in loaded]
+    base = loaded.get(BASE)
+    every = [loaded[r["trial"]]["reward"] for r in chosen] + ([base["reward"]] if base is not None else [])
+    bins = np.histogram_bin_edges(np.concatenate([np.asarray(v, float) for v in every]) if every else [0, 1], 30)
+    panels = tuple(_panel(label(row), loaded[row["trial"]]["reward"]) for row in chosen)
+    return HistogramInfo(bins, None if base is None else _panel("base SFT", base["reward"]), panels)
+
+
+def draw_histograms(info: HistogramInfo):
+    """One panel per model: its sample rewards (outline) over the base policy's (grey), means as vertical lines."""
+    plt = _pyplot()
+    count = max(len(info.panels), 1)
+    fig, axes = plt.subplots(count, 1, figsize=(8, 2.4 * count + 0.6), dpi=100, sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], info.panels or (None,), strict=True):
+        if info.base is not None:
+            ax.hist(info.base.rewards, bins=info.bins, color="lightgrey", hatch="//", edgecolor="grey",
+                    label=info.base.label)  # fmt: skip
+            ax.axvline(info.base.mean, color="grey", linestyle=":")
+        if panel is not None:
+            ax.hist(panel.rewards, bins=info.bins, histtype="step", color="black", linewidth=2, label=panel.label)
+            ax.axvline(panel.mean, color="black", linestyle="--")
+        ax.set_ylabel("samples")
+        ax.legend(fontsize=8, loc="upper left")
+    axes[-1, 0].set_xlabel("reward of a sample")
+    fig.suptitle("reward distributions: base policy vs frontier models (dashed/dotted: means)")
+    fig.tight_layout()
+    return fig
+
+
+def reward_histograms(experiment: Experiment, loaded: dict[str, pd.DataFrame]):
+    """One panel per selected frontier model: its sample rewards (outline) over the base policy's (grey)."""
+    return draw_histograms(histogram_info(experiment, loaded))
+
+
+# --- search progress --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HypervolumeCurve:
+    """One search's hypervolume after each trial (creation order) and which trials errored."""
+
+    name: str
+    steps: np.ndarray
+    values: np.ndarray
+    errored: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class HypervolumeInfo:
+    """What ``draw_hypervolume`` draws: one curve per experiment."""
+
+    curves: tuple[HypervolumeCurve, ...]
+
+
+def hypervolume_info(
+    experiments: dict[str, Experiment], reference: tuple[float, float] | None = None
+) -> HypervolumeInfo:
+    """Gather each experiment's hypervolume history against ``reference`` (default: each one's own point)."""
+    curves = []
+    for name, experiment in experiments.items():
+        steps, values = hypervolume_history(experiment, reference or reference_point(experiment))
+        errored = (experiment.results.sort_values("index")["status"] != "ok").to_numpy()
+        curves.append(HypervolumeCurve(name, steps, np.asarray(values, dtype=np.float64), errored))
+    return HypervolumeInfo(tuple(curves))
+
+
+def draw_hypervolume(info: HypervolumeInfo):
+    """Search progress: a step curve (distinct marker and line) per experiment, errored trials as red crosses."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    for i, curve in enumerate(info.curves):
+        ax.step(curve.steps, curve.values, where="post", marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i],
+                label=curve.name)  # fmt: skip
+        if curve.errored.any():
+            ax.plot(curve.steps[curve.errored], curve.values[curve.errored], "x", color="red", markersize=10,
+                    label=f"{curve.name}: errored trial")  # fmt: skip
+    ax.set_xlabel("trials finished (creation order)")
+    ax.set_ylabel("hypervolume")
+    ax.set_title("search progress: hypervolume of the frontier so far")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def hypervolume_figure(experiments: dict[str, Experiment], reference: tuple[float, float] | None = None):
+    """Search progress: the hypervolume after each trial, one curve (distinct marker and line) per experiment."""
+    return draw_hypervolume(hypervolume_info(experiments, reference))
+
+
+# --- the interactive frontier -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """One plotly trace: ``kind`` "trials" (markers, ``style`` indexes ``SYMBOLS``), "frontier" (a line, ``style``
+    indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a frontier)."""
+
+    name: str
+    kind: str
+    x: np.ndarray
+    y: np.ndarray
+    hover: tuple[str, ...]
+    style: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class InteractiveInfo:
+    """What ``draw_interactive`` draws: the axes' titles and the traces in drawing order."""
+
+    x_title: str
+    y_title: str
+    traces: tuple[Trace, ...]
+
+
+def _hover(row: pd.Series) -> str:
+    keys = ["trial", "divergence", "loss_type", "beta", "alpha", "learning_rate"]
+    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/"))]
+    parts = [f"{k}: {num(row[k])}" for k in keys + metrics if k in row.index and num(row[k]) != ""]
+    return "<br>".join(html.escape(p) for p in parts)
+
+
+def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
+    """Gather the interactive frontier: per experiment, each group's finished trials with their hover text, the
+    frontier by diversity and the base policy."""
+    traces = []
+    for k, (name, experiment) in enumerate(experiments.items()):
+        prefix = f"{name}: " if len(experiments) > 1 else ""
+        x, y = experiment.diversity, experiment.reward
+        for i, group in enumerate(groups(experiment)):
+            rows = group_rows(experiment, group)
+            hover = tuple(_hover(r) for _, r in rows.iterrows())
+            trace_name = prefix + group_name(group)
+            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i))
+        front = experiment.frontier.sort_values(x)
+        traces.append(Trace(prefix + "frontier", "frontier", front[x].to_numpy(), front[y].to_numpy(), (), k))
+        base = experiment.base
+        hover = (_hover(pd.Series({"trial": "base SFT policy", **base})),)
+        traces.append(Trace(prefix + "base SFT policy", "base", np.array([base[x]]), np.array([base[y]]), hover))
+    first = next(iter(experiments.values()))
+    return InteractiveInfo(f"{first.diversity} (diversity)", f"{first.reward} (reward)", tuple(traces))
+
+
+def draw_interactive(info: InteractiveInfo):
+    """A plotly figure of the traces: hovering a trial shows its config and metrics."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for trace in info.traces:
+        if trace.kind == "trials":
+            fig.add_trace(go.Scatter(
+                x=trace.x, y=trace.y, mode="markers", name=trace.name,
+                marker={"symbol": SYMBOLS[trace.style % len(SYMBOLS)], "size": 10, "opacity": 0.85},
+                hovertext=list(trace.hover), hoverinfo="text",
+            ))  # fmt: skip
+        elif trace.kind == "frontier":
+            fig.add_trace(go.Scatter(
+                x=trace.x, y=trace.y, mode="lines", name=trace.name,
+                line={"color": "black", "dash": DASHES[trace.style % len(DASHES)]}, hoverinfo="skip",
+            ))  # fmt: skip
+        else:
+            fig.add_trace(go.Scatter(
+                x=trace.x, y=trace.y, mode="markers", name=trace.name,
+                marker={"symbol": "star", "size": 16, "color": "black"}, hovertext=list(trace.hover),
+                hoverinfo="text",
+            ))  # fmt: skip
+    fig.update_layout(
+        xaxis_title=info.x_title, yaxis_title=info.y_title, height=560,
+        title="reward vs diversity: hover a point for its trial's config", template="plotly_white",
+    )  # fmt: skip
+    return fig
+
+
+def interactive_pareto(experiments: dict[str, Experiment]):
+    """A plotly frontier: every finished trial (symbol per divergence), each frontier as a line, the base policies;
+    hovering a point shows the trial's full config and metrics."""
+    return draw_interactive(interactive_info(experiments))
+
+
+# --- two experiments --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparedExperiment:
+    """One experiment of a comparison: its finished trials, its frontier by diversity (labelled) and its base."""
+
+    name: str
+    trials: Points
+    frontier: Points
+    base: tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonInfo:
+    """What ``draw_comparison`` draws: the two experiments, on the first one's axes."""
+
+    diversity: str
+    reward: str
+    experiments: tuple[ComparedExperiment, ...]
+
+
+def comparison_info(experiments: dict[str, Experiment]) -> ComparisonInfo:
+    """Gather each experiment's finished trials, frontier and base policy."""
+    compared = []
+    for name, experiment in experiments.items():
+        x, y = experiment.diversity, experiment.reward
+        front = experiment.frontier.sort_values(x)
+        labels = tuple(label(row) for _, row in front.iterrows())
+        base = (experiment.base[x], experiment.base[y])
+        trials = _points(experiment.finished, x, y)
+        compared.append(ComparedExperiment(name, trials, _points(front, x, y, labels), base))
+    first = next(iter(experiments.values()))
+    return ComparisonInfo(first.diversity, first.reward, tuple(compared))
+
+
+def draw_comparison(info: ComparisonInfo):
+    """The experiments' trials (faint), frontiers (a line, labelled) and base policies (stars), a colour, marker and
+    line style each."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
+    for i, experiment in enumerate(info.experiments):
+        name, marker, style, color = experiment.name, MARKERS[i], LINESTYLES[i], f"C{i}"
+        ax.plot(experiment.trials.x, experiment.trials.y, marker=marker, linestyle="none", alpha=0.35, color=color,
+                label=f"{name}: trials")  # fmt: skip
+        front = experiment.frontier
+        ax.plot(front.x, front.y, marker=marker, linestyle=style, color=color, markersize=9, linewidth=2,
+                label=f"{name}: frontier")  # fmt: skip
+        ax.plot(*experiment.base, marker="*", markersize=16, color=color, markeredgecolor="black", linestyle="none",
+                label=f"{name}: base SFT")  # fmt: skip
+        for x, y, text in zip(front.x, front.y, front.labels, strict=True):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
+    ax.set_xlabel(f"{info.diversity} (diversity)")
+    ax.set_ylabel(f"{info.reward} (reward)")
+    ax.set_title("two experiments' frontiers")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(experiments: dict[str, Experiment]):
+    """Two experiments' frontiers on one plot (``draw_comparison`` of ``comparison_info``)."""
+    return draw_comparison(comparison_info(experiments))

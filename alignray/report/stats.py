@@ -1,0 +1,285 @@
+"""Confidence over evaluation prompts: the prompt bootstrap, metric intervals and paired differences.
+
+The evaluation prompts are the unit of resampling. Every interval comes from one ``scipy.stats.bootstrap`` over
+prompts that recomputes the metric on the resampled prompts' samples, so pooled metrics (token entropy, distinct-n)
+are resampled as the metric is defined, not averaged per prompt. Per-sample metrics (reward, KL, predictive entropy,
+perplexity) get BCa intervals. A resample that repeats a prompt repeats its completions, which lowers the pooled token
+metrics artificially (every resample falls below the estimate and BCa breaks down), so those get the estimate ± z ×
+the bootstrap standard error. A paired comparison resamples the prompts two policies share jointly and recomputes the
+difference; an interval that covers 0 reads "no difference".
+The intervals measure evaluation noise only: one training run per configuration (the sweep has no replicate seeds),
+so training randomness is not in them. Token metrics need the samples' ``completion_ids``; samples saved without them
+(sweeps before the ids were kept) give those metrics no interval, and the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from alignray.metrics import METRICS
+from alignray.report.formatting import num
+
+__all__ = [
+    "CONFIDENCE",
+    "INTERVAL_METRICS",
+    "RESAMPLES",
+    "SAMPLE_COLUMNS",
+    "TOKEN_METRICS",
+    "Interval",
+    "Paired",
+    "PromptTable",
+    "metric_intervals",
+    "paired_difference",
+    "prompt_bootstrap",
+]
+
+INTERVAL_METRICS = tuple(m for m in METRICS if m not in ("reward/p10", "reward/p50", "reward/p90"))
+"""Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one."""
+TOKEN_METRICS = ("diversity/token_entropy", "diversity/distinct_1", "diversity/distinct_2")
+"""Metrics computed from ``completion_ids``: no interval when the stored samples lack them."""
+SAMPLE_COLUMNS = ("prompt_id", "reward", "positive", "logp", "entropy", "ref_logp", "tokens")
+"""The columns of evaluation samples a ``PromptTable`` needs."""
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A point estimate and its bootstrap interval (NaN bounds: no interval could be computed)."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        if not math.isfinite(self.low):
+            return num(self.estimate)
+        return f"{num(self.estimate)} [{num(self.low)}, {num(self.high)}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """A paired difference ``a − b`` of one metric over the prompts both policies were evaluated on."""
+
+    a: str
+    b: str
+    metric: str
+    difference: Interval
+    prompts: int
+    confidence: float
+
+    @property
+    def verdict(self) -> str:
+        """ "a higher" / "b higher" when the interval excludes 0, else "no difference" (at the confidence level)."""
+        if not math.isfinite(self.difference.low):
+            return "no interval"
+        if self.difference.low > 0:
+            return f"{self.a} higher"
+        if self.difference.high < 0:
+            return f"{self.b} higher"
+        return f"no difference at {self.confidence:.0%}"
+
+
+def _grams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def _count_matrix(rows_per_prompt: list[list[Sequence[int]]], n: int) -> sparse.csr_matrix:
+    """(prompts, distinct n-grams) counts of each n-gram in each prompt's completions."""
+    index: dict[tuple[int, ...], int] = {}
+    data, cols, indptr = [], [], [0]
+    for rows in rows_per_prompt:
+        counts: dict[int, int] = {}
+        for ids in rows:
+            for gram in _grams(list(ids), n):
+                col = index.setdefault(gram, len(index))
+                counts[col] = counts.get(col, 0) + 1
+        cols.extend(counts)
+        data.extend(counts.values())
+        indptr.append(len(cols))
+    shape = (len(rows_per_prompt), max(len(index), 1))
+    return sparse.csr_matrix((np.asarray(data, float), np.asarray(cols, int), np.asarray(indptr)), shape=shape)
+
+
+class PromptTable:
+    """One policy's evaluation samples reduced to per-prompt sums, so that any reweighting of the prompts (a
+    bootstrap resample) gives every metric of ``alignray.metrics.metrics_from_samples`` as that function would
+    compute it on the resampled rows.
+
+    ``prompt_ids`` fixes the prompts and their order (shared prompts of a paired comparison); default: all, sorted.
+    ``metrics(weights)`` takes weights of shape (..., prompts), how often each prompt is drawn, and returns each
+    metric of ``names`` as an array of shape (...).
+    """
+
+    def __init__(self, samples: pd.DataFrame, prompt_ids: Sequence[int] | None = None) -> None:
+        missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+        if missing:
+            raise ValueError(f"samples lack columns {missing}; they have {list(samples.columns)}")
+        ids = np.sort(samples["prompt_id"].unique()) if prompt_ids is None else np.asarray(prompt_ids)
+        kept = samples[samples["prompt_id"].isin(ids)]
+        absent = sorted(set(ids.tolist()) - set(kept["prompt_id"].tolist()))
+        if absent:
+            raise ValueError(f"samples have no rows for prompt_id {absent[:5]}")
+        self.prompt_ids = ids
+        frame = pd.DataFrame(
+            {
+                "prompt_id": kept["prompt_id"],
+                "rows": 1.0,
+                "reward": kept["reward"].astype(float),
+                "reward2": kept["reward"].astype(float) ** 2,
+                "positive": kept["positive"].astype(float),
+                "logratio": kept["logp"] - kept["ref_logp"],
+                "entropy": kept["entropy"],
+                "ref_logp": kept["ref_logp"],
+                "tokens": kept["tokens"].astype(float),
+            }
+        )
+        sums = frame.groupby("prompt_id").sum().reindex(ids)
+        self._sums = {c: sums[c].to_numpy(dtype=np.float64) for c in sums.columns}
+        self._grams: dict[int, sparse.csr_matrix] = {}
+        if "completion_ids" in kept.columns:
+            grouped = kept.groupby("prompt_id")["completion_ids"].apply(list).reindex(ids)
+            for n in (1, 2):
+                self._grams[n] = _count_matrix(grouped.tolist(), n)
+        self.names = tuple(m for m in INTERVAL_METRICS if m not in TOKEN_METRICS or self._grams)
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        weights = np.asarray(weights, dtype=np.float64)
+        s = {k: weights @ v for k, v in self._sums.items()}
+        mean = s["reward"] / s["rows"]
+        out = {
+            "reward/mean": mean,
+            "reward/std": np.sqrt(np.maximum(s["reward2"] / s["rows"] - mean**2, 0.0)),
+            "reward/frac_positive": s["positive"] / s["rows"],
+            "diversity/predictive_entropy": s["entropy"] / np.maximum(s["tokens"], 1.0),
+            "kl/ref": s["logratio"] / s["rows"],
+            "fluency/ref_perplexity": np.exp(-s["ref_logp"] / np.maximum(s["tokens"], 1.0)),
+        }
+        if self._grams:
+            flat = weights.reshape(-1, weights.shape[-1])
+            unigrams = np.asarray((self._grams[1].T @ flat.T).T)  # (resamples, vocabulary used)
+            total = unigrams.sum(axis=1, keepdims=True)
+            p = np.divide(unigrams, total, out=np.zeros_like(unigrams), where=total > 0)
+            logp = np.log(p, out=np.zeros_like(p), where=p > 0)
+            out["diversity/token_entropy"] = (-(p * logp).sum(axis=1)).reshape(weights.shape[:-1])
+            for n in (1, 2):
+                grams = self._grams[n]
+                present = (grams > 0).astype(np.float64)
+                distinct = (np.asarray((present.T @ flat.T).T) > 0).sum(axis=1)
+                all_grams = flat @ np.asarray(grams.sum(axis=1)).ravel()
+                value = np.divide(distinct, all_grams, out=np.zeros(len(flat)), where=all_grams > 0)
+                out[f"diversity/distinct_{n}"] = value.reshape(weights.shape[:-1])
+        return {k: out[k] for k in self.names}
+
+
+def _weights(indices: np.ndarray, prompts: int) -> np.ndarray:
+    """Prompt draw counts (..., prompts) from resampled prompt indices (..., m)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    flat = indices.reshape(-1, indices.shape[-1])
+    offsets = (np.arange(len(flat)) * prompts)[:, None]
+    counts = np.bincount((flat + offsets).ravel(), minlength=len(flat) * prompts).reshape(len(flat), prompts)
+    return counts.reshape(*indices.shape[:-1], prompts)
+
+
+def prompt_bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    prompts: int,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    normal: Sequence[bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimates and bootstrap intervals of ``statistic`` over ``prompts`` resampled with replacement.
+
+    ``statistic(weights)`` maps prompt weights (..., prompts) to k statistics, shape (k, ...). Returns the estimate
+    at equal weights and the lower and upper bounds, each shape (k,): BCa intervals, or for the statistics flagged in
+    ``normal`` the estimate ± z × bootstrap standard error. NaN bounds where BCa is undefined (every resample on one
+    side of the estimate, or all equal)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence} must lie in (0, 1)")
+    if prompts < 2:
+        raise ValueError(f"a bootstrap over prompts needs at least 2 prompts, got {prompts}")
+    estimate = np.asarray(statistic(np.ones(prompts)), dtype=np.float64).reshape(-1)
+
+    def resampled(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(statistic(_weights(np.moveaxis(indices, axis, -1), prompts)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples: NaN bounds, reported as "no interval"
+        result = stats.bootstrap(
+            (np.arange(prompts),), resampled, vectorized=True, n_resamples=resamples, batch=200,
+            confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed),
+        )  # fmt: skip
+    low = np.asarray(result.confidence_interval.low, dtype=np.float64).reshape(-1)
+    high = np.asarray(result.confidence_interval.high, dtype=np.float64).reshape(-1)
+    if normal is not None and any(normal):
+        flagged = np.asarray(normal, dtype=bool)
+        half = stats.norm.ppf(0.5 + confidence / 2) * np.asarray(result.standard_error, dtype=np.float64).reshape(-1)
+        low = np.where(flagged, estimate - half, low)
+        high = np.where(flagged, estimate + half, high)
+    return estimate, low, high
+
+
+def metric_intervals(
+    samples: pd.DataFrame, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Interval]:
+    """Bootstrap intervals over prompts of each metric in ``INTERVAL_METRICS`` the samples allow."""
+    table = PromptTable(samples)
+    names = table.names
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        values = table.metrics(weights)
+        return np.stack([values[k] for k in names])
+
+    normal = [k in TOKEN_METRICS for k in names]
+    estimate, low, high = prompt_bootstrap(statistic, len(table), confidence, resamples, seed, normal)
+    return {
+        k: Interval(float(e), float(lo), float(hi)) for k, e, lo, hi in zip(names, estimate, low, high, strict=True)
+    }
+
+
+def paired_difference(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str = "reward/mean",
+    names: tuple[str, str] = ("a", "b"),
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Paired:
+    """The difference ``metric(a) − metric(b)`` with a bootstrap interval that resamples the shared prompts jointly.
+
+    Prompts are matched by ``prompt_id``; they must hold the same prompt text in both (the sweep evaluates every
+    policy on the same prompts)."""
+    shared = np.intersect1d(a["prompt_id"].unique(), b["prompt_id"].unique())
+    if len(shared) < 2:
+        raise ValueError(f"{names[0]} and {names[1]} share {len(shared)} evaluation prompts; a paired comparison "
+                         "needs the same prompts (prompt_id) in both")  # fmt: skip
+    if "prompt" in a.columns and "prompt" in b.columns:
+        texts_a = a.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"].reindex(shared)
+        texts_b = b.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"].reindex(shared)
+        if not (texts_a == texts_b).all():
+            raise ValueError(f"{names[0]} and {names[1]} hold different prompt texts under the same prompt_id; "
+                             "they were not evaluated on the same prompts")  # fmt: skip
+    table_a, table_b = PromptTable(a, shared), PromptTable(b, shared)
+    if metric not in table_a.names or metric not in table_b.names:
+        raise ValueError(f"metric={metric!r} has no interval here; choose one of {table_a.names}")
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        return (table_a.metrics(weights)[metric] - table_b.metrics(weights)[metric])[None]
+
+    estimate, low, high = prompt_bootstrap(
+        statistic, len(shared), confidence, resamples, seed, [metric in TOKEN_METRICS]
+    )
+    difference = Interval(float(estimate[0]), float(low[0]), float(high[0]))
+    return Paired(names[0], names[1], metric, difference, len(shared), confidence)

@@ -1,0 +1,79 @@
+"""The report's tables, as data frames of text ready for a document: per divergence (the seeds' table), every trial,
+the paired comparisons and the samples."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from alignray.report.experiment import BASE, Experiment, group_frontier, groups, selected
+from alignray.report.formatting import label, num, params
+from alignray.report.stats import Interval, Paired
+
+__all__ = ["divergence_table", "paired_table", "samples_table", "trials_table"]
+
+
+def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
+    """The seeds' table: the base policy's row first, then per divergence (and loss type) the points on its own
+    frontier, by reward; reward, diversity, KL and fluency with their intervals where ``intervals`` has them."""
+    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    overall = set(experiment.frontier["trial"])
+
+    def cells(key: str, values: pd.Series | dict[str, float]) -> dict[str, str]:
+        found = intervals.get(key, {})
+        return {m: str(found[m]) if m in found else num(values.get(m)) for m in metrics}
+
+    rows = [{"divergence": "base (SFT)", "loss": "", "parameters": "", "trial": "", "frontier": "",
+             **cells(BASE, experiment.base)}]  # fmt: skip
+    for group in groups(experiment):
+        for _, row in group_frontier(experiment, group).iterrows():
+            rows.append(
+                {
+                    "divergence": row["divergence"],
+                    "loss": row["loss_type"],
+                    "parameters": f"{params(row)} lr={row['learning_rate']:.2g}",
+                    "trial": row["trial"],
+                    "frontier": "yes" if row["trial"] in overall else "",
+                    **cells(row["trial"], row),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def trials_table(experiment: Experiment) -> pd.DataFrame:
+    """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier and an error's reason."""
+    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
+               "pareto", "reason"]  # fmt: skip
+    table = experiment.results.sort_values("index")
+    table = table[[c for c in columns if c in table.columns]].copy()
+    for column in table.columns:
+        if table[column].dtype.kind == "f":
+            table[column] = table[column].map(num)
+    return table
+
+
+def paired_table(comparisons: list[Paired]) -> pd.DataFrame:
+    """One row per paired comparison: the difference, its interval, the shared prompts and the verdict."""
+    return pd.DataFrame(
+        [{"a": c.a, "b": c.b, "metric": c.metric, "a − b": num(c.difference.estimate),
+          f"{c.confidence:.0%} interval": f"[{num(c.difference.low)}, {num(c.difference.high)}]",
+          "prompts": c.prompts, "verdict": c.verdict} for c in comparisons]
+    )  # fmt: skip
+
+
+def samples_table(experiment: Experiment, loaded: dict[str, pd.DataFrame], prompts: int = 3) -> pd.DataFrame:
+    """The first sample of the first ``prompts`` prompts from the base policy and from the selected frontier models
+    (empty without the base policy's samples)."""
+    base = loaded.get(BASE)
+    chosen = [row for _, row in selected(experiment).iterrows() if row["trial"] in loaded]
+    if base is None:
+        return pd.DataFrame()
+    rows = []
+    for prompt_id in sorted(base["prompt_id"].unique())[:prompts]:
+        sources = [("base SFT", base)] + [(label(r), loaded[r["trial"]]) for r in chosen]
+        for name, samples in sources:
+            first = samples[samples["prompt_id"] == prompt_id].iloc[:1]
+            for _, sample in first.iterrows():
+                rows.append({"prompt": sample["prompt"], "policy": name, "reward": f"{sample['reward']:.3g}",
+                             "completion": sample["completion"].strip()})  # fmt: skip
+    return pd.DataFrame(rows)
