@@ -26,7 +26,8 @@ from alignray.sweep.config import SWEEP_PRESETS, SweepConfig
 
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(SweepConfig, argv, description=__doc__, presets=SWEEP_PRESETS)
-    from alignray.sweep.driver import SweepRefused, check_output, check_sweep, load_resumed, run_sweep
+    from alignray.sweep.checks import check_output, check_sweep, load_resumed
+    from alignray.sweep.driver import SweepRefused, run_sweep
     from alignray.sweep.submit import results_dir
     from alignray.world import WorldError
 

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
+import alignray.sweep.checks as checks
 import alignray.sweep.driver as driver
 from alignray.config import parse_config
 from alignray.divergences import DIVERGENCES, get_divergence
@@ -176,7 +177,7 @@ def test_bad_input_model_path_without_a_model(tmp_path, capsys, no_sweep):
 def _saved_sweep(out: Path, study: str) -> dict:
     out.mkdir(parents=True)
     record = {"study": study, "config": dataclasses.asdict(SweepConfig(output=str(out)))}
-    (out / driver.SWEEP_FILE).write_text(json.dumps(record))
+    (out / checks.SWEEP_FILE).write_text(json.dumps(record))
     (out / "results.parquet").write_bytes(b"earlier results")
     return {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -320,7 +321,7 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
     summary = {"study": "alignray-0123abcd", "trials": 2, "errors": 2, "frontier": [], "hypervolume": volume,
                "reference_point": list(reference)}  # fmt: skip
     record = {"study": "alignray-0123abcd", "config": dataclasses.asdict(config), "summary": summary}
-    (out / driver.SWEEP_FILE).write_text(json.dumps(record))
+    (out / checks.SWEEP_FILE).write_text(json.dumps(record))
 
     written = write_report(out, resamples=50)
     assert {"report.md", "report.html", "pareto.png", "hypervolume.png"} <= set(written)
@@ -428,9 +429,9 @@ def test_security_ray_token_auth_and_loopback_dashboards():
 
 def test_security_storage_password_is_never_printed_or_written(tmp_path, monkeypatch):
     url = "postgresql://sweeper:hunter2@db.internal:5432/studies"
-    assert driver._masked(url) == "postgresql://sweeper:***@db.internal:5432/studies"
-    assert "hunter2" not in driver._masked("postgresql+psycopg://u:hunter2@h/db")
-    assert driver._masked("what://is:hunter2@this?").count("hunter2") == 0
+    assert checks.masked_url(url) == "postgresql://sweeper:***@db.internal:5432/studies"
+    assert "hunter2" not in checks.masked_url("postgresql+psycopg://u:hunter2@h/db")
+    assert checks.masked_url("what://is:hunter2@this?").count("hunter2") == 0
     with pytest.raises(ValueError) as refused:  # it would be saved in sweep.json and Tune's state
         SweepConfig(storage=url)
     assert "hunter2" not in str(refused.value) and "sweeper:***@" in str(refused.value)
@@ -440,9 +441,9 @@ def test_security_storage_password_is_never_printed_or_written(tmp_path, monkeyp
                          storage_password_env="ALIGNRAY_TEST_PASSWORD")  # fmt: skip
     assert "sweeper:hunter2@" in driver.study_storage_url(config)
     assert "hunter2" not in json.dumps(dataclasses.asdict(config))
-    assert "hunter2" not in driver._masked(driver.study_storage_url(config))  # the search stage's announcement
+    assert "hunter2" not in checks.masked_url(driver.study_storage_url(config))  # the search stage's announcement
     with pytest.raises(ValueError) as refused:
-        driver.check_storage(config)
+        checks.check_storage(config)
     assert "hunter2" not in str(refused.value) and "cannot be opened" in str(refused.value)
 
 
@@ -464,7 +465,7 @@ def test_security_resumed_study_name_cannot_escape_the_storage_path(study, tmp_p
     out = tmp_path / "exp"
     before = _saved_sweep(out, study)
     err = _refused(["--output", str(out), "--resume"], capsys, no_sweep)
-    assert f"{driver.SWEEP_FILE} names the study {study!r}" in err and "alignray-1a2b3c4d" in err, err
+    assert f"{checks.SWEEP_FILE} names the study {study!r}" in err and "alignray-1a2b3c4d" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -472,7 +473,7 @@ def test_security_generated_study_names_pass_the_resume_check():
     import uuid
 
     names = {f"alignray-{uuid.uuid4().hex[:8]}" for _ in range(50)}
-    assert all(driver.STUDY_NAME.fullmatch(name) for name in names)
+    assert all(checks.STUDY_NAME.fullmatch(name) for name in names)
     assert "alignray-{uuid.uuid4().hex[:8]}" in (ROOT / "alignray" / "sweep" / "driver.py").read_text()
 
 
@@ -547,7 +548,7 @@ def fault_sweep(tmp_path_factory, micro_world):
         ray.get(holder.ready.remote())
         worker = cluster.add_node(num_cpus=1, num_gpus=0)
         raylet = worker.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-        study = json.loads((out / driver.SWEEP_FILE).read_text())["study"]
+        study = json.loads((out / checks.SWEEP_FILE).read_text())["study"]
         while thread.is_alive() and time.monotonic() < deadline:
             process, trial = _trial_on(study, raylet)
             if process is None:

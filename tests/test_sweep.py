@@ -475,8 +475,8 @@ def test_a_trial_that_cannot_fit_is_refused_once_ray_is_up_and_leaves_nothing(tm
 
 def test_resume_refuses_changed_options_and_only_grows(sweep):
     from alignray.config import given_fields, parse_config
+    from alignray.sweep.checks import load_resumed
     from alignray.sweep.config import SWEEP_PRESETS
-    from alignray.sweep.driver import load_resumed
 
     out, _, _ = sweep
 

@@ -1,1 +1,3 @@
-"""The sweep: search space (``space``), one trial (``trial``), the Tune driver (``driver``), frontier (``pareto``)."""
+"""The sweep: its config (``config``), what can be checked before Ray (``checks``), the search space (``space``),
+the searcher (``searcher``), one trial (``trial``), the Tune driver and its five stages (``driver``), the frontier
+(``pareto``), and ``make sweep``'s job submission (``submit``)."""
