@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 # A local head with token auth on and the dashboard on loopback; then RAY_AUTH_MODE=token ray job submit ...
 ray-up: $(STAMP)
-	RAY_AUTH_MODE=token $(VENV)/bin/ray get-auth-token --generate > /dev/null  # makes one only where none exists
+	(umask 077 && RAY_AUTH_MODE=token $(VENV)/bin/ray get-auth-token --generate > /dev/null)  # only where none exists; owner-only
 	RAY_AUTH_MODE=token $(VENV)/bin/ray start --head --dashboard-host 127.0.0.1
 
 clean-venv:

@@ -221,16 +221,18 @@ def parse_config(
 def given_fields(
     cls: type, argv: list[str] | None = None, presets: dict[str, dict[str, Any]] | None = None
 ) -> set[str]:
-    """The fields that ``argv`` sets rather than leaves at their defaults: its flags, the fields of its ``--config``
-    file and, when ``--preset`` is named, the preset's (``--resume`` refuses those that differ from the saved ones)."""
+    """The fields that ``argv`` sets rather than leaves at their defaults: its flags and the fields of its
+    ``--config`` file; ``"preset"`` when it names ``--preset`` (``--resume`` refuses those that differ from the saved
+    ones)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser(cls, None, presets)
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
+    args.pop("preset", None)
     named = presets is not None and any(a == "--preset" or a.startswith("--preset=") for a in argv)
-    given = set(presets[args.pop("preset")]) if named else set()
+    given = {"preset"} if named else set()
     given |= set(_read_yaml(parser, cls, config_path)) if config_path else set()
-    return given | {k for k, v in args.items() if v is not None and k != "preset"}
+    return given | {k for k, v in args.items() if v is not None}
 
 
 def _parser(

@@ -111,7 +111,7 @@ SWEEP_CASES = {
     "cpus_per_trial_fraction": (["--cpus-per-trial", "0.0001"], ["cpus_per_trial=0.0001 must be >= 1"]),
     "point_outside_the_beta_range": (["--points-to-evaluate",
                                       '{"divergence": "reverse_kl", "beta": 50, "learning_rate": 1e-3}'],
-                                     ["beta=50 is outside the searched range [0.05, 2]"]),
+                                     ["beta=50.0 is outside the searched range [0.05, 2]"]),
     "point_outside_the_alpha_range": (["--points-to-evaluate", '{"divergence": "alpha_divergence", "alpha": 0.99, '
                                        '"beta": 0.1, "learning_rate": 1e-3}'],
                                       ["alpha=0.99 is outside the searched range [0.1, 0.9]"]),
@@ -417,7 +417,7 @@ def test_security_ray_token_auth_and_loopback_dashboards():
     for line in _makefile_commands("ray job submit"):
         assert "RAY_AUTH_MODE=token" in line and "127.0.0.1" in line, line
     submit = (ROOT / "alignray" / "sweep" / "submit.py").read_text()  # make sweep's own head
-    assert '"--dashboard-host", "127.0.0.1"' in submit and 'os.environ.setdefault("RAY_AUTH_MODE", "token")' in submit
+    assert '"--dashboard-host", "127.0.0.1"' in submit and 'os.environ["RAY_AUTH_MODE"] = "token"' in submit
     readme = (ROOT / "README.md").read_text()
     assert "export RAY_AUTH_MODE=token" in readme
     assert all("--dashboard-host 127.0.0.1" in line for line in readme.splitlines() if "ray start" in line)

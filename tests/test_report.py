@@ -488,3 +488,19 @@ def test_report_modules_import_each_other_without_a_cycle_and_not_the_config_or_
         ready = [m for m in graph if m not in done and graph[m] <= set(done)]
         assert ready, {m: graph[m] - set(done) for m in graph if m not in done}
         done += ready
+
+
+def test_the_live_views_name_the_sweeps_own_storage(report, tmp_path):
+    out, _ = report
+    text = (out / "report.md").read_text()
+    assert f"`optuna-dashboard sqlite:///{out / 'study.db'}`" in text  # the default: the experiment's SQLite file
+    other = tmp_path / "exp"
+    shutil.copytree(FIXTURE, other)
+    record = json.loads((other / "sweep.json").read_text())
+    record["config"].update(storage="postgresql://sweeper@db.internal/studies", tune_storage="s3://bucket/tune",
+                            storage_password_env="ALIGNRAY_STORAGE_PASSWORD")  # fmt: skip
+    (other / "sweep.json").write_text(json.dumps(record))
+    text = (write_report(other, resamples=RESAMPLES)["report.md"]).read_text()
+    assert "`optuna-dashboard postgresql://sweeper@db.internal/studies`" in text and "study.db" not in text
+    assert "its password is in $ALIGNRAY_STORAGE_PASSWORD" in text
+    assert "`tensorboard --logdir s3://bucket/tune`" in text

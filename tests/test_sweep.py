@@ -93,7 +93,7 @@ def test_grid_is_the_seeds_grid():
         ({"resume": True, "overwrite": True}, "contradict"),
         # points to evaluate lie in the searched ranges (beta 0.05-2, lr 2e-4-2e-3, alpha 0.1-0.9), no more than trials
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 50, "learning_rate": 1e-3}',)},
-         "beta=50 is outside the searched range [0.05, 2]"),
+         "beta=50.0 is outside the searched range [0.05, 2]"),
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 0.5}',)},
          "learning_rate=0.5 is outside the searched range"),
         ({"points_to_evaluate": ('{"divergence": "alpha_divergence", "alpha": 0.99, "beta": 0.1, '
@@ -485,7 +485,10 @@ def test_resume_refuses_changed_options_and_only_grows(sweep):
         return load_resumed(parse_config(SweepConfig, argv, presets=SWEEP_PRESETS), given_fields(SweepConfig, argv))
 
     assert resumed().num_trials == 4 and resumed().num_prompts == 12  # the saved settings, not the defaults
-    assert resumed("--num-trials", "6", "--max-failures", "3").num_trials == 6
+    grown = resumed("--num-trials", "6", "--max-failures", "3")
+    assert (grown.num_trials, grown.max_failures, grown.num_prompts) == (6, 3, 12)
+    with pytest.raises(ValueError, match="--preset cannot be given with --resume"):
+        resumed("--preset", "gpt2-imdb")  # its 32 trials and 600 prompts would otherwise slip in
     assert resumed("--num-prompts", "12").num_prompts == 12  # the same value is no change
     with pytest.raises(ValueError, match=r"num_prompts=99 differs from the resumed sweep's num_prompts=12"):
         resumed("--num-prompts", "99")
@@ -504,9 +507,50 @@ def test_resume_with_more_trials_adds_them_to_the_same_study(sweep):
     assert extended["trials"] == 5 and len(table) == 5 and table["trial"].is_unique
     kept = table.set_index("trial").loc[before["trial"]]
     np.testing.assert_allclose(kept["time/train_s"].fillna(-1), before["time/train_s"].fillna(-1))  # not retrained
-    assert table["index"].is_monotonic_increasing and table["index"].is_unique
+    assert table["index"].tolist() == [1, 2, 3, 4, 5]  # the added experiment's trial follows the first four
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == 5
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     assert sorted(table["optuna_trial"]) == [t.number for t in study.trials]
     assert json.loads((out / "sweep.json").read_text())["config"]["num_trials"] == 5
+
+
+def test_yaml_points_are_read_as_numbers_and_a_home_path_is_expanded(tmp_path):
+    import yaml
+
+    from alignray.config import parse_config
+    from alignray.sweep.config import SWEEP_PRESETS
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text("output: ~/alignray-sweeps/a\npoints_to_evaluate:\n"
+                    "  - {divergence: alpha_divergence, alpha: 0.3, beta: 0.1, learning_rate: 5e-4}\n"
+                    "  - {divergence: reverse_kl, alpha: null, beta: 1, learning_rate: 1e-3}\n")  # fmt: skip
+    assert yaml.safe_load(path.read_text())["points_to_evaluate"][0]["learning_rate"] == "5e-4"  # a string to YAML
+    config = parse_config(SweepConfig, ["--config", str(path)], presets=SWEEP_PRESETS)
+    points = [json.loads(point) for point in config.points_to_evaluate]
+    assert points[0] == {"divergence": "alpha_divergence", "alpha": 0.3, "beta": 0.1, "learning_rate": 0.0005}
+    assert points[1] == {"divergence": "reverse_kl", "beta": 1.0, "learning_rate": 0.001}
+    assert config.output == str(Path.home() / "alignray-sweeps" / "a")
+
+
+def test_an_output_this_user_cannot_enter_is_refused_in_one_line(tmp_path, monkeypatch):
+    from alignray.sweep import checks
+
+    def denied(config):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "private"))
+
+    monkeypatch.setattr(checks, "_check_output", denied)
+    with pytest.raises(ValueError, match=r"output=.* cannot be used \(Permission denied: .*private\)"):
+        checks.check_output(SweepConfig(output=str(tmp_path / "private" / "sweep")))
+
+
+def test_a_multi_worker_trials_train_run_is_deleted_once_reported(tmp_path):
+    from alignray.sweep.trial import drop_train_run
+
+    run = tmp_path / "train" / "0123abcd" / "checkpoint_000000" / "checkpoint"
+    run.mkdir(parents=True)
+    (run / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "train" / "other").mkdir()
+    drop_train_run(str(tmp_path / "train"), "0123abcd")
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["other"]
+    drop_train_run(str(tmp_path / "train"), "0123abcd")  # already gone: nothing to do

@@ -37,7 +37,18 @@ def masked_url(url: str) -> str:
 
 
 def check_output(config: SweepConfig) -> None:
-    """Refuse an output directory that holds something else, or nothing to resume; before Ray or a model starts."""
+    """Refuse an output directory that holds something else, nothing to resume, or that cannot be written; before
+    Ray or a model starts."""
+    try:
+        _check_output(config)
+    except OSError as err:  # a directory on the way that this user may not enter
+        raise ValueError(
+            f"output={config.output!r} cannot be used ({err.strerror or err}: {err.filename or ''}); name a "
+            "directory you can write, e.g. --output runs/sweep"
+        ) from None
+
+
+def _check_output(config: SweepConfig) -> None:
     out = Path(config.output)
     saved = out / SWEEP_FILE
     if config.resume:
@@ -156,6 +167,11 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
             f"output={config.output!r}: {SWEEP_FILE} names the study {study!r}; expected a generated name like "
             "'alignray-1a2b3c4d' (the study names the Tune experiment under the storage path, so no '/', '..' or "
             "absolute path); was the file edited?"
+        )
+    if "preset" in set(given):
+        raise ValueError(
+            "--preset cannot be given with --resume: a resumed sweep keeps the settings it was started with; drop "
+            "--preset (and give only --num-trials, --max-failures or --max-concurrent-trials)"
         )
     saved = SweepConfig(**{**record["config"], "output": config.output, "resume": True, "overwrite": False})
     ignored = {"output", "resume", "overwrite"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,11 +126,15 @@ class SweepConfig:
     """Keep every trial's model, not only the frontier's."""
     resume: bool = False
     """Continue the sweep in output with its saved config (finished trials are kept, not repeated); only
-    num_trials (more trials), max_failures and max_concurrent_trials may be given anew."""
+    num_trials (more trials), max_failures and max_concurrent_trials may be given anew, and the last two apply to the
+    added trials only (Tune restores its own settings for the trials it had)."""
     overwrite: bool = False
     """Delete an existing experiment in output and start again."""
 
     def __post_init__(self) -> None:
+        for name in ("output", "tune_storage"):  # a path the shell did not expand (YAML, a quoted flag)
+            if isinstance(getattr(self, name), str) and getattr(self, name).startswith("~"):
+                object.__setattr__(self, name, os.path.expanduser(getattr(self, name)))
         points = self.points_to_evaluate  # YAML gives mappings: each becomes its canonical JSON text first
         if isinstance(points, list | tuple):
             object.__setattr__(self, "points_to_evaluate", tuple(_point(p, PARAMETERS) for p in points))
@@ -261,10 +266,11 @@ def _point(point: str | dict, allowed: tuple[str, ...]) -> str:
     if missing:
         raise ValueError(f"points_to_evaluate: {point!r} lacks {missing}")
     try:
-        TrainConfig(data="-", **values)
+        run = TrainConfig(data="-", **values)
     except (TypeError, ValueError) as err:
         raise ValueError(f"points_to_evaluate: {point!r}: {err}") from None
-    return json.dumps(values, sort_keys=True)
+    # the values as TrainConfig read them: YAML's 5e-4 is the string "5e-4" until then
+    return json.dumps({name: getattr(run, name) for name in values if values[name] is not None}, sort_keys=True)
 
 
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {

@@ -105,8 +105,8 @@ def _ray_cli() -> str:
 def _generate_token() -> None:
     """``ray get-auth-token --generate``: a new token in ``~/.ray/auth_token`` (its printout, the token, discarded),
     readable by its owner only."""
-    subprocess.run([_ray_cli(), "get-auth-token", "--generate"], check=True, capture_output=True)
-    (Path.home() / ".ray" / "auth_token").chmod(0o600)
+    subprocess.run([_ray_cli(), "get-auth-token", "--generate"], check=True, capture_output=True, umask=0o077)
+    (Path.home() / ".ray" / "auth_token").chmod(0o600)  # made owner-only already (umask); a token made earlier too
 
 
 def _free_port() -> int:
@@ -186,29 +186,53 @@ def _token_error(dashboard: str, mode: str, have_token: bool) -> str:
     )
 
 
+def _storage_password(sweep_args: list[str]) -> str | None:
+    """The refusal of a ``--storage`` URL that holds a password, with the password hidden; None when there is none."""
+    from sqlalchemy.engine import make_url
+
+    for i, arg in enumerate(sweep_args):
+        value = arg.partition("=")[2] if arg.startswith("--storage=") else None
+        if arg == "--storage" and i + 1 < len(sweep_args):
+            value = sweep_args[i + 1]
+        try:
+            url = make_url(value) if value else None
+        except Exception:  # not a URL: the job names it
+            continue
+        if url is not None and url.password:
+            return (
+                f"storage={url.render_as_string(hide_password=True)!r} holds a password, which the job's command "
+                "line would show and keep; remove it from the URL, export it (export ALIGNRAY_STORAGE_PASSWORD=...) "
+                "and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
+            )
+    return None
+
+
 def submit_sweep(sweep_args: list[str], working_dir: str = ".") -> int:
     """Run ``jobs/sweep.py sweep_args`` as a Ray job from ``working_dir``; its exit code (0: the job succeeded)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported: it reads the mode once
+    secret = _storage_password(sweep_args)
+    if secret:  # the job's command line is printed and kept by Ray: refuse before it is made
+        print(f"error: {secret}", file=sys.stderr)
+        return 2
+    os.environ["RAY_AUTH_MODE"] = "token"  # make sweep keeps token auth on; set before Ray is imported (read once)
     dashboard = os.environ.get("RAY_API_SERVER_ADDRESS") or DASHBOARD
     os.environ["RAY_API_SERVER_ADDRESS"] = dashboard  # else the job client would follow RAY_ADDRESS instead
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    token_auth = os.environ["RAY_AUTH_MODE"] == "token"
     mode, temp_dir = _auth_mode(dashboard), None
     if mode is None:
         if urlsplit(dashboard).hostname not in LOCAL_HOSTS:
             print(f"error: no Ray head answers at {dashboard}: start it, or unset RAY_API_SERVER_ADDRESS so that "
                   "make sweep starts a local head", file=sys.stderr)  # fmt: skip
             return 1
-        if token_auth and not _has_token():
+        if not _has_token():
             print("[alignray] no Ray token on this machine: making one with `ray get-auth-token --generate` "
                   "(~/.ray/auth_token)")  # fmt: skip
             _generate_token()
         temp_dir = tempfile.mkdtemp(prefix="alignray-ray-")
         print(f"[alignray] no Ray head at {dashboard}: starting one (token auth on, dashboard on 127.0.0.1)")
-    elif token_auth and not _has_token():
-        print(_token_error(dashboard, mode, have_token=False), file=sys.stderr)
+    elif mode == "disabled" or not _has_token():
+        print(_token_error(dashboard, mode, have_token=_has_token()), file=sys.stderr)
         return 1
     else:
         print(f"[alignray] submitting to the Ray head at {dashboard}")

@@ -32,8 +32,8 @@ import pandas as pd
 from alignray.sweep.config import SweepConfig
 from alignray.train_config import TrainConfig
 
-__all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "is_deterministic", "run_trial",
-           "train_config"]  # fmt: skip
+__all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "drop_train_run", "is_deterministic",
+           "run_trial", "train_config"]  # fmt: skip
 
 FAILURE_FILE = "failure.json"
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
@@ -114,8 +114,24 @@ def run_trial(
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
         (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(scratch / "checkpoint")))
+        if config.workers_per_trial > 1:  # its model is in the trial's checkpoint now
+            drop_train_run(train_storage, context.get_trial_id())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def drop_train_run(train_storage: str, run_name: str) -> None:
+    """Delete a multi-worker trial's Ray Train run under ``train_storage`` (a local path or a cloud URI): it holds a
+    full model for each checkpoint, which the frontier's bookkeeping would otherwise never delete."""
+    from pyarrow import fs
+
+    if "://" in train_storage:
+        filesystem, root = fs.FileSystem.from_uri(train_storage)
+    else:
+        filesystem, root = fs.LocalFileSystem(), train_storage
+    path = f"{root.rstrip('/')}/{run_name}"
+    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        filesystem.delete_dir(path)
 
 
 def _train_and_evaluate(
