@@ -171,6 +171,9 @@ def test_results_dir_refuses_relative_paths_only_in_an_upload(tmp_path, monkeypa
     with pytest.raises(ValueError, match=r"tune_storage='tune' is relative .* --tune-storage \$PWD/tune"):
         results_dir(SweepConfig(output=str(tmp_path / "y"), tune_storage="tune"))
     assert results_dir(SweepConfig(output=str(tmp_path / "y"), tune_storage="s3://bucket/tune")) == tmp_path / "y"
+    with pytest.raises(ValueError, match=r"storage='sqlite:///study.db' is relative .* sqlite:///\$PWD/study.db"):
+        results_dir(SweepConfig(output=str(tmp_path / "y"), storage="sqlite:///study.db"))
+    assert results_dir(SweepConfig(output=str(tmp_path / "y"), storage=f"sqlite:///{tmp_path}/s.db")) == tmp_path / "y"
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
     copy = tmp_path / "session" / "runtime_resources" / "working_dir_files" / "_ray_pkg_2"  # no job config: the cwd
     copy.mkdir(parents=True)

@@ -58,16 +58,20 @@ def uploaded_working_dir() -> str | None:
 
 
 def results_dir(config: SweepConfig) -> Path:
-    """The sweep's results directory, absolute; ValueError when a relative ``output`` (or ``tune_storage``) would land
-    in Ray's uploaded copy of the working directory, which nobody looks in and Ray deletes."""
+    """The sweep's results directory, absolute; ValueError when a relative ``output``, ``tune_storage`` or SQLite
+    ``storage`` would land in Ray's uploaded copy of the working directory, which nobody looks in and Ray deletes."""
     upload = uploaded_working_dir()
-    for field in ("output", "tune_storage"):
-        path = getattr(config, field)
+    paths = {"output": config.output, "tune_storage": config.tune_storage}
+    if config.storage and config.storage.startswith("sqlite:///"):
+        paths["storage"] = config.storage.removeprefix("sqlite:///")  # sqlite:///x.db: relative; sqlite:////x: not
+    for field, path in paths.items():
         if upload and path and "://" not in path and not Path(path).expanduser().is_absolute():
+            flag = f"--{field.replace('_', '-')}"
+            example = f"sqlite:///$PWD/{path}" if field == "storage" else f"$PWD/{path}"
             raise ValueError(
-                f"{field}={path!r} is relative and this job runs from Ray's temporary copy of the working directory "
-                f"({upload}), where results would be lost: give --{field.replace('_', '-')} an absolute path, e.g. "
-                f"--{field.replace('_', '-')} $PWD/{path}"
+                f"{field}={getattr(config, field)!r} is relative and this job runs from Ray's temporary copy of the "
+                f"working directory ({upload}), where results would be lost: give {flag} an absolute path, e.g. "
+                f"{flag} {example}"
             )
     return Path(config.output).expanduser().resolve()
 
