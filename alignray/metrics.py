@@ -3,22 +3,27 @@
 Metric names (reported to Tune as they are): ``reward/{mean,std,p10,p50,p90,frac_positive}``,
 ``diversity/token_entropy`` (the seeds': entropy of the token-frequency distribution over all generated tokens),
 ``diversity/predictive_entropy`` (the f-DPO paper's: mean next-token entropy of the policy along its own samples),
-``diversity/distinct_1``, ``diversity/distinct_2`` (distinct n-grams / all n-grams, over all samples), ``kl/ref``
-(Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)) and ``fluency/ref_perplexity``
-(exp of the mean negative log π_ref per generated token). Samples are drawn by pure sampling (temperature 1, no
-top-k/top-p), so that they are samples of π and the KL and entropy estimates are unbiased.
+``diversity/distinct_1``, ``diversity/distinct_2`` (distinct n-grams / all n-grams, over all samples),
+``diversity/word_entropy`` (entropy of the frequency distribution of the in-vocabulary words of all completions),
+``kl/ref`` (Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)), ``fluency/ref_perplexity``
+(exp of the mean negative log π_ref per generated token) and ``fluency/nonword_rate`` (words outside the reference
+vocabulary / all words, pooled over all completions). Words and the reference vocabulary are
+``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words cannot raise either word
+metric: they are left out of the word entropy and counted against the rate. Samples are drawn by pure sampling
+(temperature 1, no top-k/top-p), so that they are samples of π and the KL and entropy estimates are unbiased.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from alignray.eval_config import EVAL_PROMPT_TOKENS, EvalConfig
+from alignray.vocabulary import load_vocabulary, words
 
 __all__ = [
     "METRICS",
@@ -28,7 +33,10 @@ __all__ = [
     "evaluate_here",
     "evaluation_prompts",
     "metrics_from_samples",
+    "nonword_rate",
+    "text_nonword_rate",
     "token_entropy",
+    "word_entropy",
 ]
 
 METRICS = (
@@ -42,18 +50,44 @@ METRICS = (
     "diversity/predictive_entropy",
     "diversity/distinct_1",
     "diversity/distinct_2",
+    "diversity/word_entropy",
     "kl/ref",
     "fluency/ref_perplexity",
+    "fluency/nonword_rate",
 )
+
+
+def _entropy(counts: Counter) -> float:
+    """Entropy (nats) of the frequency distribution ``counts``; 0 for no counts."""
+    frequencies = np.fromiter(counts.values(), dtype=np.float64)
+    if frequencies.size == 0:
+        return 0.0
+    p = frequencies / frequencies.sum()
+    return float(-(p * np.log(p)).sum())
 
 
 def token_entropy(token_ids: Sequence[Sequence[int]]) -> float:
     """Entropy (nats) of the frequency distribution of all tokens in all sequences; 0 for no tokens."""
-    counts = np.fromiter(Counter(t for seq in token_ids for t in seq).values(), dtype=np.float64)
-    if counts.size == 0:
-        return 0.0
-    p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return _entropy(Counter(t for seq in token_ids for t in seq))
+
+
+def word_entropy(texts: Iterable[str], vocabulary: Collection[str]) -> float:
+    """Entropy (nats) of the frequency distribution of the words of all texts that are in ``vocabulary``; non-words
+    are left out, so they cannot raise it. 0 for no such words."""
+    return _entropy(Counter(word for text in texts for word in words(text) if word in vocabulary))
+
+
+def text_nonword_rate(text: str, vocabulary: Collection[str]) -> float:
+    """Share of the words of one text that are not in ``vocabulary``; 0 for a text with no words."""
+    found = words(text)
+    return sum(word not in vocabulary for word in found) / len(found) if found else 0.0
+
+
+def nonword_rate(texts: Iterable[str], vocabulary: Collection[str]) -> float:
+    """Words not in ``vocabulary`` over all words, pooled over the texts (each word counts once, so a long text
+    weighs more than a short one); 0 for no words."""
+    found = [word for text in texts for word in words(text)]
+    return sum(word not in vocabulary for word in found) / len(found) if found else 0.0
 
 
 def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:
@@ -62,8 +96,11 @@ def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def metrics_from_samples(samples: pd.DataFrame) -> dict[str, float]:
-    """The METRICS of scored samples with columns reward, positive, completion_ids, logp, entropy, ref_logp, tokens."""
+def metrics_from_samples(samples: pd.DataFrame, vocabulary: Collection[str] | None = None) -> dict[str, float]:
+    """The METRICS of scored samples with columns reward, positive, completion (text), completion_ids, logp, entropy,
+    ref_logp, tokens; the word metrics against ``vocabulary`` (default: ``alignray.vocabulary.load_vocabulary()``)."""
+    vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+    texts = samples["completion"].tolist()
     rewards = samples["reward"].to_numpy(dtype=np.float64)
     ids = samples["completion_ids"].tolist()
     tokens = samples["tokens"].to_numpy(dtype=np.float64)
@@ -80,8 +117,10 @@ def metrics_from_samples(samples: pd.DataFrame) -> dict[str, float]:
         "diversity/predictive_entropy": float(samples["entropy"].sum() / total),
         "diversity/distinct_1": distinct_n(ids, 1),
         "diversity/distinct_2": distinct_n(ids, 2),
+        "diversity/word_entropy": word_entropy(texts, vocabulary),
         "kl/ref": float((samples["logp"] - samples["ref_logp"]).mean()),
         "fluency/ref_perplexity": math.exp(-float(samples["ref_logp"].sum()) / total),
+        "fluency/nonword_rate": nonword_rate(texts, vocabulary),
     }
 
 

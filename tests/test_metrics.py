@@ -5,7 +5,18 @@ import pandas as pd
 import pytest
 import torch
 
-from alignray.metrics import METRICS, distinct_n, evaluate, metrics_from_samples, token_entropy
+from alignray.metrics import (
+    METRICS,
+    distinct_n,
+    evaluate,
+    metrics_from_samples,
+    nonword_rate,
+    text_nonword_rate,
+    token_entropy,
+    word_entropy,
+)
+
+VOCABULARY = frozenset({"the", "film", "was", "good", "i", "liked", "it", "don't", "a", "story", "bad", "end"})
 
 
 def test_token_entropy_by_hand():
@@ -32,9 +43,10 @@ def test_metrics_from_samples_by_hand():
             "ref_logp": [-3.0, -1.5, -2.0, -2.5],
             "entropy": [2.0, 1.0, 1.5, 0.5],
             "tokens": [2, 1, 2, 1],
+            "completion": ["The film", " was GOOD", "zzqx zzqx", " film!"],
         }
     )
-    m = metrics_from_samples(samples)
+    m = metrics_from_samples(samples, VOCABULARY)
     assert set(m) == set(METRICS)
     assert m["reward/mean"] == pytest.approx(0.75)
     assert m["reward/std"] == pytest.approx(np.std([1.0, -1.0, 3.0, 0.0]))
@@ -45,6 +57,32 @@ def test_metrics_from_samples_by_hand():
     assert m["diversity/predictive_entropy"] == pytest.approx(5.0 / 6)
     assert m["diversity/distinct_1"] == pytest.approx(3 / 6)
     assert m["diversity/token_entropy"] == pytest.approx(token_entropy([[1, 2], [2], [3, 3], [1]]))
+    assert m["fluency/nonword_rate"] == pytest.approx(2 / 7)  # the film was good zzqx zzqx film
+    # the, was, good once and film twice: p = 1/5, 1/5, 1/5, 2/5
+    assert m["diversity/word_entropy"] == pytest.approx(-(3 * 0.2 * math.log(0.2) + 0.4 * math.log(0.4)))
+
+
+def test_a_text_of_real_words_has_no_nonwords():
+    text = "The film was good: I liked it, don't... a GOOD story (the end)"
+    assert text_nonword_rate(text, VOCABULARY) == 0.0 and nonword_rate([text, "bad!"], VOCABULARY) == 0.0
+    assert text_nonword_rate("", VOCABULARY) == 0.0 and nonword_rate(["", "42 /10"], VOCABULARY) == 0.0
+
+
+def test_planted_nonwords_raise_the_nonword_rate_by_their_share():
+    texts = ["the film was good i liked it", "a bad story the end"]  # 12 words
+    assert nonword_rate(texts, VOCABULARY) == 0.0
+    planted = ["the film was good etoopelroemilutch i liked it marnardyty", "a bad story fash110102 the end"]
+    assert nonword_rate(planted, VOCABULARY) == pytest.approx(3 / 15)  # pooled over words, not over texts
+    assert [text_nonword_rate(t, VOCABULARY) for t in planted] == pytest.approx([2 / 9, 1 / 6])
+
+
+def test_word_entropy_ignores_nonwords_and_rises_with_new_real_words():
+    texts = ["the film was good", "the film was bad"]
+    before = word_entropy(texts, VOCABULARY)
+    assert before == pytest.approx(-(3 * 0.25 * math.log(0.25) + 2 * 0.125 * math.log(0.125)))
+    assert word_entropy([t + " zzqx qqxz xyzzy hairmanowerone's" for t in texts], VOCABULARY) == before
+    assert word_entropy([*texts, "i liked it"], VOCABULARY) > before
+    assert word_entropy(["zzqx"], VOCABULARY) == 0.0 and word_entropy([], VOCABULARY) == 0.0
 
 
 @pytest.fixture(scope="module")

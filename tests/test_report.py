@@ -17,7 +17,8 @@ from PIL import Image
 
 from alignray.metrics import metrics_from_samples
 from alignray.report import (
-    TOKEN_METRICS,
+    POOLED_METRICS,
+    WORD_METRICS,
     Interval,
     PromptTable,
     divergence_table,
@@ -38,6 +39,7 @@ from alignray.report.figures import (
     pareto_info,
 )
 from alignray.sweep.pareto import pareto_mask
+from alignray.vocabulary import words
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiment"
 RESAMPLES = 300
@@ -132,7 +134,7 @@ def test_frontier_drawn_is_the_frontier_computed():
 def test_prompt_table_recomputes_metrics_as_metrics_from_samples_does():
     samples = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
     table = PromptTable(samples)
-    assert len(table.names) == 9
+    assert len(table.names) == 11 and set(WORD_METRICS) <= set(table.names)
     at_equal = table.metrics(np.ones(len(table)))
     expected = metrics_from_samples(samples)
     for name in table.names:
@@ -166,7 +168,7 @@ def test_pooled_token_metrics_get_the_estimate_plus_minus_z_bootstrap_standard_e
     by_prompt = [rows for _, rows in base.groupby("prompt_id")]
     drawn = [metrics_from_samples(pd.concat([by_prompt[i] for i in rng.integers(0, len(by_prompt), len(by_prompt))]))
              for _ in range(200)]  # fmt: skip
-    for name in TOKEN_METRICS:
+    for name in POOLED_METRICS:
         interval, values = found[name], np.array([d[name] for d in drawn])
         assert interval.estimate == pytest.approx(expected[name], rel=1e-9), name
         # a repeated prompt repeats its completions and lowers a pooled metric: the resamples fall below the
@@ -182,6 +184,29 @@ def test_pooled_token_metrics_get_the_estimate_plus_minus_z_bootstrap_standard_e
                                                 - expected["diversity/token_entropy"], rel=1e-9)  # fmt: skip
     assert difference.high - difference.estimate == pytest.approx(difference.estimate - difference.low, rel=1e-9)
     assert difference.low < difference.estimate < difference.high
+
+
+def test_word_metrics_follow_the_given_vocabulary_and_need_the_completion_text(report):
+    base = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
+    every = frozenset(word for text in base["completion"] for word in words(text))
+    at_equal = PromptTable(base, vocabulary=every).metrics(np.ones(base["prompt_id"].nunique()))
+    assert at_equal["fluency/nonword_rate"] == 0.0
+    assert at_equal["diversity/word_entropy"] == pytest.approx(
+        metrics_from_samples(base, every)["diversity/word_entropy"], rel=1e-9
+    )
+    found = metric_intervals(base, resamples=RESAMPLES)["fluency/nonword_rate"]  # a ratio of sums: BCa
+    assert 0 < found.low < found.estimate < found.high
+    # e47b56ee, a frontier trial, writes about twice the base policy's non-words on the same prompts
+    trial = pd.read_parquet(FIXTURE / "samples" / "e47b56ee.parquet")
+    paired = paired_difference(trial, base, "fluency/nonword_rate", ("trial", "base"), resamples=RESAMPLES)
+    assert paired.difference.estimate > 0.05 and paired.verdict == "trial higher"
+    textless = metric_intervals(base.drop(columns="completion"), resamples=RESAMPLES)
+    assert not set(WORD_METRICS) & set(textless) and "diversity/token_entropy" in textless
+    out, _ = report
+    about = (out / "report.md").read_text().split("## About the intervals", 1)[1]
+    pooled = "except diversity/token_entropy, diversity/distinct_1, diversity/distinct_2, diversity/word_entropy, "
+    assert pooled in about  # estimate ± z × SE for word entropy too
+    assert "fluency/nonword_rate" in about and "without completion text" not in about
 
 
 def test_what_to_pick_names_the_best_trials_with_their_intervals_and_the_gain_over_the_base(report):

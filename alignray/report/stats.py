@@ -2,14 +2,16 @@
 
 The evaluation prompts are the unit of resampling. Every interval comes from one ``scipy.stats.bootstrap`` over
 prompts that recomputes the metric on the resampled prompts' samples, so pooled metrics (token entropy, distinct-n)
-are resampled as the metric is defined, not averaged per prompt. Per-sample metrics (reward, KL, predictive entropy,
-perplexity) get BCa intervals. A resample that repeats a prompt repeats its completions, which lowers the pooled token
-metrics artificially (every resample falls below the estimate and BCa breaks down), so those get the estimate ± z ×
-the bootstrap standard error. A paired comparison resamples the prompts two policies share jointly and recomputes the
-difference; an interval that covers 0 reads "no difference".
+are resampled as the metric is defined, not averaged per prompt. Per-sample metrics and ratios of sums (reward, KL,
+predictive entropy, perplexity, the non-word rate) get BCa intervals. A resample that repeats a prompt repeats its
+completions, which lowers the pooled metrics of distinct tokens and words artificially (every resample falls below the
+estimate and BCa breaks down), so those (``POOLED_METRICS``) get the estimate ± z × the bootstrap standard error.
+A paired comparison resamples the prompts two policies share jointly and recomputes the difference; an interval that
+covers 0 reads "no difference".
 The intervals measure evaluation noise only: one training run per configuration (the sweep has no replicate seeds),
-so training randomness is not in them. Token metrics need the samples' ``completion_ids``; samples saved without them
-(sweeps before the ids were kept) give those metrics no interval, and the report says so.
+so training randomness is not in them. Token metrics need the samples' ``completion_ids`` and word metrics their
+``completion`` text; samples saved without them (sweeps before the ids were kept) give those metrics no interval, and
+the report says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,13 +27,16 @@ from scipy import sparse, stats
 
 from alignray.metrics import METRICS
 from alignray.report.formatting import num
+from alignray.vocabulary import load_vocabulary, words
 
 __all__ = [
     "CONFIDENCE",
     "INTERVAL_METRICS",
+    "POOLED_METRICS",
     "RESAMPLES",
     "SAMPLE_COLUMNS",
     "TOKEN_METRICS",
+    "WORD_METRICS",
     "Interval",
     "Paired",
     "PromptTable",
@@ -44,6 +49,10 @@ INTERVAL_METRICS = tuple(m for m in METRICS if m not in ("reward/p10", "reward/p
 """Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one."""
 TOKEN_METRICS = ("diversity/token_entropy", "diversity/distinct_1", "diversity/distinct_2")
 """Metrics computed from ``completion_ids``: no interval when the stored samples lack them."""
+WORD_METRICS = ("diversity/word_entropy", "fluency/nonword_rate")
+"""Metrics computed from the ``completion`` text: no interval when the stored samples lack it."""
+POOLED_METRICS = (*TOKEN_METRICS, "diversity/word_entropy")
+"""Metrics a resample with repeated prompts lowers artificially: their interval is the estimate ± z × bootstrap SE."""
 SAMPLE_COLUMNS = ("prompt_id", "reward", "positive", "logp", "entropy", "ref_logp", "tokens")
 """The columns of evaluation samples a ``PromptTable`` needs."""
 CONFIDENCE = 0.95
@@ -87,13 +96,13 @@ class Paired:
         return f"no difference at {self.confidence:.0%}"
 
 
-def _grams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
+def _grams(ids: Sequence[Hashable], n: int) -> list[tuple[Hashable, ...]]:
     return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
 
 
-def _count_matrix(rows_per_prompt: list[list[Sequence[int]]], n: int) -> sparse.csr_matrix:
-    """(prompts, distinct n-grams) counts of each n-gram in each prompt's completions."""
-    index: dict[tuple[int, ...], int] = {}
+def _count_matrix(rows_per_prompt: list[list[Sequence[Hashable]]], n: int) -> sparse.csr_matrix:
+    """(prompts, distinct n-grams) counts of each n-gram (of tokens or words) in each prompt's completions."""
+    index: dict[tuple[Hashable, ...], int] = {}
     data, cols, indptr = [], [], [0]
     for rows in rows_per_prompt:
         counts: dict[int, int] = {}
@@ -108,17 +117,31 @@ def _count_matrix(rows_per_prompt: list[list[Sequence[int]]], n: int) -> sparse.
     return sparse.csr_matrix((np.asarray(data, float), np.asarray(cols, int), np.asarray(indptr)), shape=shape)
 
 
+def _pooled_entropy(counts: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of the frequency distribution of the columns of ``counts`` (prompts, items) pooled over the
+    prompts drawn as ``weights`` (..., prompts); shape (...), 0 where nothing was drawn."""
+    flat = weights.reshape(-1, weights.shape[-1])
+    pooled = np.asarray((counts.T @ flat.T).T)  # (resamples, items)
+    total = pooled.sum(axis=1, keepdims=True)
+    p = np.divide(pooled, total, out=np.zeros_like(pooled), where=total > 0)
+    logp = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return (-(p * logp).sum(axis=1)).reshape(weights.shape[:-1])
+
+
 class PromptTable:
     """One policy's evaluation samples reduced to per-prompt sums, so that any reweighting of the prompts (a
     bootstrap resample) gives every metric of ``alignray.metrics.metrics_from_samples`` as that function would
     compute it on the resampled rows.
 
     ``prompt_ids`` fixes the prompts and their order (shared prompts of a paired comparison); default: all, sorted.
+    ``vocabulary``: the word metrics' reference vocabulary (default: ``alignray.vocabulary.load_vocabulary()``).
     ``metrics(weights)`` takes weights of shape (..., prompts), how often each prompt is drawn, and returns each
     metric of ``names`` as an array of shape (...).
     """
 
-    def __init__(self, samples: pd.DataFrame, prompt_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, samples: pd.DataFrame, prompt_ids: Sequence[int] | None = None, vocabulary: Collection[str] | None = None
+    ) -> None:
         missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
         if missing:
             raise ValueError(f"samples lack columns {missing}; they have {list(samples.columns)}")
@@ -141,6 +164,14 @@ class PromptTable:
                 "tokens": kept["tokens"].astype(float),
             }
         )
+        self._words: sparse.csr_matrix | None = None
+        if "completion" in kept.columns:
+            vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+            found = kept["completion"].map(words)
+            known = found.map(lambda cut: [w for w in cut if w in vocabulary])
+            frame["words"] = found.map(len).astype(float)
+            frame["nonwords"] = frame["words"] - known.map(len).astype(float)
+            self._words = _count_matrix(known.groupby(kept["prompt_id"]).apply(list).reindex(ids).tolist(), 1)
         sums = frame.groupby("prompt_id").sum().reindex(ids)
         self._sums = {c: sums[c].to_numpy(dtype=np.float64) for c in sums.columns}
         self._grams: dict[int, sparse.csr_matrix] = {}
@@ -148,7 +179,11 @@ class PromptTable:
             grouped = kept.groupby("prompt_id")["completion_ids"].apply(list).reindex(ids)
             for n in (1, 2):
                 self._grams[n] = _count_matrix(grouped.tolist(), n)
-        self.names = tuple(m for m in INTERVAL_METRICS if m not in TOKEN_METRICS or self._grams)
+        self.names = tuple(
+            m
+            for m in INTERVAL_METRICS
+            if (m not in TOKEN_METRICS or self._grams) and (m not in WORD_METRICS or self._words is not None)
+        )
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -165,13 +200,12 @@ class PromptTable:
             "kl/ref": s["logratio"] / s["rows"],
             "fluency/ref_perplexity": np.exp(-s["ref_logp"] / np.maximum(s["tokens"], 1.0)),
         }
+        if self._words is not None:
+            out["fluency/nonword_rate"] = s["nonwords"] / np.maximum(s["words"], 1.0)
+            out["diversity/word_entropy"] = _pooled_entropy(self._words, weights)
         if self._grams:
             flat = weights.reshape(-1, weights.shape[-1])
-            unigrams = np.asarray((self._grams[1].T @ flat.T).T)  # (resamples, vocabulary used)
-            total = unigrams.sum(axis=1, keepdims=True)
-            p = np.divide(unigrams, total, out=np.zeros_like(unigrams), where=total > 0)
-            logp = np.log(p, out=np.zeros_like(p), where=p > 0)
-            out["diversity/token_entropy"] = (-(p * logp).sum(axis=1)).reshape(weights.shape[:-1])
+            out["diversity/token_entropy"] = _pooled_entropy(self._grams[1], weights)
             for n in (1, 2):
                 grams = self._grams[n]
                 present = (grams > 0).astype(np.float64)
@@ -231,17 +265,22 @@ def prompt_bootstrap(
 
 
 def metric_intervals(
-    samples: pd.DataFrame, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+    samples: pd.DataFrame,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    vocabulary: Collection[str] | None = None,
 ) -> dict[str, Interval]:
-    """Bootstrap intervals over prompts of each metric in ``INTERVAL_METRICS`` the samples allow."""
-    table = PromptTable(samples)
+    """Bootstrap intervals over prompts of each metric in ``INTERVAL_METRICS`` the samples allow (``vocabulary``: the
+    word metrics', as in ``PromptTable``)."""
+    table = PromptTable(samples, vocabulary=vocabulary)
     names = table.names
 
     def statistic(weights: np.ndarray) -> np.ndarray:
         values = table.metrics(weights)
         return np.stack([values[k] for k in names])
 
-    normal = [k in TOKEN_METRICS for k in names]
+    normal = [k in POOLED_METRICS for k in names]
     estimate, low, high = prompt_bootstrap(statistic, len(table), confidence, resamples, seed, normal)
     return {
         k: Interval(float(e), float(lo), float(hi)) for k, e, lo, hi in zip(names, estimate, low, high, strict=True)
@@ -256,6 +295,7 @@ def paired_difference(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    vocabulary: Collection[str] | None = None,
 ) -> Paired:
     """The difference ``metric(a) − metric(b)`` with a bootstrap interval that resamples the shared prompts jointly.
 
@@ -271,7 +311,7 @@ def paired_difference(
         if not (texts_a == texts_b).all():
             raise ValueError(f"{names[0]} and {names[1]} hold different prompt texts under the same prompt_id; "
                              "they were not evaluated on the same prompts")  # fmt: skip
-    table_a, table_b = PromptTable(a, shared), PromptTable(b, shared)
+    table_a, table_b = PromptTable(a, shared, vocabulary), PromptTable(b, shared, vocabulary)
     if metric not in table_a.names or metric not in table_b.names:
         raise ValueError(f"metric={metric!r} has no interval here; choose one of {table_a.names}")
 
@@ -279,7 +319,7 @@ def paired_difference(
         return (table_a.metrics(weights)[metric] - table_b.metrics(weights)[metric])[None]
 
     estimate, low, high = prompt_bootstrap(
-        statistic, len(shared), confidence, resamples, seed, [metric in TOKEN_METRICS]
+        statistic, len(shared), confidence, resamples, seed, [metric in POOLED_METRICS]
     )
     difference = Interval(float(estimate[0]), float(low[0]), float(high[0]))
     return Paired(names[0], names[1], metric, difference, len(shared), confidence)

@@ -30,8 +30,10 @@ from alignray.report.formatting import label, num, params
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,
+    POOLED_METRICS,
     RESAMPLES,
     TOKEN_METRICS,
+    WORD_METRICS,
     Interval,
     Paired,
     metric_intervals,
@@ -145,6 +147,7 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     _, curve = hypervolume_history(experiment, reference)
     volume = curve[-1] if curve else 0.0
     without = [m for m in TOKEN_METRICS if not all(m in found for found in intervals.values())]
+    textless = [m for m in WORD_METRICS if not all(m in found for found in intervals.values())]
     blocks: list[Block] = [
         ("h1", f"Sweep {experiment.study}"),
         ("p", f"{len(experiment.results)} trials ({len(errors)} errored), search {search}{timing}; objectives "
@@ -183,11 +186,13 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         ("h2", "About the intervals"),
         ("p", f"Intervals: {', '.join(INTERVAL_METRICS)}, from {resamples} bootstrap resamples of the evaluation "
               "prompts (scipy.stats.bootstrap), each recomputing the metric on the resampled prompts' samples: BCa "
-              f"intervals, except {', '.join(TOKEN_METRICS)}, pooled over all samples, which a resample with repeated "
-              "prompts lowers artificially: for them the estimate ± z × bootstrap standard error. Reward percentiles "
-              "have none. "
+              f"intervals, except {', '.join(POOLED_METRICS)}, pooled over all samples, which a resample with "
+              "repeated prompts lowers artificially: for them the estimate ± z × bootstrap standard error. Reward "
+              "percentiles have none. "
               + (f"No interval for {', '.join(without)}: these samples were saved without completion_ids. "
                  if without else "")
+              + (f"No interval for {', '.join(textless)}: these samples were saved without completion text. "
+                 if textless else "")
               + "They measure evaluation noise over prompts, not training randomness: each configuration was "
               "trained once (the sweep has no replicate seeds yet), so two close trials may swap places on a "
               "retrain."),
