@@ -23,7 +23,8 @@ SAMPLERS = ("tpe", "nsga2", "random")
 """Optuna samplers by name: TPE (default), NSGA-II, random search."""
 OBJECTIVES = {
     "reward": ("reward/mean", "reward/p50", "reward/frac_positive"),
-    "diversity": ("diversity/token_entropy", "diversity/predictive_entropy", "diversity/distinct_2"),
+    "diversity": ("diversity/token_entropy", "diversity/word_entropy", "diversity/predictive_entropy",
+                  "diversity/distinct_2"),
 }
 """Metrics the sweep may maximise, per objective (names of alignray.metrics.METRICS)."""
 
@@ -87,8 +88,8 @@ class SweepConfig:
     reward_metric: str = "reward/mean"
     """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
     diversity_metric: str = "diversity/token_entropy"
-    """Diversity objective (maximised): diversity/token_entropy (the seeds'), diversity/predictive_entropy (the
-    paper's) or diversity/distinct_2."""
+    """Diversity objective (maximised): diversity/token_entropy (the seeds'), diversity/word_entropy (the entropy of
+    real words only: non-words cannot raise it), diversity/predictive_entropy (the paper's) or diversity/distinct_2."""
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
