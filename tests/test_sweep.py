@@ -274,14 +274,14 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     restored = table.set_index("trial").loc[first_trial]
     for key in ("time/train_s", "time/eval_s", "time/total_s"):  # a second training run takes other seconds
         assert restored[key] == pytest.approx(reported[key], rel=1e-12), f"{first_trial} was trained again: {key}"
-    # every divergence first, at the middle of the searched ranges; the sampler's picks after them
-    defaults = SweepConfig()
+    # every divergence first, at the seed points (a Latin hypercube over β x lr); the sampler's picks after them
+    from alignray.sweep.space import seed_points
+
+    expected = seed_points(SweepConfig(beta_min=0.1, beta_max=1.0, divergences=("reverse_kl", "js_divergence")))
     seeds = table.head(2)
     assert list(seeds["divergence"]) == ["reverse_kl", "js_divergence"] and seeds["trial"].iloc[0] == first_trial
-    assert list(seeds["beta"]) == pytest.approx([np.sqrt(0.1 * 1.0)] * 2)
-    assert list(seeds["learning_rate"]) == pytest.approx(
-        [np.sqrt(defaults.learning_rate_min * defaults.learning_rate_max)] * 2
-    )
+    assert list(seeds["beta"]) == pytest.approx([p["beta"] for p in expected])
+    assert list(seeds["learning_rate"]) == pytest.approx([p["learning_rate"] for p in expected])
     study = optuna.load_study(
         study_name=json.loads((out / "sweep.json").read_text())["study"], storage=f"sqlite:///{out / 'study.db'}"
     )
@@ -316,8 +316,13 @@ def test_every_divergence_is_tried_first_unless_points_are_given():
     config = SweepConfig(beta_min=0.01, beta_max=1.0, learning_rate_min=1e-4, learning_rate_max=1e-2)
     points = seed_points(config)
     assert [p["divergence"] for p in points] == list(config.divergences)
-    assert all(p["beta"] == pytest.approx(0.1) and p["learning_rate"] == pytest.approx(1e-3) for p in points)
-    assert [p.get("alpha") for p in points] == [None, None, None, pytest.approx(0.5)]
+    assert [("alpha" in p) for p in points] == [False, False, False, True] and 0.1 <= points[3]["alpha"] <= 0.9
+    # a Latin hypercube in log space: each seed in its own quarter of log β and of log lr, so no two share a stratum
+    for name, low, high in (("beta", 0.01, 1.0), ("learning_rate", 1e-4, 1e-2)):
+        strata = sorted(int(4 * np.log(p[name] / low) / np.log(high / low)) for p in points)
+        assert strata == [0, 1, 2, 3], (name, [p[name] for p in points])
+    assert seed_points(config) == points  # seeded: the same config gives the same seeds
+    assert seed_points(dataclasses.replace(config, seed=1)) != points
     assert len(seed_points(SweepConfig(num_trials=2))) == 2
     point = '{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}'
     given = SweepConfig(divergences=("reverse_kl", "gan"), points_to_evaluate=(point,))
@@ -554,3 +559,90 @@ def test_a_multi_worker_trials_train_run_is_deleted_once_reported(tmp_path):
     drop_train_run(str(tmp_path / "train"), "0123abcd")
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["other"]
     drop_train_run(str(tmp_path / "train"), "0123abcd")  # already gone: nothing to do
+
+
+# --- issue 15: constraints ----------------------------------------------------------------------------------------
+
+
+def _constraints():
+    from alignray.sweep.constraints import sweep_constraints
+
+    return sweep_constraints(SweepConfig(max_kl=10.0, max_nonword_increase=0.05), {"fluency/nonword_rate": 0.11})
+
+
+def test_constraints_are_the_kl_budget_and_the_fluency_bound_over_the_base():
+    from alignray.sweep.constraints import Constraint, sweep_constraints
+
+    assert _constraints() == [Constraint("kl/ref", 10.0), Constraint("fluency/nonword_rate", pytest.approx(0.16))]
+    assert sweep_constraints(SweepConfig(max_kl=None, max_nonword_increase=None), {}) == []
+    kl = Constraint("kl/ref", 10.0)
+    assert kl.value({"kl/ref": 32.5}) == pytest.approx(22.5) and kl.value({"kl/ref": 4.0}) == pytest.approx(-6.0)
+    assert kl.value({}) == np.inf and kl.value({"kl/ref": float("nan")}) == np.inf
+
+
+def test_infeasible_trials_stay_in_the_table_with_what_they_broke_and_leave_the_frontier():
+    from alignray.sweep.driver import feasibility, frontier
+
+    config = SweepConfig()
+    table = pd.DataFrame({
+        "trial": ["degenerate", "fluent", "worse", "crashed"],
+        "status": ["ok", "ok", "ok", "error"],
+        "reward/mean": [0.52, 0.21, 0.10, np.nan],
+        "diversity/token_entropy": [6.70, 6.58, 6.50, np.nan],
+        "kl/ref": [32.3, 8.4, 3.0, np.nan],
+        "fluency/nonword_rate": [0.168, 0.144, 0.12, np.nan],
+    })  # fmt: skip
+    table = feasibility(table, _constraints())
+    assert table["feasible"].tolist() == [False, True, True, False]
+    assert table.loc[0, "violations"] == "kl/ref 32.3 > 10; fluency/nonword_rate 0.168 > 0.16"
+    assert table["violations"].iloc[1:].isna().all()
+    assert table["constraint/kl/ref"].iloc[:3].tolist() == pytest.approx([22.3, -1.6, -7.0])
+    assert table["constraint/fluency/nonword_rate"].iloc[:3].tolist() == pytest.approx([0.008, -0.016, -0.04])
+    # the degenerate trial dominates every other: without the constraints it would be the whole frontier
+    assert frontier(table, config).tolist() == [False, True, False, False]
+    assert frontier(table.drop(columns="feasible"), config).tolist() == [True, False, False, False]
+
+
+def test_optuna_is_told_each_constraint_as_the_metric_minus_its_bound(tmp_path):
+    from alignray.sweep.driver import _searcher
+
+    config = SweepConfig(output=str(tmp_path / "exp"), storage=f"sqlite:///{tmp_path / 'study.db'}")
+    searcher = _searcher(config, "alignray-0123abcd", seeded=False, constraints=_constraints())
+    searcher.suggest("degenerat")
+    searcher.suggest("fluent01")
+    high = {"reward/mean": 0.52, "diversity/token_entropy": 6.70, "kl/ref": 32.3, "fluency/nonword_rate": 0.168}
+    searcher.on_trial_complete("degenerat", high)
+    searcher.on_trial_complete("fluent01", {**high, "reward/mean": 0.21, "kl/ref": 8.4, "fluency/nonword_rate": 0.14})
+    study = optuna.load_study(study_name="alignray-0123abcd", storage=config.storage)
+    degenerate, fluent = study.trials
+    assert degenerate.constraints == pytest.approx({"kl/ref": 22.3, "fluency/nonword_rate": 0.008})
+    assert fluent.constraints == pytest.approx({"kl/ref": -1.6, "fluency/nonword_rate": -0.02})
+    assert [t.number for t in study.best_trials] == [fluent.number]  # the degenerate trial dominates but is infeasible
+
+
+def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from alignray.sweep import driver
+
+    config = SweepConfig(output=str(tmp_path))
+    metrics = {"reward/mean": 0.5, "diversity/token_entropy": 6.7, "kl/ref": 30.0, "fluency/nonword_rate": 0.2}
+    grid = [
+        SimpleNamespace(config={"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}, error=None,
+                        metrics={**metrics, "reward/mean": 0.5 + i}, checkpoint=None,
+                        path=f"/x/run_trial_abcde{i}0_{i + 1}_beta=0.1")
+        for i in range(2)
+    ]  # fmt: skip
+    monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
+    monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
+    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    base = {"reward/mean": 0.0, "diversity/token_entropy": 6.6, "fluency/nonword_rate": 0.11}
+    table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
+    assert "none of the 2 finished trials met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
+        capsys.readouterr().out
+    )
+    assert summary["feasible"] == 0 and summary["frontier"] == [] and summary["hypervolume"] == 0.0
+    assert summary["constraints"] == pytest.approx({"kl/ref": 10.0, "fluency/nonword_rate": 0.16})
+    saved = pd.read_parquet(tmp_path / "results.parquet")
+    assert len(saved) == 2 and not saved["feasible"].any() and saved["violations"].str.contains("kl/ref 30").all()
+    assert pd.read_csv(tmp_path / "pareto.csv").empty

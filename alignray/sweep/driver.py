@@ -38,12 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alignray.metrics import METRICS
 from alignray.sweep.checks import SWEEP_FILE, masked_url
 from alignray.sweep.config import SweepConfig
+from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
-__all__ = ["Plan", "SweepRefused", "collect_results", "frontier", "run_sweep"]
+__all__ = ["Plan", "SweepRefused", "collect_results", "feasibility", "frontier", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +221,8 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
                  config.max_length, "policy": config.policy, "eval": [prompts, config.eval_samples_per_prompt,
                  config.max_new_tokens, config.reward, config.seed]})  # fmt: skip
     done = base / "metrics.json"
-    if target.is_file() and done.is_file() and json.loads(done.read_text()).get("key") == key:
+    saved = json.loads(done.read_text()) if done.is_file() else {}
+    if target.is_file() and saved.get("key") == key and set(METRICS) <= set(saved.get("metrics", {})):
         _say("2/5 reference log-probs and base policy: reusing")
         return target, json.loads(done.read_text())["metrics"]
     _say(f"2/5 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
@@ -267,8 +270,9 @@ def _score_reference(
     return scored, samples, metrics
 
 
-def _searcher(config: SweepConfig, study: str, seeded: bool = True):
-    """The study's searcher; ``seeded``: run the seed points first (not when extending a sweep, which ran them)."""
+def _searcher(config: SweepConfig, study: str, seeded: bool = True, constraints: list[Constraint] = ()):
+    """The study's searcher; ``seeded``: run the seed points first (not when extending a sweep, which ran them);
+    ``constraints``: set on each finished trial's Optuna trial."""
     from alignray.sweep.searcher import StudySearch
     from alignray.sweep.space import SearchSpace, make_sampler, seed_points
 
@@ -276,6 +280,7 @@ def _searcher(config: SweepConfig, study: str, seeded: bool = True):
     return StudySearch(
         config,
         study,
+        constraints,
         space=SearchSpace(config),
         metric=[config.reward_metric, config.diversity_metric],
         mode=["max", "max"],
@@ -295,7 +300,7 @@ def _experiments(storage: str, study: str) -> list[str]:
     return names
 
 
-def _search(plan: Plan, data: Path) -> list:
+def _search(plan: Plan, data: Path, constraints: list[Constraint]) -> list:
     """Stage 3: the Tune experiments of the sweep, fitted; their result grids in order.
 
     A resumed sweep first finishes the experiments it has (``Tuner.restore``); if ``num_trials`` grew, a new
@@ -332,7 +337,7 @@ def _search(plan: Plan, data: Path) -> list:
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(config, study, seeded=not grids), num_samples=trials,
+            search_alg=_searcher(config, study, seeded=not grids, constraints=constraints), num_samples=trials,
             max_concurrent_trials=plan.concurrent,
         ),
         run_config=tune.RunConfig(
@@ -414,10 +419,25 @@ def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | 
     return table
 
 
+def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:
+    """``table`` with each constraint's value (``constraint/<metric>``: the metric minus its bound), ``feasible``
+    (finished and within every constraint) and ``violations`` (what it broke, as text)."""
+    table = table.copy()
+    rows = table.to_dict("records")
+    for constraint in constraints:
+        table[constraint.column] = [constraint.value(row) if row["status"] == "ok" else np.nan for row in rows]
+    table["violations"] = [violations(row, constraints) if row["status"] == "ok" else None for row in rows]
+    table["feasible"] = (table["status"] == "ok") & table["violations"].isna()
+    return table
+
+
 def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
-    """Which rows are on the reward–diversity frontier (finished trials only)."""
+    """Which rows are on the reward–diversity frontier: finished trials within the constraints (``feasible``, when
+    the table has it) only."""
     mask = np.zeros(len(table), dtype=bool)
     ok = (table["status"] == "ok").to_numpy()
+    if "feasible" in table:
+        ok = ok & table["feasible"].to_numpy(dtype=bool)
     if ok.any():
         mask[ok] = pareto_mask(table.loc[ok, [config.reward_metric, config.diversity_metric]].to_numpy())
     return pd.Series(mask, index=table.index)
@@ -455,7 +475,8 @@ def _keep_models(grids: list, table: pd.DataFrame, out: Path, keep_all: bool) ->
 
 def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
     columns = ["trial", "divergence", "alpha", "beta", "learning_rate", config.reward_metric, config.diversity_metric,
-               "kl/ref", "fluency/ref_perplexity"]  # fmt: skip
+               "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]  # fmt: skip
+    columns = [c for c in columns if c in table]
     shown = table.loc[table["pareto"], columns].sort_values(config.reward_metric, ascending=False)
     base_row = {"trial": "base (SFT)", **{k: base.get(k) for k in columns[5:]}}
     shown = pd.concat([pd.DataFrame([base_row]), shown], ignore_index=True)[columns]
@@ -492,19 +513,29 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
     return dataclasses.replace(config, gpus_per_trial=1.0 if ray.cluster_resources().get("GPU") else 0.0)
 
 
-def _frontier(plan: Plan, grids: list, base: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Stage 4: the results table with its frontier, the frontier's models, ``results.parquet``, ``pareto.csv`` and
-    the hypervolume; the summary, also written to ``sweep.json``."""
+def _frontier(
+    plan: Plan, grids: list, base: dict[str, float], constraints: list[Constraint]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Stage 4: the results table with its feasibility and frontier (feasible trials only), the frontier's models,
+    ``results.parquet``, ``pareto.csv`` and the hypervolume of the feasible trials; the summary, also written to
+    ``sweep.json``."""
     config = plan.config
-    table = collect_results(grids, config, _study_numbers(config, plan.study))
+    table = feasibility(collect_results(grids, config, _study_numbers(config, plan.study)), constraints)
     table["pareto"] = frontier(table, config)
     reference = (
         config.hv_reward if config.hv_reward is not None else base[config.reward_metric],
         config.hv_diversity if config.hv_diversity is not None else 0.5 * base[config.diversity_metric],
     )
-    finished = table[table["status"] == "ok"]
-    volume = hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
-    _say("4/5 frontier: saving models, results.parquet, pareto.csv")
+    feasible = table[table["feasible"]]
+    volume = hypervolume(feasible[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
+    finished = int((table["status"] == "ok").sum())
+    if finished and feasible.empty:
+        bounds = "; ".join(f"{c.metric} <= {c.bound:.4g}" for c in constraints)
+        _say(f"4/5 frontier: none of the {finished} finished trials met the constraints ({bounds}): there is no "
+             "frontier to recommend; results.parquet says what each broke")  # fmt: skip
+    else:
+        _say(f"4/5 frontier: {len(feasible)} of {finished} finished trials within the constraints; saving models, "
+             "results.parquet, pareto.csv")  # fmt: skip
     _keep_models(grids, table, plan.out, config.keep_all_models)
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     front = table[table["pareto"]].drop(columns="pareto")
@@ -516,6 +547,8 @@ def _frontier(plan: Plan, grids: list, base: dict[str, float]) -> tuple[pd.DataF
         "frontier": table.loc[table["pareto"], "trial"].tolist(),
         "hypervolume": volume,
         "reference_point": list(reference),
+        "constraints": {c.metric: c.bound for c in constraints},
+        "feasible": len(feasible),
         "concurrent_trials": plan.concurrent,
     }
     return table, summary
@@ -531,10 +564,11 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     plan = _plan(config)
     data = _preference_data(plan)
     data, base = _reference(plan, data)
+    constraints = sweep_constraints(plan.config, base)
     searching = time.monotonic()
-    grids = _search(plan, data)
+    grids = _search(plan, data, constraints)
     search_seconds = time.monotonic() - searching
-    table, summary = _frontier(plan, grids, base)
+    table, summary = _frontier(plan, grids, base, constraints)
     summary = {**summary, "seconds": round(time.monotonic() - started, 1), "search_seconds": round(search_seconds, 1)}
     _write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, summary), indent=2) + "\n"))
     _say("5/5 report")

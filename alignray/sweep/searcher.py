@@ -1,9 +1,13 @@
-"""The sweep's searcher: Ray Tune's ``OptunaSearch``, with the study joined to Tune's trials and no secret pickled.
+"""The sweep's searcher: Ray Tune's ``OptunaSearch``, with the study joined to Tune's trials, told each trial's
+constraints, and no secret pickled.
 
-Two differences from ``OptunaSearch``, nothing else:
+Three differences from ``OptunaSearch``, nothing else:
 
 - each Optuna trial records the Tune trial id it runs as (user attribute ``tune_trial_id``), so the study and
   ``results.parquet`` (which records each trial's ``optuna_trial`` number) join both ways;
+- each finished trial's constraint values (``alignray.sweep.constraints``: the metric minus its bound) are set on
+  its Optuna trial (``Trial.set_constraint``) before the study is told its values, so that the sampler steers away
+  from infeasible regions and ``study.best_trials`` holds feasible trials only;
 - the study's storage is never pickled. Tune pickles its searcher into ``tuner.pkl`` and the searcher's state; an
   ``RDBStorage`` would take its URL, password included, with it. The storage is reopened from the sweep's config
   (the password read again from the environment variable it names) when Tune restores the searcher.
@@ -11,6 +15,7 @@ Two differences from ``OptunaSearch``, nothing else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -18,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 if TYPE_CHECKING:
     from alignray.sweep.config import SweepConfig
+    from alignray.sweep.constraints import Constraint
 
 __all__ = ["TUNE_TRIAL_ATTR", "StudySearch", "open_storage", "study_storage_url"]
 
@@ -54,9 +60,19 @@ def open_storage(config: SweepConfig) -> optuna.storages.RDBStorage:
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` over the sweep's study (see the module docstring for what differs)."""
 
-    def __init__(self, config: SweepConfig, study_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self, config: SweepConfig, study_name: str, constraints: Sequence[Constraint] = (), **kwargs: Any
+    ) -> None:
         self._sweep_config = config
+        self._constraints = list(constraints)
         super().__init__(study_name=study_name, storage=open_storage(config), **kwargs)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if result and not error and ot_trial is not None and trial_id not in self._completed_trials:
+            for constraint in self._constraints:
+                ot_trial.set_constraint(constraint.metric, constraint.value(result))
+        super().on_trial_complete(trial_id, result, error)
 
     def suggest(self, trial_id: str) -> dict | None:
         params = super().suggest(trial_id)

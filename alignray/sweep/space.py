@@ -87,25 +87,37 @@ def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
 
 
 def seed_points(config: SweepConfig) -> list[dict[str, Any]]:
-    """The trials to run first: ``points_to_evaluate``, or one per divergence at the (geometric) middle of the
-    ranges, at most ``num_trials``; the grid's points for ``search='grid'``."""
+    """The trials to run first: ``points_to_evaluate``, or one per divergence (at most ``num_trials``) spread over
+    β × learning rate (× α) by a Latin hypercube (scipy.stats.qmc, seeded by ``seed``): every divergence is tried,
+    and no two seeds share a β or a learning-rate stratum, so TPE models β and lr from distinct points; the grid's
+    points for ``search='grid'``."""
     if config.search == "grid":
         points = grid_points(config)
     elif config.points_to_evaluate:
         points = [json.loads(point) for point in config.points_to_evaluate]
     else:
-        middle = {
-            "beta": math.sqrt(config.beta_min * config.beta_max),
-            "learning_rate": math.sqrt(config.learning_rate_min * config.learning_rate_max),
-        }
-        alpha = {"alpha": (config.alpha_min + config.alpha_max) / 2}
-        points = [
-            {"divergence": name, **middle, **(alpha if name == "alpha_divergence" else {})}
-            for name in config.divergences[: config.num_trials]
-        ]
+        from scipy.stats import qmc
+
+        names = config.divergences[: config.num_trials]
+        draws = qmc.LatinHypercube(d=3, seed=config.seed).random(len(names))
+        points = []
+        for name, (u_beta, u_lr, u_alpha) in zip(names, draws, strict=True):
+            point = {
+                "divergence": name,
+                "beta": _log_scale(u_beta, config.beta_min, config.beta_max),
+                "learning_rate": _log_scale(u_lr, config.learning_rate_min, config.learning_rate_max),
+            }
+            if name == "alpha_divergence":
+                point["alpha"] = float(config.alpha_min + u_alpha * (config.alpha_max - config.alpha_min))
+            points.append(point)
     if len(config.loss_types) == 1:  # a single loss type is a constant, not a searched parameter
         points = [{k: v for k, v in point.items() if k != "loss_type"} for point in points]
     return points
+
+
+def _log_scale(u: float, low: float, high: float) -> float:
+    """``u`` in [0, 1) mapped log-uniformly onto [low, high]."""
+    return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
 
 
 def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
