@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the reference vocabulary's file cache (alignray.vocabulary) goes to a directory of this session, not ~/.cache;
+# Ray workers the tests start inherit it
+os.environ.setdefault("ALIGNRAY_CACHE", tempfile.mkdtemp(prefix="alignray-test-cache-"))
 
 
 @pytest.fixture(scope="session")

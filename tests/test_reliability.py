@@ -297,7 +297,7 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
     from alignray.report import write_report
 
     out = tmp_path / "exp"
-    config = SweepConfig(output=str(out))
+    config = SweepConfig(output=str(out), diversity_metric="diversity/token_entropy")  # the fixture base's metrics
     grid = [
         SimpleNamespace(config={"divergence": "js_divergence", "beta": 0.1, "learning_rate": 1e-3}, metrics={},
                         error=RuntimeError(f"RuntimeError: crash {i}"), checkpoint=None,

@@ -22,6 +22,7 @@ from alignray.sweep.space import GRID_BETAS, SearchSpace, grid_points
 from alignray.sweep.trial import FAULT_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
+DIVERSITY = SweepConfig().diversity_metric
 
 
 def _brute_force_front(points: np.ndarray) -> np.ndarray:
@@ -176,7 +177,7 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 4 and table["trial"].is_unique
     ok = table[table["status"] == "ok"]
-    points = ok[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    points = ok[["reward/mean", DIVERSITY]].to_numpy()
     np.testing.assert_array_equal(ok["pareto"].to_numpy(), _brute_force_front(points))
     assert not table.loc[table["status"] != "ok", "pareto"].any()
     front = pd.read_csv(out / "pareto.csv")
@@ -186,7 +187,7 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
         samples = pd.read_parquet(out / "frontier" / trial / "samples.parquet")
         assert {"prompt_id", "completion", "reward", "tokens"} <= set(samples.columns) and len(samples) == 8
     base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
-    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])  # default: base reward, half diversity
+    reference = (base["reward/mean"], 0.5 * base[DIVERSITY])  # default: base reward, half diversity
     assert summary["reference_point"] == pytest.approx(list(reference))
     assert summary["hypervolume"] == pytest.approx(_dominated_area(points, reference), rel=1e-9, abs=1e-12)
     first = table.sort_values("index").iloc[0]  # the point to evaluate runs first, before the sampler's picks
@@ -289,9 +290,9 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     # --hv-reward puts the reference point below the trials, which on the micro world score as the base policy does
     # (the default reference, the base's reward, would give every sweep there a hypervolume of 0)
     base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
-    reference = (-10.0, 0.5 * base["diversity/token_entropy"])
+    reference = (-10.0, 0.5 * base[DIVERSITY])
     assert summary["reference_point"] == pytest.approx(list(reference))
-    area = _dominated_area(table[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    area = _dominated_area(table[["reward/mean", DIVERSITY]].to_numpy(), reference)
     assert area > 0 and summary["hypervolume"] == pytest.approx(area, rel=1e-9)
 
 
@@ -346,7 +347,7 @@ def test_sweep_report_and_study_through_optunas_api(sweep):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == len(ok)
     values = sorted(tuple(t.values) for t in complete)
-    expected = sorted(zip(ok["reward/mean"], ok["diversity/token_entropy"], strict=True))
+    expected = sorted(zip(ok["reward/mean"], ok[DIVERSITY], strict=True))
     assert np.asarray(values) == pytest.approx(np.asarray(expected))
     # Tune's trial directories hold the training curves as TensorBoard events
     assert len(list(out.glob("tune/*/run_trial_*/events.out.tfevents.*"))) >= 2 * len(ok)
@@ -588,7 +589,7 @@ def test_infeasible_trials_stay_in_the_table_with_what_they_broke_and_leave_the_
         "trial": ["degenerate", "fluent", "worse", "crashed"],
         "status": ["ok", "ok", "ok", "error"],
         "reward/mean": [0.52, 0.21, 0.10, np.nan],
-        "diversity/token_entropy": [6.70, 6.58, 6.50, np.nan],
+        "diversity/word_entropy": [6.70, 6.58, 6.50, np.nan],
         "kl/ref": [32.3, 8.4, 3.0, np.nan],
         "fluency/nonword_rate": [0.168, 0.144, 0.12, np.nan],
     })  # fmt: skip
@@ -610,7 +611,7 @@ def test_optuna_is_told_each_constraint_as_the_metric_minus_its_bound(tmp_path):
     searcher = _searcher(config, "alignray-0123abcd", seeded=False, constraints=_constraints())
     searcher.suggest("degenerat")
     searcher.suggest("fluent01")
-    high = {"reward/mean": 0.52, "diversity/token_entropy": 6.70, "kl/ref": 32.3, "fluency/nonword_rate": 0.168}
+    high = {"reward/mean": 0.52, "diversity/word_entropy": 6.70, "kl/ref": 32.3, "fluency/nonword_rate": 0.168}
     searcher.on_trial_complete("degenerat", high)
     searcher.on_trial_complete("fluent01", {**high, "reward/mean": 0.21, "kl/ref": 8.4, "fluency/nonword_rate": 0.14})
     study = optuna.load_study(study_name="alignray-0123abcd", storage=config.storage)
@@ -626,7 +627,7 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     from alignray.sweep import driver
 
     config = SweepConfig(output=str(tmp_path))
-    metrics = {"reward/mean": 0.5, "diversity/token_entropy": 6.7, "kl/ref": 30.0, "fluency/nonword_rate": 0.2}
+    metrics = {"reward/mean": 0.5, "diversity/word_entropy": 6.7, "kl/ref": 30.0, "fluency/nonword_rate": 0.2}
     grid = [
         SimpleNamespace(config={"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}, error=None,
                         metrics={**metrics, "reward/mean": 0.5 + i}, checkpoint=None,
@@ -636,7 +637,7 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
     monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
     plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
-    base = {"reward/mean": 0.0, "diversity/token_entropy": 6.6, "fluency/nonword_rate": 0.11}
+    base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11}
     table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
     assert "none of the 2 finished trials met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
         capsys.readouterr().out

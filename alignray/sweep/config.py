@@ -87,9 +87,10 @@ class SweepConfig:
     that every divergence is tried however few trials there are."""
     reward_metric: str = "reward/mean"
     """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
-    diversity_metric: str = "diversity/token_entropy"
-    """Diversity objective (maximised): diversity/token_entropy (the seeds'), diversity/word_entropy (the entropy of
-    real words only: non-words cannot raise it), diversity/predictive_entropy (the paper's) or diversity/distinct_2."""
+    diversity_metric: str = "diversity/word_entropy"
+    """Diversity objective (maximised): diversity/word_entropy (default: the entropy of the real words the policy
+    writes, which non-words cannot raise), diversity/token_entropy (the seeds', raised by non-words),
+    diversity/predictive_entropy (the paper's) or diversity/distinct_2."""
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
