@@ -29,13 +29,19 @@ from alignray.report import (
     write_report,
 )
 from alignray.report.document import render_html, render_markdown
+from alignray.report.experiment import hypervolume_history, reference_point
 from alignray.report.figures import (
+    HOLLOW,
     comparison_info,
     draw_histograms,
+    draw_interactive,
+    draw_pareto,
+    draw_reward_kl,
     histogram_info,
     hypervolume_info,
     interactive_info,
     pareto_info,
+    reward_kl_info,
 )
 from alignray.sweep.pareto import pareto_mask
 
@@ -504,3 +510,153 @@ def test_the_live_views_name_the_sweeps_own_storage(report, tmp_path):
     assert "`optuna-dashboard postgresql://sweeper@db.internal/studies`" in text and "study.db" not in text
     assert "its password is in $ALIGNRAY_STORAGE_PASSWORD" in text
     assert "`tensorboard --logdir s3://bucket/tune`" in text
+
+
+# --- feasibility, the reward–KL panel, both objectives of each pick, the reward-hacking watch ---------------------
+
+BEST = "6895fda7"  # the fixture's highest reward (and below the base policy in diversity)
+HIGH_KL = ("89eeced1", "03df11ad", "dd903de4")  # the fixture's three highest kl/ref: 25.3, 18.8, 15.6
+
+
+def _constrained(tmp_path: Path, max_kl: float = 15.0, name: str = "constrained") -> Path:
+    """A copy of the fixture recorded as a sweep with constraints ``kl/ref ≤ max_kl`` and ``fluency/nonword_rate ≤
+    0.15`` (the base policy's 0.1 + 0.05): every trial's non-word rate 0.12 except the highest-reward one's, 0.3, so
+    it breaks the fluency bound; ``pareto`` recomputed among feasible trials, as the sweep does."""
+    out = tmp_path / name
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet")
+    results["fluency/nonword_rate"] = np.where(results["trial"] == BEST, 0.3, 0.12)
+    bounds = {"kl/ref": max_kl, "fluency/nonword_rate": 0.15}
+    for metric, bound in bounds.items():
+        results[f"constraint/{metric}"] = results[metric] - bound
+    broken = [[f"{m} {row[m]:.3g} > {b:g}" for m, b in bounds.items() if row[f"constraint/{m}"] > 0]
+              for _, row in results.iterrows()]  # fmt: skip
+    results["feasible"] = (results["status"] == "ok") & np.array([not b for b in broken])
+    results["violations"] = ["; ".join(b) or None for b in broken]
+    points = results[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    pareto = np.zeros(len(results), dtype=bool)
+    pareto[results["feasible"].to_numpy()] = pareto_mask(points[results["feasible"].to_numpy()])
+    results["pareto"] = pareto
+    results.to_parquet(out / "results.parquet")
+    record = json.loads((out / "sweep.json").read_text())
+    record["config"].update(max_kl=max_kl, max_nonword_increase=0.05)
+    record["summary"].update(constraints=bounds, feasible=int(results["feasible"].sum()))
+    (out / "sweep.json").write_text(json.dumps(record))
+    base = json.loads((out / "base" / "metrics.json").read_text())
+    base["metrics"]["fluency/nonword_rate"] = 0.1
+    (out / "base" / "metrics.json").write_text(json.dumps(base))
+    return out
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_infeasible_trials_are_left_out_of_the_frontier_and_the_hypervolume(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    infeasible = {BEST, *HIGH_KL}
+    assert set(experiment.finished["trial"]) - set(experiment.feasible["trial"]) == infeasible
+    assert experiment.constraints == {"kl/ref": 15.0, "fluency/nonword_rate": 0.15}
+    feasible = experiment.feasible
+    assert set(experiment.frontier["trial"]) == _frontier_trials(feasible) == {"e47b56ee", "6a844b3c"}
+    assert BEST in _frontier_trials(experiment.finished)  # without the constraints it would be the top pick
+    assert experiment.frontier.iloc[0]["trial"] == "e47b56ee"
+    reference = reference_point(experiment)
+    _, curve = hypervolume_history(experiment, reference)
+    points = feasible[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    everything = experiment.finished[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    assert curve[-1] == pytest.approx(_dominated_area(points, reference))
+    assert curve[-1] < _dominated_area(everything, reference) - 0.01
+    # a sweep recorded before constraints: every finished trial counts
+    old = load_experiment(FIXTURE)
+    assert old.constraints == {} and len(old.feasible) == len(old.finished) == 10
+
+
+def test_pareto_figure_draws_infeasible_trials_hollow_with_a_legend_entry(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = pareto_info(experiment)
+    assert {t for group in info.groups for t in group.trials.infeasible} == {BEST, *HIGH_KL}
+    assert sorted(t for group in info.groups for t in group.trials.trials) == sorted(experiment.finished["trial"])
+    assert not set(info.frontier.trials) & {BEST, *HIGH_KL}
+    for group in info.groups:
+        assert not set(group.frontier.trials) & {BEST, *HIGH_KL}  # each divergence's own frontier: feasible only
+    figure = draw_pareto(info)
+    left = figure.axes[0]
+    hollow = [line for line in left.lines if line.get_gid() == "infeasible"]
+    drawn = {(x, y) for line in hollow for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
+    rows = experiment.finished[experiment.finished["trial"].isin({BEST, *HIGH_KL})]
+    assert drawn == set(zip(rows["diversity/token_entropy"], rows["reward/mean"], strict=True))
+    assert hollow and all(line.get_markerfacecolor() == "none" for line in hollow)
+    filled = [line for line in left.lines if line.get_gid() is None and line.get_linestyle() == "None"
+              and line.get_label() in {group.name for group in info.groups}]  # fmt: skip
+    assert all(line.get_markerfacecolor() != "none" for line in filled)
+    assert HOLLOW in [text.get_text() for text in left.get_legend().get_texts()]
+    (line,) = [line for line in left.lines if line.get_gid() == "frontier"]
+    assert set(line.get_xdata()) == set(experiment.frontier["diversity/token_entropy"])
+    plain = pareto_figure(load_experiment(FIXTURE))  # no constraints: nothing hollow, no hollow legend entry
+    assert not [line for line in plain.axes[0].lines if line.get_gid() == "infeasible"]
+    assert HOLLOW not in [text.get_text() for text in plain.axes[0].get_legend().get_texts()]
+
+
+def test_interactive_frontier_draws_infeasible_trials_open_and_names_their_violation_on_hover(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = interactive_info({"A": experiment})
+    seen = {}
+    for trace in info.traces:
+        if trace.kind != "trials":
+            continue
+        for hover, feasible, symbol in zip(trace.hover, trace.feasible, trace.symbols, strict=True):
+            trial = re.match(r"trial: (\w+)<br>", hover).group(1)
+            seen[trial] = (feasible, symbol, hover)
+    assert {t for t, (feasible, _, _) in seen.items() if not feasible} == {BEST, *HIGH_KL}
+    assert all(symbol.endswith("-open") != feasible for feasible, symbol, _ in seen.values())
+    assert "infeasible, violates: kl/ref 25.3 &gt; 15" in seen["89eeced1"][2]
+    assert "infeasible, violates: fluency/nonword_rate 0.3 &gt; 0.15" in seen[BEST][2]
+    assert "violates" not in seen["e47b56ee"][2]
+    (front,) = [trace for trace in info.traces if trace.kind == "frontier"]
+    assert set(front.x) == set(experiment.frontier["diversity/token_entropy"])
+    figure = draw_interactive(info)
+    assert HOLLOW in [trace.name for trace in figure.data]
+    marked = [s for trace in figure.data if trace.name == "js_divergence" for s in trace.marker.symbol]
+    assert marked.count("square-open") == 4
+    plain = draw_interactive(interactive_info({"A": load_experiment(FIXTURE)}))
+    assert HOLLOW not in [trace.name for trace in plain.data]
+
+
+def test_reward_kl_record_holds_every_finished_trial_the_base_at_kl_zero_and_the_budget(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = reward_kl_info(experiment)
+    assert (info.kl, info.reward, info.budget) == ("kl/ref", "reward/mean", 15.0)
+    assert info.base == (0.0, experiment.base["reward/mean"])
+    ok = experiment.finished.set_index("trial")
+    every = [t for group in info.groups for t in group.trials.trials]
+    assert sorted(every) == sorted(ok.index)
+    for group in info.groups:
+        for trial, x, y in zip(group.trials.trials, group.trials.x, group.trials.y, strict=True):
+            assert (x, y) == (ok.loc[trial, "kl/ref"], ok.loc[trial, "reward/mean"])
+    assert {t for group in info.groups for t in group.trials.infeasible} == {BEST, *HIGH_KL}
+    figure = draw_reward_kl(info)
+    ax = figure.axes[0]
+    (budget,) = [line for line in ax.lines if line.get_gid() == "budget"]
+    assert list(budget.get_xdata()) == [15.0, 15.0]
+    hollow = [line for line in ax.lines if line.get_gid() == "infeasible"]
+    assert hollow and all(line.get_markerfacecolor() == "none" for line in hollow)
+    assert sorted(x for line in hollow for x in line.get_xdata()) == sorted(ok.loc[[BEST, *HIGH_KL], "kl/ref"])
+    assert HOLLOW in [text.get_text() for text in ax.get_legend().get_texts()]
+    plain = reward_kl_info(load_experiment(FIXTURE))  # no constraints: no budget, every trial filled
+    assert plain.budget is None and all(group.trials.filled.all() for group in plain.groups)
+    assert not [line for line in draw_reward_kl(plain).axes[0].lines if line.get_gid() == "budget"]
+
+
+def test_comparison_counts_feasible_trials_only(tmp_path):
+    constrained = _constrained(tmp_path)
+    written = write_comparison(FIXTURE, constrained, tmp_path / "compare", names=("A", "B"))
+    text = written["compare.md"].read_text()
+    found = re.search(r"\| B \| 10 \| 10 \| 2 \| ([^ |]+) \| js_divergence β=0.274 \| 6 \|", text)
+    assert found, text
+    experiment = load_experiment(constrained)
+    base = experiment.base
+    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])
+    volume = _dominated_area(experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    assert float(found.group(1)) == pytest.approx(volume, rel=1e-3)
+    assert "| A | 10 | 10 | 5 |" in text and "B: js_divergence β=0.274." in text  # B's best feasible point, paired
