@@ -43,6 +43,7 @@ from alignray.report.figures import (
     pareto_info,
     reward_kl_info,
 )
+from alignray.report.watch import watch_info, words
 from alignray.sweep.pareto import pareto_mask
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiment"
@@ -646,6 +647,41 @@ def test_reward_kl_record_holds_every_finished_trial_the_base_at_kl_zero_and_the
     plain = reward_kl_info(load_experiment(FIXTURE))  # no constraints: no budget, every trial filled
     assert plain.budget is None and all(group.trials.filled.all() for group in plain.groups)
     assert not [line for line in draw_reward_kl(plain).axes[0].lines if line.get_gid() == "budget"]
+
+
+def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
+    assert words("Great/10, isn't it?") == ["great", "/10", ",", "isn't", "it", "?"]
+    out = _constrained(tmp_path, max_kl=100.0)  # only the highest-reward trial is infeasible
+    experiment = load_experiment(out)
+    planted = "e47b56ee"
+    once = next(trial for trial in experiment.frontier["trial"] if trial != planted)
+    samples = pd.read_parquet(out / "samples" / f"{planted}.parquet")
+    every_third = np.arange(len(samples)) % 3 == 0
+    samples.loc[every_third, "completion"] = [  # "/10" glued to each text's own last word, as the reward model likes
+        text.rstrip() + "/10 zzqx" for text in samples.loc[every_third, "completion"]
+    ]
+    samples.to_parquet(out / "samples" / f"{planted}.parquet")
+    other = pd.read_parquet(out / "samples" / f"{once}.parquet")
+    other.loc[0, "completion"] += " qqvv"  # in one text only: below min_texts
+    other.loc[[1, 2], "completion"] += " wwyy"  # in two
+    other.to_parquet(out / "samples" / f"{once}.parquet")
+    loaded = {trial: experiment.samples(trial) for trial in ["base", *experiment.frontier["trial"]]}
+    watches = {watch.trial: watch for watch in watch_info(experiment, loaded)}
+    assert set(watches) == set(experiment.frontier["trial"]) and BEST not in watches
+    top = watches[planted].rises[:3]
+    assert {rise.ngram for rise in top} == {"/10", "zzqx", "/10 zzqx"}, watches[planted].rises
+    for rise in top:
+        assert rise.share == pytest.approx(every_third.mean()) and rise.base_share == 0
+        assert rise.texts == every_third.sum()
+    assert len(watches[planted].rises) == 5
+    assert all(r.rise > 0 and r.texts >= 2 for w in watches.values() for r in w.rises)
+    every = {r.ngram for w in watch_info(experiment, loaded, top=100_000) if w.trial == once for r in w.rises}
+    assert "wwyy" in every and "qqvv" not in every
+    assert not {"/10", "zzqx"} & {r.ngram for r in watches[once].rises}
+    # reward and the non-word rate both rose against the base (0.1 -> 0.12) for every feasible frontier model here
+    assert all(w.fluency_warning for w in watches.values())
+    plain = watch_info(load_experiment(FIXTURE), {t: load_experiment(FIXTURE).samples(t) for t in ["base", planted]})
+    assert not any(w.fluency_warning for w in plain)  # no non-word rate recorded: no sentence
 
 
 def test_comparison_counts_feasible_trials_only(tmp_path):

@@ -12,6 +12,7 @@ One module per concern, each importing only those above it:
   computed is told there).
 - ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point,
   feasibility: frontiers hold feasible trials only).
+- ``watch``: the reward-hacking watch (n-grams that rose against the base policy, reward rising with non-words).
 - ``tables``: the report's tables.
 - ``figures``: each figure as a record of its data (gathered) and a drawing of it.
 - ``document``: Markdown and HTML from the templates in ``templates/``.
@@ -41,6 +42,7 @@ from alignray.report.stats import (
 )
 from alignray.report.sweep_report import write_report
 from alignray.report.tables import divergence_table
+from alignray.report.watch import watch_info
 
 __all__ = [
     "CONFIDENCE",
@@ -61,6 +63,7 @@ __all__ = [
     "prompt_bootstrap",
     "reward_histograms",
     "reward_kl_figure",
+    "watch_info",
     "write_comparison",
     "write_report",
 ]
