@@ -91,9 +91,11 @@ def _dominated_area(points: np.ndarray, reference: tuple[float, float]) -> float
 
 def test_report_writes_markdown_html_and_pngs_of_the_expected_size(report):
     out, written = report
-    assert set(written) == {"report.md", "report.html", "pareto.png", "rewards.png", "hypervolume.png"}
+    pngs = {"pareto.png", "reward_kl.png", "rewards.png", "hypervolume.png"}
+    assert set(written) == {"report.md", "report.html", *pngs}
     assert all(path.parent == out and path.is_file() for path in written.values())
-    sizes = {"pareto.png": (1300, 550), "hypervolume.png": (800, 400), "rewards.png": (800, 780)}
+    sizes = {"pareto.png": (1300, 550), "reward_kl.png": (800, 500), "hypervolume.png": (800, 400),
+             "rewards.png": (800, 780)}  # fmt: skip
     for name, size in sizes.items():
         with Image.open(out / name) as image:
             image.verify()
@@ -119,7 +121,7 @@ def test_html_is_self_contained(report):
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", markup)
     assert references and all(r.startswith(("data:", "#")) for r in references), [r[:60] for r in references]
     assert "<link" not in markup and "@import" not in markup and "url(" not in markup
-    assert markup.count("data:image/png;base64,") == 3
+    assert markup.count("data:image/png;base64,") == 4
     assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js is inline, not fetched
 
 
@@ -649,6 +651,74 @@ def test_reward_kl_record_holds_every_finished_trial_the_base_at_kl_zero_and_the
     assert not [line for line in draw_reward_kl(plain).axes[0].lines if line.get_gid() == "budget"]
 
 
+def test_report_states_the_constraints_and_picks_only_feasible_trials(tmp_path):
+    out = _constrained(tmp_path)
+    written = write_report(out, resamples=100)
+    assert "reward_kl.png" in written
+    text = written["report.md"].read_text()
+    assert ("Constraints: `kl/ref` ≤ 15 (max_kl), `fluency/nonword_rate` ≤ 0.15 (the base policy's 0.1 + "
+            "max_nonword_increase 0.05). 6 of 10 finished trials are feasible.") in text  # fmt: skip
+    assert "![reward vs KL to the reference policy](reward_kl.png)" in text
+    assert "the KL budget (15) is the dashed line" in text
+    pick = _section(text, "What to pick")
+    assert "(trial `e47b56ee`)" in pick.split("- Highest reward: ", 1)[1].splitlines()[0]
+    assert "js_divergence β=0.0887" not in pick and BEST not in pick  # the infeasible best reward is no pick
+    assert not set(HIGH_KL) & set(re.findall(r"`(\w{8})`", pick))
+    paired = _section(text, "Paired comparisons")
+    assert "β=0.0887" not in paired and "e47b56ee" not in paired and "js_divergence β=0.274" in paired
+    experiment = load_experiment(out)
+    reference = reference_point(experiment)
+    volume = _dominated_area(experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    found = re.search(r"Hypervolume ([\d.]+) against", text)
+    assert float(found.group(1)) == pytest.approx(volume, rel=1e-3) and "Infeasible trials add nothing" in text
+    table = _section(text, "Every trial")
+    assert "| feasible | violations |" in table
+    assert re.search(r"\| 89eeced1 \| 9 \| ok \|.*\| False \| kl/ref 25.3 > 15 \|", table)
+    assert re.search(r"\| e47b56ee \| 4 \| ok \|.*\| True \|  \|", table)
+    assert "No trial met the constraints" not in text
+    assert "Constraints:" not in (write_report(_with_an_error(tmp_path), resamples=50)["report.md"]).read_text()
+
+
+def test_a_sweep_where_no_trial_is_feasible_says_so_and_still_writes_everything(tmp_path):
+    out = _constrained(tmp_path, max_kl=1.0)
+    experiment = load_experiment(out)
+    assert experiment.feasible.empty and experiment.frontier.empty and len(experiment.finished) == 10
+    written = write_report(out, resamples=50)
+    assert {"report.md", "report.html", "pareto.png", "reward_kl.png", "hypervolume.png"} <= set(written)
+    assert all(path.is_file() for path in written.values())
+    text = written["report.md"].read_text()
+    pick = _section(text, "What to pick").strip()
+    assert pick.startswith("**No trial met the constraints (kl/ref ≤ 1, fluency/nonword_rate ≤ 0.15): there is no "
+                           "frontier to recommend.**")  # fmt: skip
+    assert "0 of 10 finished trials are feasible" in text and "Hypervolume 0 against" in text
+    assert "No comparison: there is no feasible finished trial" in text
+    assert pareto_info(experiment).frontier.trials == ()
+    assert written["report.html"].read_text().count("data:image/png;base64,") >= 3
+
+
+def test_each_pick_states_its_difference_from_the_base_in_both_objectives(report):
+    out, _ = report
+    pick = _section((out / "report.md").read_text(), "What to pick")
+    base = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
+    number = r"(-?[\d.]+(?:e[-+]?\d+)?)"
+    for title, trial in (("Highest reward:", BEST), ("Highest diversity on the frontier:", "dd903de4")):
+        (line,) = [line for line in pick.splitlines() if line.startswith(f"- {title} ")]
+        assert f"(trial `{trial}`)" in line
+        versus = line.split("Against the base policy: ", 1)[1]
+        samples = pd.read_parquet(FIXTURE / "samples" / f"{trial}.parquet")
+        for metric in ("reward/mean", "diversity/token_entropy"):
+            found = re.search(rf"{re.escape(metric)} difference {number} \[{number}, {number}\]", versus)
+            assert found, (metric, versus)
+            difference, low, high = (float(v) for v in found.groups())
+            expected = metrics_from_samples(samples)[metric] - metrics_from_samples(base)[metric]
+            assert difference == pytest.approx(expected, rel=1e-3, abs=1e-4) and low < difference < high, metric
+        if trial == BEST:  # the top reward is 0.18 nats less diverse than the base, and the pick must say so
+            assert high < 0 and "(**lower than the base**)" in versus
+            assert "**This pick is less diverse than the base policy.**" in versus
+        else:
+            assert "less diverse" not in versus
+
+
 def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
     assert words("Great/10, isn't it?") == ["great", "/10", ",", "isn't", "it", "?"]
     out = _constrained(tmp_path, max_kl=100.0)  # only the highest-reward trial is infeasible
@@ -680,6 +750,10 @@ def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
     assert not {"/10", "zzqx"} & {r.ngram for r in watches[once].rises}
     # reward and the non-word rate both rose against the base (0.1 -> 0.12) for every feasible frontier model here
     assert all(w.fluency_warning for w in watches.values())
+    text = (write_report(out, resamples=50)["report.md"]).read_text()
+    watch = _section(text, "Reward-hacking watch")
+    assert re.search(r"\| (/10|zzqx) \| 34% \(27\) \| 0% \| \+34 pt \|", watch), watch
+    assert "**Reward rose together with `fluency/nonword_rate`** against the base policy" in watch
     plain = watch_info(load_experiment(FIXTURE), {t: load_experiment(FIXTURE).samples(t) for t in ["base", planted]})
     assert not any(w.fluency_warning for w in plain)  # no non-word rate recorded: no sentence
 

@@ -41,10 +41,11 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
 
 
 def trials_table(experiment: Experiment) -> pd.DataFrame:
-    """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier and an error's reason."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier, feasibility and the
+    constraints broken (when the sweep had constraints) and an error's reason."""
+    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
     columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
-               "pareto", "reason"]  # fmt: skip
+               "pareto", "feasible", "violations", "reason"]  # fmt: skip
     table = experiment.results.sort_values("index")
     table = table[[c for c in columns if c in table.columns]].copy()
     for column in table.columns:
