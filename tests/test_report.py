@@ -30,14 +30,21 @@ from alignray.report import (
     write_report,
 )
 from alignray.report.document import render_html, render_markdown
+from alignray.report.experiment import hypervolume_history, reference_point
 from alignray.report.figures import (
+    HOLLOW,
     comparison_info,
     draw_histograms,
+    draw_interactive,
+    draw_pareto,
+    draw_reward_kl,
     histogram_info,
     hypervolume_info,
     interactive_info,
     pareto_info,
+    reward_kl_info,
 )
+from alignray.report.watch import tokens, watch_info
 from alignray.sweep.pareto import pareto_mask
 from alignray.vocabulary import words
 
@@ -86,9 +93,11 @@ def _dominated_area(points: np.ndarray, reference: tuple[float, float]) -> float
 
 def test_report_writes_markdown_html_and_pngs_of_the_expected_size(report):
     out, written = report
-    assert set(written) == {"report.md", "report.html", "pareto.png", "rewards.png", "hypervolume.png"}
+    pngs = {"pareto.png", "reward_kl.png", "rewards.png", "hypervolume.png"}
+    assert set(written) == {"report.md", "report.html", *pngs}
     assert all(path.parent == out and path.is_file() for path in written.values())
-    sizes = {"pareto.png": (1300, 550), "hypervolume.png": (800, 400), "rewards.png": (800, 780)}
+    sizes = {"pareto.png": (1300, 550), "reward_kl.png": (800, 500), "hypervolume.png": (800, 400),
+             "rewards.png": (800, 780)}  # fmt: skip
     for name, size in sizes.items():
         with Image.open(out / name) as image:
             image.verify()
@@ -114,7 +123,7 @@ def test_html_is_self_contained(report):
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", markup)
     assert references and all(r.startswith(("data:", "#")) for r in references), [r[:60] for r in references]
     assert "<link" not in markup and "@import" not in markup and "url(" not in markup
-    assert markup.count("data:image/png;base64,") == 3
+    assert markup.count("data:image/png;base64,") == 4
     assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js is inline, not fetched
 
 
@@ -529,3 +538,260 @@ def test_the_live_views_name_the_sweeps_own_storage(report, tmp_path):
     assert "`optuna-dashboard postgresql://sweeper@db.internal/studies`" in text and "study.db" not in text
     assert "its password is in $ALIGNRAY_STORAGE_PASSWORD" in text
     assert "`tensorboard --logdir s3://bucket/tune`" in text
+
+
+# --- feasibility, the reward–KL panel, both objectives of each pick, the reward-hacking watch ---------------------
+
+BEST = "6895fda7"  # the fixture's highest reward (and below the base policy in diversity)
+HIGH_KL = ("89eeced1", "03df11ad", "dd903de4")  # the fixture's three highest kl/ref: 25.3, 18.8, 15.6
+
+
+def _constrained(tmp_path: Path, max_kl: float = 15.0, name: str = "constrained") -> Path:
+    """A copy of the fixture recorded as a sweep with constraints ``kl/ref ≤ max_kl`` and ``fluency/nonword_rate ≤
+    0.15`` (the base policy's 0.1 + 0.05): every trial's non-word rate 0.12 except the highest-reward one's, 0.3, so
+    it breaks the fluency bound; ``pareto`` recomputed among feasible trials, as the sweep does."""
+    out = tmp_path / name
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet")
+    results["fluency/nonword_rate"] = np.where(results["trial"] == BEST, 0.3, 0.12)
+    bounds = {"kl/ref": max_kl, "fluency/nonword_rate": 0.15}
+    for metric, bound in bounds.items():
+        results[f"constraint/{metric}"] = results[metric] - bound
+    broken = [[f"{m} {row[m]:.3g} > {b:g}" for m, b in bounds.items() if row[f"constraint/{m}"] > 0]
+              for _, row in results.iterrows()]  # fmt: skip
+    results["feasible"] = (results["status"] == "ok") & np.array([not b for b in broken])
+    results["violations"] = ["; ".join(b) or None for b in broken]
+    points = results[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    pareto = np.zeros(len(results), dtype=bool)
+    pareto[results["feasible"].to_numpy()] = pareto_mask(points[results["feasible"].to_numpy()])
+    results["pareto"] = pareto
+    results.to_parquet(out / "results.parquet")
+    record = json.loads((out / "sweep.json").read_text())
+    record["config"].update(max_kl=max_kl, max_nonword_increase=0.05)
+    record["summary"].update(constraints=bounds, feasible=int(results["feasible"].sum()))
+    (out / "sweep.json").write_text(json.dumps(record))
+    base = json.loads((out / "base" / "metrics.json").read_text())
+    base["metrics"]["fluency/nonword_rate"] = 0.1
+    (out / "base" / "metrics.json").write_text(json.dumps(base))
+    return out
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_infeasible_trials_are_left_out_of_the_frontier_and_the_hypervolume(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    infeasible = {BEST, *HIGH_KL}
+    assert set(experiment.finished["trial"]) - set(experiment.feasible["trial"]) == infeasible
+    assert experiment.constraints == {"kl/ref": 15.0, "fluency/nonword_rate": 0.15}
+    feasible = experiment.feasible
+    assert set(experiment.frontier["trial"]) == _frontier_trials(feasible) == {"e47b56ee", "6a844b3c"}
+    assert BEST in _frontier_trials(experiment.finished)  # without the constraints it would be the top pick
+    assert experiment.frontier.iloc[0]["trial"] == "e47b56ee"
+    reference = reference_point(experiment)
+    _, curve = hypervolume_history(experiment, reference)
+    points = feasible[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    everything = experiment.finished[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    assert curve[-1] == pytest.approx(_dominated_area(points, reference))
+    assert curve[-1] < _dominated_area(everything, reference) - 0.01
+    # a sweep recorded before constraints: every finished trial counts
+    old = load_experiment(FIXTURE)
+    assert old.constraints == {} and len(old.feasible) == len(old.finished) == 10
+
+
+def test_pareto_figure_draws_infeasible_trials_hollow_with_a_legend_entry(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = pareto_info(experiment)
+    assert {t for group in info.groups for t in group.trials.infeasible} == {BEST, *HIGH_KL}
+    assert sorted(t for group in info.groups for t in group.trials.trials) == sorted(experiment.finished["trial"])
+    assert not set(info.frontier.trials) & {BEST, *HIGH_KL}
+    for group in info.groups:
+        assert not set(group.frontier.trials) & {BEST, *HIGH_KL}  # each divergence's own frontier: feasible only
+    figure = draw_pareto(info)
+    left = figure.axes[0]
+    hollow = [line for line in left.lines if line.get_gid() == "infeasible"]
+    drawn = {(x, y) for line in hollow for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
+    rows = experiment.finished[experiment.finished["trial"].isin({BEST, *HIGH_KL})]
+    assert drawn == set(zip(rows["diversity/token_entropy"], rows["reward/mean"], strict=True))
+    assert hollow and all(line.get_markerfacecolor() == "none" for line in hollow)
+    filled = [line for line in left.lines if line.get_gid() is None and line.get_linestyle() == "None"
+              and line.get_label() in {group.name for group in info.groups}]  # fmt: skip
+    assert all(line.get_markerfacecolor() != "none" for line in filled)
+    assert HOLLOW in [text.get_text() for text in left.get_legend().get_texts()]
+    (line,) = [line for line in left.lines if line.get_gid() == "frontier"]
+    assert set(line.get_xdata()) == set(experiment.frontier["diversity/token_entropy"])
+    plain = pareto_figure(load_experiment(FIXTURE))  # no constraints: nothing hollow, no hollow legend entry
+    assert not [line for line in plain.axes[0].lines if line.get_gid() == "infeasible"]
+    assert HOLLOW not in [text.get_text() for text in plain.axes[0].get_legend().get_texts()]
+
+
+def test_interactive_frontier_draws_infeasible_trials_open_and_names_their_violation_on_hover(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = interactive_info({"A": experiment})
+    seen = {}
+    for trace in info.traces:
+        if trace.kind != "trials":
+            continue
+        for hover, feasible, symbol in zip(trace.hover, trace.feasible, trace.symbols, strict=True):
+            trial = re.match(r"trial: (\w+)<br>", hover).group(1)
+            seen[trial] = (feasible, symbol, hover)
+    assert {t for t, (feasible, _, _) in seen.items() if not feasible} == {BEST, *HIGH_KL}
+    assert all(symbol.endswith("-open") != feasible for feasible, symbol, _ in seen.values())
+    assert "infeasible, violates: kl/ref 25.3 &gt; 15" in seen["89eeced1"][2]
+    assert "infeasible, violates: fluency/nonword_rate 0.3 &gt; 0.15" in seen[BEST][2]
+    assert "violates" not in seen["e47b56ee"][2]
+    (front,) = [trace for trace in info.traces if trace.kind == "frontier"]
+    assert set(front.x) == set(experiment.frontier["diversity/token_entropy"])
+    figure = draw_interactive(info)
+    assert HOLLOW in [trace.name for trace in figure.data]
+    marked = [s for trace in figure.data if trace.name == "js_divergence" for s in trace.marker.symbol]
+    assert marked.count("square-open") == 4
+    plain = draw_interactive(interactive_info({"A": load_experiment(FIXTURE)}))
+    assert HOLLOW not in [trace.name for trace in plain.data]
+
+
+def test_reward_kl_record_holds_every_finished_trial_the_base_at_kl_zero_and_the_budget(tmp_path):
+    experiment = load_experiment(_constrained(tmp_path))
+    info = reward_kl_info(experiment)
+    assert (info.kl, info.reward, info.budget) == ("kl/ref", "reward/mean", 15.0)
+    assert info.base == (0.0, experiment.base["reward/mean"])
+    ok = experiment.finished.set_index("trial")
+    every = [t for group in info.groups for t in group.trials.trials]
+    assert sorted(every) == sorted(ok.index)
+    for group in info.groups:
+        for trial, x, y in zip(group.trials.trials, group.trials.x, group.trials.y, strict=True):
+            assert (x, y) == (ok.loc[trial, "kl/ref"], ok.loc[trial, "reward/mean"])
+    assert {t for group in info.groups for t in group.trials.infeasible} == {BEST, *HIGH_KL}
+    figure = draw_reward_kl(info)
+    ax = figure.axes[0]
+    (budget,) = [line for line in ax.lines if line.get_gid() == "budget"]
+    assert list(budget.get_xdata()) == [15.0, 15.0]
+    hollow = [line for line in ax.lines if line.get_gid() == "infeasible"]
+    assert hollow and all(line.get_markerfacecolor() == "none" for line in hollow)
+    assert sorted(x for line in hollow for x in line.get_xdata()) == sorted(ok.loc[[BEST, *HIGH_KL], "kl/ref"])
+    assert HOLLOW in [text.get_text() for text in ax.get_legend().get_texts()]
+    plain = reward_kl_info(load_experiment(FIXTURE))  # no constraints: no budget, every trial filled
+    assert plain.budget is None and all(group.trials.filled.all() for group in plain.groups)
+    assert not [line for line in draw_reward_kl(plain).axes[0].lines if line.get_gid() == "budget"]
+
+
+def test_report_states_the_constraints_and_picks_only_feasible_trials(tmp_path):
+    out = _constrained(tmp_path)
+    written = write_report(out, resamples=100)
+    assert "reward_kl.png" in written
+    text = written["report.md"].read_text()
+    assert ("Constraints: `kl/ref` ≤ 15 (max_kl), `fluency/nonword_rate` ≤ 0.15 (the base policy's 0.1 + "
+            "max_nonword_increase 0.05). 6 of 10 finished trials are feasible.") in text  # fmt: skip
+    assert "![reward vs KL to the reference policy](reward_kl.png)" in text
+    assert "the KL budget (15) is the dashed line" in text
+    pick = _section(text, "What to pick")
+    assert "(trial `e47b56ee`)" in pick.split("- Highest reward: ", 1)[1].splitlines()[0]
+    assert "js_divergence β=0.0887" not in pick and BEST not in pick  # the infeasible best reward is no pick
+    assert not set(HIGH_KL) & set(re.findall(r"`(\w{8})`", pick))
+    paired = _section(text, "Paired comparisons")
+    assert "β=0.0887" not in paired and "e47b56ee" not in paired and "js_divergence β=0.274" in paired
+    experiment = load_experiment(out)
+    reference = reference_point(experiment)
+    volume = _dominated_area(experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    found = re.search(r"Hypervolume ([\d.]+) against", text)
+    assert float(found.group(1)) == pytest.approx(volume, rel=1e-3) and "Infeasible trials add nothing" in text
+    table = _section(text, "Every trial")
+    assert "| feasible | violations |" in table
+    assert re.search(r"\| 89eeced1 \| 9 \| ok \|.*\| False \| kl/ref 25.3 > 15 \|", table)
+    assert re.search(r"\| e47b56ee \| 4 \| ok \|.*\| True \|  \|", table)
+    assert "No trial met the constraints" not in text
+    assert "Constraints:" not in (write_report(_with_an_error(tmp_path), resamples=50)["report.md"]).read_text()
+
+
+def test_a_sweep_where_no_trial_is_feasible_says_so_and_still_writes_everything(tmp_path):
+    out = _constrained(tmp_path, max_kl=1.0)
+    experiment = load_experiment(out)
+    assert experiment.feasible.empty and experiment.frontier.empty and len(experiment.finished) == 10
+    written = write_report(out, resamples=50)
+    assert {"report.md", "report.html", "pareto.png", "reward_kl.png", "hypervolume.png"} <= set(written)
+    assert all(path.is_file() for path in written.values())
+    text = written["report.md"].read_text()
+    pick = _section(text, "What to pick").strip()
+    assert pick.startswith("**No trial met the constraints (kl/ref ≤ 1, fluency/nonword_rate ≤ 0.15): there is no "
+                           "frontier to recommend.**")  # fmt: skip
+    assert "0 of 10 finished trials are feasible" in text and "Hypervolume 0 against" in text
+    assert "No comparison: there is no feasible finished trial" in text
+    assert pareto_info(experiment).frontier.trials == ()
+    assert written["report.html"].read_text().count("data:image/png;base64,") >= 3
+
+
+def test_each_pick_states_its_difference_from_the_base_in_both_objectives(report):
+    out, _ = report
+    pick = _section((out / "report.md").read_text(), "What to pick")
+    base = pd.read_parquet(FIXTURE / "base" / "samples.parquet")
+    number = r"(-?[\d.]+(?:e[-+]?\d+)?)"
+    for title, trial in (("Highest reward:", BEST), ("Highest diversity on the frontier:", "dd903de4")):
+        (line,) = [line for line in pick.splitlines() if line.startswith(f"- {title} ")]
+        assert f"(trial `{trial}`)" in line
+        versus = line.split("Against the base policy: ", 1)[1]
+        samples = pd.read_parquet(FIXTURE / "samples" / f"{trial}.parquet")
+        for metric in ("reward/mean", "diversity/token_entropy"):
+            found = re.search(rf"{re.escape(metric)} difference {number} \[{number}, {number}\]", versus)
+            assert found, (metric, versus)
+            difference, low, high = (float(v) for v in found.groups())
+            expected = metrics_from_samples(samples)[metric] - metrics_from_samples(base)[metric]
+            assert difference == pytest.approx(expected, rel=1e-3, abs=1e-4) and low < difference < high, metric
+        if trial == BEST:  # the top reward is 0.18 nats less diverse than the base, and the pick must say so
+            assert high < 0 and "(**lower than the base**)" in versus
+            assert "**This pick is less diverse than the base policy.**" in versus
+        else:
+            assert "less diverse" not in versus
+
+
+def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
+    assert tokens("Great/10, isn't it?") == ["great", "/10", ",", "isn't", "it", "?"]
+    out = _constrained(tmp_path, max_kl=100.0)  # only the highest-reward trial is infeasible
+    experiment = load_experiment(out)
+    planted = "e47b56ee"
+    once = next(trial for trial in experiment.frontier["trial"] if trial != planted)
+    samples = pd.read_parquet(out / "samples" / f"{planted}.parquet")
+    every_third = np.arange(len(samples)) % 3 == 0
+    samples.loc[every_third, "completion"] = [  # "/10" glued to each text's own last word, as the reward model likes
+        text.rstrip() + "/10 zzqx" for text in samples.loc[every_third, "completion"]
+    ]
+    samples.to_parquet(out / "samples" / f"{planted}.parquet")
+    other = pd.read_parquet(out / "samples" / f"{once}.parquet")
+    other.loc[0, "completion"] += " qqvv"  # in one text only: below min_texts
+    other.loc[[1, 2], "completion"] += " wwyy"  # in two
+    other.to_parquet(out / "samples" / f"{once}.parquet")
+    loaded = {trial: experiment.samples(trial) for trial in ["base", *experiment.frontier["trial"]]}
+    watches = {watch.trial: watch for watch in watch_info(experiment, loaded)}
+    assert set(watches) == set(experiment.frontier["trial"]) and BEST not in watches
+    top = watches[planted].rises[:3]
+    assert {rise.ngram for rise in top} == {"/10", "zzqx", "/10 zzqx"}, watches[planted].rises
+    for rise in top:
+        assert rise.share == pytest.approx(every_third.mean()) and rise.base_share == 0
+        assert rise.texts == every_third.sum()
+    assert len(watches[planted].rises) == 5
+    assert all(r.rise > 0 and r.texts >= 2 for w in watches.values() for r in w.rises)
+    every = {r.ngram for w in watch_info(experiment, loaded, top=100_000) if w.trial == once for r in w.rises}
+    assert "wwyy" in every and "qqvv" not in every
+    assert not {"/10", "zzqx"} & {r.ngram for r in watches[once].rises}
+    # reward and the non-word rate both rose against the base (0.1 -> 0.12) for every feasible frontier model here
+    assert all(w.fluency_warning for w in watches.values())
+    text = (write_report(out, resamples=50)["report.md"]).read_text()
+    watch = _section(text, "Reward-hacking watch")
+    assert re.search(r"\| (/10|zzqx) \| 34% \(27\) \| 0% \| \+34 pt \|", watch), watch
+    assert "**Reward rose together with `fluency/nonword_rate`** against the base policy" in watch
+    plain = watch_info(load_experiment(FIXTURE), {t: load_experiment(FIXTURE).samples(t) for t in ["base", planted]})
+    assert not any(w.fluency_warning for w in plain)  # no non-word rate recorded: no sentence
+
+
+def test_comparison_counts_feasible_trials_only(tmp_path):
+    constrained = _constrained(tmp_path)
+    written = write_comparison(FIXTURE, constrained, tmp_path / "compare", names=("A", "B"))
+    text = written["compare.md"].read_text()
+    found = re.search(r"\| B \| 10 \| 10 \| 2 \| ([^ |]+) \| js_divergence β=0.274 \| 6 \|", text)
+    assert found, text
+    experiment = load_experiment(constrained)
+    base = experiment.base
+    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])
+    volume = _dominated_area(experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    assert float(found.group(1)) == pytest.approx(volume, rel=1e-3)
+    assert "| A | 10 | 10 | 5 |" in text and "B: js_divergence β=0.274." in text  # B's best feasible point, paired

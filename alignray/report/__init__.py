@@ -10,7 +10,9 @@ One module per concern, each importing only those above it:
 - ``formatting``: how numbers and trials are written.
 - ``stats``: the bootstrap over evaluation prompts, metric intervals and paired differences (how confidence is
   computed is told there).
-- ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point).
+- ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point,
+  feasibility: frontiers hold feasible trials only).
+- ``watch``: the reward-hacking watch (n-grams that rose against the base policy, reward rising with non-words).
 - ``tables``: the report's tables.
 - ``figures``: each figure as a record of its data (gathered) and a drawing of it.
 - ``document``: Markdown and HTML from the templates in ``templates/``.
@@ -19,7 +21,13 @@ One module per concern, each importing only those above it:
 
 from alignray.report.comparison import write_comparison
 from alignray.report.experiment import Experiment, load_experiment
-from alignray.report.figures import hypervolume_figure, interactive_pareto, pareto_figure, reward_histograms
+from alignray.report.figures import (
+    hypervolume_figure,
+    interactive_pareto,
+    pareto_figure,
+    reward_histograms,
+    reward_kl_figure,
+)
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,
@@ -36,6 +44,7 @@ from alignray.report.stats import (
 )
 from alignray.report.sweep_report import write_report
 from alignray.report.tables import divergence_table
+from alignray.report.watch import watch_info
 
 __all__ = [
     "CONFIDENCE",
@@ -57,6 +66,8 @@ __all__ = [
     "pareto_figure",
     "prompt_bootstrap",
     "reward_histograms",
+    "reward_kl_figure",
+    "watch_info",
     "write_comparison",
     "write_report",
 ]

@@ -1,5 +1,6 @@
 """Two experiments side by side: ``write_comparison(a, b, out)`` puts their frontiers and search progress on one plot
-against one reference point, and compares their best points where both evaluated the same prompts."""
+against one reference point, and compares their best points where both evaluated the same prompts. Frontiers,
+hypervolumes and best points hold feasible trials only (see ``alignray.report.experiment``)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ __all__ = ["write_comparison"]
 
 
 def _summary_table(experiments: dict[str, Experiment], reference: tuple[float, float]) -> pd.DataFrame:
-    """One row per experiment: trials, finished, frontier size, hypervolume against ``reference``, best reward."""
+    """One row per experiment: trials, finished, frontier size, hypervolume of the feasible trials against
+    ``reference``, best reward, feasible trials."""
     rows = []
     for name, experiment in experiments.items():
         ok, front = experiment.finished, experiment.frontier
-        points = ok[[experiment.reward, experiment.diversity]].to_numpy()
+        points = experiment.feasible[[experiment.reward, experiment.diversity]].to_numpy()
         rows.append({"experiment": name, "trials": len(experiment.results), "finished": len(ok),
                      "frontier": len(front), "hypervolume": num(hypervolume(points, reference)),
-                     "best reward": label(front.iloc[0]) if len(front) else ""})  # fmt: skip
+                     "best reward": label(front.iloc[0]) if len(front) else "",
+                     "feasible": len(experiment.feasible)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -62,7 +65,7 @@ def write_comparison(
         ("h2", "Search progress"),
         ("image", (written["compare_hypervolume.png"], "hypervolume after each trial, each search")),
     ]  # fmt: skip
-    if len(a.finished) and len(b.finished):
+    if len(a.frontier) and len(b.frontier):
         best_a, best_b = a.frontier.iloc[0], b.frontier.iloc[0]
         samples_a, samples_b = a.samples(best_a["trial"]), b.samples(best_b["trial"])
         paired = []

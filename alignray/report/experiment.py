@@ -1,7 +1,12 @@
 """An experiment: what a sweep left in its directory (``sweep.json``, ``results.parquet``, ``base/``,
 ``samples/<trial>.parquet``), read once, and the views of it every part of the report shares: the groups of trials
 (a divergence, and its loss type when the sweep had several), each group's own frontier, the hypervolume's reference
-point and the hypervolume after each trial."""
+point and the hypervolume after each trial.
+
+Feasibility: a sweep with constraints records ``feasible`` (and ``violations``) per trial and the bounds in its
+summary's ``constraints``. Every frontier here, and so the hypervolume, "What to pick" and the comparisons, holds
+feasible finished trials only; the plots still draw the others (hollow). An experiment recorded before constraints
+has no ``feasible`` column: every finished trial counts as feasible."""
 
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
 __all__ = [
     "BASE",
+    "KL",
     "Experiment",
+    "feasible_mask",
     "group_frontier",
     "group_rows",
     "groups",
@@ -29,6 +36,17 @@ __all__ = [
 
 BASE = "base"
 """The base SFT policy's name where trials are named by id (``Experiment.samples``, intervals by trial)."""
+KL = "kl/ref"
+"""The KL to the reference (SFT) policy, nats per completion: the reward–KL panel's axis and the KL budget's metric."""
+
+
+def feasible_mask(rows: pd.DataFrame) -> pd.Series:
+    """Which rows are finished and feasible: ``status`` "ok" and ``feasible`` True, or every finished row of an
+    experiment recorded before constraints (no ``feasible`` column)."""
+    finished = rows["status"] == "ok"
+    if "feasible" not in rows.columns:
+        return finished
+    return finished & rows["feasible"].eq(True)
 
 
 @dataclasses.dataclass
@@ -55,9 +73,21 @@ class Experiment:
         return self.results[self.results["status"] == "ok"]
 
     @property
+    def feasible(self) -> pd.DataFrame:
+        """The finished trials that met every constraint (all finished trials when the sweep had none)."""
+        return self.results[feasible_mask(self.results)]
+
+    @property
+    def constraints(self) -> dict[str, float]:
+        """The sweep's constraints, metric -> upper bound (a trial is feasible when each metric ≤ its bound); empty
+        when the sweep had none."""
+        return {str(k): float(v) for k, v in (self.summary.get("constraints") or {}).items()}
+
+    @property
     def frontier(self) -> pd.DataFrame:
-        """The finished trials on the reward–diversity frontier, computed by ``pareto_mask``, by reward descending."""
-        ok = self.finished
+        """The feasible finished trials on the reward–diversity frontier, computed by ``pareto_mask``, by reward
+        descending; empty when no finished trial is feasible."""
+        ok = self.feasible
         mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
         return ok[mask].sort_values(self.reward, ascending=False)
 
@@ -103,10 +133,10 @@ def reference_point(experiment: Experiment) -> tuple[float, float]:
 
 
 def hypervolume_history(experiment: Experiment, reference: tuple[float, float]) -> tuple[np.ndarray, list[float]]:
-    """Hypervolume after each trial, in creation order; errored trials add nothing."""
+    """Hypervolume after each trial, in creation order; errored and infeasible trials add nothing."""
     table = experiment.results.sort_values("index")
     points = table[[experiment.reward, experiment.diversity]].to_numpy(dtype=np.float64, copy=True)
-    points[(table["status"] != "ok").to_numpy()] = np.nan
+    points[~feasible_mask(table).to_numpy()] = np.nan
     return np.arange(1, len(table) + 1), hypervolume_curve(points, reference)
 
 
@@ -131,8 +161,10 @@ def group_rows(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
 
 
 def group_frontier(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
-    """The group's own frontier (``pareto_mask`` over its trials alone), by reward descending."""
+    """The group's own frontier (``pareto_mask`` over its feasible trials alone), by reward descending; empty when
+    none of its trials is feasible."""
     rows = group_rows(experiment, group)
+    rows = rows[feasible_mask(rows)]
     return rows[pareto_mask(rows[[experiment.reward, experiment.diversity]].to_numpy())].sort_values(
         experiment.reward, ascending=False
     )

@@ -3,12 +3,17 @@ without a figure), one draws it; the figure function runs both (as Optuna's ``_g
 ``_get_pareto_front_plot``).
 
 - ``pareto_figure``: every trial by divergence, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
+- ``reward_kl_figure``: reward against KL to the reference policy, the base at KL 0, the KL budget
+  (``reward_kl_info``, ``draw_reward_kl``).
 - ``reward_histograms``: sample rewards of frontier models over the base policy's (``histogram_info``,
   ``draw_histograms``).
 - ``hypervolume_figure``: search progress, one curve per experiment (``hypervolume_info``, ``draw_hypervolume``).
 - ``interactive_pareto``: the plotly frontier with each trial's config on hover (``interactive_info``,
   ``draw_interactive``).
 - ``comparison_figure``: two experiments' frontiers on one plot (``comparison_info``, ``draw_comparison``).
+
+Infeasible trials (``experiment.feasible_mask``) are drawn hollow (marker face "none"; plotly's "-open" symbols),
+under one legend entry, ``HOLLOW``; no frontier holds them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +29,9 @@ import pandas as pd
 
 from alignray.report.experiment import (
     BASE,
+    KL,
     Experiment,
+    feasible_mask,
     group_frontier,
     group_rows,
     groups,
@@ -35,12 +43,15 @@ from alignray.report.formatting import group_name, label, num, params
 from alignray.report.stats import CONFIDENCE, Interval
 
 __all__ = [
+    "HOLLOW",
     "ComparisonInfo",
     "HistogramInfo",
     "HypervolumeInfo",
     "InteractiveInfo",
     "ParetoInfo",
     "Points",
+    "RewardKLInfo",
+    "TrialGroup",
     "comparison_figure",
     "comparison_info",
     "draw_comparison",
@@ -48,6 +59,7 @@ __all__ = [
     "draw_hypervolume",
     "draw_interactive",
     "draw_pareto",
+    "draw_reward_kl",
     "histogram_info",
     "hypervolume_figure",
     "hypervolume_info",
@@ -56,6 +68,8 @@ __all__ = [
     "pareto_figure",
     "pareto_info",
     "reward_histograms",
+    "reward_kl_figure",
+    "reward_kl_info",
     "save_png",
 ]
 
@@ -65,20 +79,51 @@ SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross
 """Plotly's markers, one per group of trials."""
 DASHES = ("solid", "dash", "dot")
 """Plotly's frontier lines, one per experiment."""
+HOLLOW = "hollow: infeasible (violates a constraint)"
+"""The legend entry of the hollow markers, present when some trial is infeasible."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Points:
-    """Trials as points of a plot, diversity on x and reward on y, and the text written beside each (if any)."""
+    """Trials as points of a plot (diversity on x and reward on y unless told), the text written beside each (if
+    any) and whether each is feasible (drawn filled) or not (drawn hollow)."""
 
     trials: tuple[str, ...]
     x: np.ndarray
     y: np.ndarray
     labels: tuple[str, ...] = ()
+    feasible: tuple[bool, ...] = ()
+
+    @property
+    def filled(self) -> np.ndarray:
+        """Which points are drawn filled (feasible), shape (n,)."""
+        return np.asarray(self.feasible, dtype=bool) if self.feasible else np.ones(len(self.trials), dtype=bool)
+
+    @property
+    def infeasible(self) -> tuple[str, ...]:
+        """The trials drawn hollow."""
+        return tuple(t for t, f in zip(self.trials, self.filled, strict=True) if not f)
 
 
 def _points(rows: pd.DataFrame, x: str, y: str, labels: tuple[str, ...] = ()) -> Points:
-    return Points(tuple(rows["trial"]), rows[x].to_numpy(), rows[y].to_numpy(), labels)
+    feasible = tuple(bool(f) for f in feasible_mask(rows))
+    return Points(tuple(rows["trial"]), rows[x].to_numpy(), rows[y].to_numpy(), labels, feasible)
+
+
+def _scatter(ax, points: Points, marker: str, color, label: str, **style) -> None:
+    """Feasible points filled (under ``label``), infeasible ones hollow (gid "infeasible", no legend entry)."""
+    filled = points.filled
+    ax.plot(points.x[filled], points.y[filled], marker=marker, color=color, linestyle="none", label=label, **style)
+    if not filled.all():
+        (hollow,) = ax.plot(points.x[~filled], points.y[~filled], marker=marker, color=color, linestyle="none",
+                            markerfacecolor="none", **style)  # fmt: skip
+        hollow.set_gid("infeasible")
+
+
+def _hollow_legend(ax, groups: Sequence[Points]) -> None:
+    """One legend entry for the hollow markers, when some point is hollow."""
+    if any(not points.filled.all() for points in groups):
+        ax.plot([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="grey", label=HOLLOW)
 
 
 def save_png(fig, path: Path) -> Path:
@@ -104,7 +149,8 @@ def _pyplot():
 
 @dataclasses.dataclass(frozen=True)
 class ParetoGroup:
-    """One divergence (and loss type): its finished trials and its own frontier, by diversity."""
+    """One divergence (and loss type): its finished trials (infeasible ones flagged) and its own frontier of
+    feasible trials, by diversity."""
 
     name: str
     trials: Points
@@ -151,8 +197,8 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
 
 def draw_pareto(info: ParetoInfo):
     """Two panels, diversity on x and reward on y. Left: every finished trial marked by divergence (shape and
-    colour), the frontier drawn (its line has gid "frontier") and circled, the base policy a star, frontier points
-    labelled, intervals as error bars. Right: each divergence's own frontier."""
+    colour; infeasible ones hollow), the frontier drawn (its line has gid "frontier") and circled, the base policy a
+    star, frontier points labelled, intervals as error bars. Right: each divergence's own frontier."""
     import matplotlib
 
     plt = _pyplot()
@@ -167,8 +213,7 @@ def draw_pareto(info: ParetoInfo):
     for i, group in enumerate(info.groups):
         style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
                  "color": colors[i % 10]}  # fmt: skip
-        left.plot(group.trials.x, group.trials.y, marker=style["marker"], color=style["color"], linestyle="none",
-                  markersize=7, alpha=0.8, label=group.name)  # fmt: skip
+        _scatter(left, group.trials, style["marker"], style["color"], group.name, markersize=7, alpha=0.8)
         right.plot(group.frontier.x, group.frontier.y, label=group.name, markersize=8, **style)
     front = info.frontier
     (line,) = left.plot(front.x, front.y, color="black", linewidth=1.5, linestyle="-", label="frontier", zorder=4)
@@ -181,6 +226,7 @@ def draw_pareto(info: ParetoInfo):
             left.errorbar(x, y, xerr=[[x - dx.low], [dx.high - x]], yerr=[[y - dy.low], [dy.high - y]], color="grey",
                           alpha=0.5, linewidth=1, zorder=2)  # fmt: skip
         left.annotate(text, (x, y), textcoords="offset points", xytext=(7, 6), fontsize=8)
+    _hollow_legend(left, [group.trials for group in info.groups])
     left.set_title(f"every trial and the frontier (circled); bars: {CONFIDENCE:.0%} intervals")
     right.set_title("the frontier of each divergence")
     left.legend(fontsize=8, loc="best")
@@ -192,6 +238,69 @@ def draw_pareto(info: ParetoInfo):
 def pareto_figure(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None):
     """The Pareto figure of ``experiment`` (``draw_pareto`` of ``pareto_info``)."""
     return draw_pareto(pareto_info(experiment, intervals))
+
+
+# --- reward against KL ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialGroup:
+    """One divergence (and loss type) and its finished trials."""
+
+    name: str
+    trials: Points
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardKLInfo:
+    """What ``draw_reward_kl`` draws: each group's finished trials with KL (``kl``) on x and reward on y, infeasible
+    ones flagged; the base policy at KL 0; the KL budget (None: the sweep had none)."""
+
+    kl: str
+    reward: str
+    base: tuple[float, float]
+    groups: tuple[TrialGroup, ...]
+    budget: float | None
+
+
+def reward_kl_info(experiment: Experiment) -> RewardKLInfo:
+    """Gather the reward–KL panel: every finished trial by group, the base policy (KL 0 to itself) and the sweep's
+    KL budget, its ``kl/ref`` constraint."""
+    found: list[TrialGroup] = []
+    if KL in experiment.results.columns:
+        found = [TrialGroup(group_name(g), _points(group_rows(experiment, g), KL, experiment.reward))
+                 for g in groups(experiment)]  # fmt: skip
+    base = (0.0, float(experiment.base.get(experiment.reward, math.nan)))
+    return RewardKLInfo(KL, experiment.reward, base, tuple(found), experiment.constraints.get(KL))
+
+
+def draw_reward_kl(info: RewardKLInfo):
+    """KL on x and reward on y: every finished trial marked by divergence (infeasible ones hollow), the base policy
+    a star at KL 0, the KL budget a vertical dashed line (gid "budget")."""
+    import matplotlib
+
+    plt = _pyplot()
+    colors = matplotlib.colormaps["tab10"].colors
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy", zorder=5)
+    for i, group in enumerate(info.groups):
+        _scatter(ax, group.trials, MARKERS[i % len(MARKERS)], colors[i % 10], group.name, markersize=7, alpha=0.8)
+    if info.budget is not None:
+        line = ax.axvline(info.budget, color="firebrick", linestyle="--", label=f"KL budget {num(info.budget)}")
+        line.set_gid("budget")
+    _hollow_legend(ax, [group.trials for group in info.groups])
+    ax.set_xlabel(f"{info.kl} (KL to the reference policy, nats per completion)")
+    ax.set_ylabel(f"{info.reward} (reward, higher is better)")
+    ax.set_title("reward vs KL to the reference policy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def reward_kl_figure(experiment: Experiment):
+    """The reward–KL panel of ``experiment`` (``draw_reward_kl`` of ``reward_kl_info``)."""
+    return draw_reward_kl(reward_kl_info(experiment))
 
 
 # --- reward histograms ------------------------------------------------------------------------------------------
@@ -320,7 +429,8 @@ def hypervolume_figure(experiments: dict[str, Experiment], reference: tuple[floa
 @dataclasses.dataclass(frozen=True)
 class Trace:
     """One plotly trace: ``kind`` "trials" (markers, ``style`` indexes ``SYMBOLS``), "frontier" (a line, ``style``
-    indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a frontier)."""
+    indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a frontier);
+    ``feasible``: per point of "trials", False drawn hollow (empty: all feasible)."""
 
     name: str
     kind: str
@@ -328,6 +438,13 @@ class Trace:
     y: np.ndarray
     hover: tuple[str, ...]
     style: int = 0
+    feasible: tuple[bool, ...] = ()
+
+    @property
+    def symbols(self) -> list[str]:
+        """Plotly's marker symbol of each point of "trials": the group's, "-open" (hollow) where infeasible."""
+        symbol = SYMBOLS[self.style % len(SYMBOLS)]
+        return [symbol if f else f"{symbol}-open" for f in (self.feasible or (True,) * len(self.x))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,14 +458,17 @@ class InteractiveInfo:
 
 def _hover(row: pd.Series) -> str:
     keys = ["trial", "divergence", "loss_type", "beta", "alpha", "learning_rate"]
-    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/"))]
+    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/", "constraint/"))]
     parts = [f"{k}: {num(row[k])}" for k in keys + metrics if k in row.index and num(row[k]) != ""]
+    violations = row.get("violations")
+    if isinstance(violations, str) and violations:
+        parts.insert(1, f"infeasible, violates: {violations}")
     return "<br>".join(html.escape(p) for p in parts)
 
 
 def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
-    """Gather the interactive frontier: per experiment, each group's finished trials with their hover text, the
-    frontier by diversity and the base policy."""
+    """Gather the interactive frontier: per experiment, each group's finished trials with their hover text (an
+    infeasible trial's names its violations) and feasibility, the frontier by diversity and the base policy."""
     traces = []
     for k, (name, experiment) in enumerate(experiments.items()):
         prefix = f"{name}: " if len(experiments) > 1 else ""
@@ -357,7 +477,8 @@ def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
             rows = group_rows(experiment, group)
             hover = tuple(_hover(r) for _, r in rows.iterrows())
             trace_name = prefix + group_name(group)
-            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i))
+            feasible = tuple(bool(f) for f in feasible_mask(rows))
+            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i, feasible))
         front = experiment.frontier.sort_values(x)
         traces.append(Trace(prefix + "frontier", "frontier", front[x].to_numpy(), front[y].to_numpy(), (), k))
         base = experiment.base
@@ -368,7 +489,8 @@ def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
 
 
 def draw_interactive(info: InteractiveInfo):
-    """A plotly figure of the traces: hovering a trial shows its config and metrics."""
+    """A plotly figure of the traces: hovering a trial shows its config and metrics; infeasible trials are hollow,
+    under one legend entry (``HOLLOW``)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -376,7 +498,7 @@ def draw_interactive(info: InteractiveInfo):
         if trace.kind == "trials":
             fig.add_trace(go.Scatter(
                 x=trace.x, y=trace.y, mode="markers", name=trace.name,
-                marker={"symbol": SYMBOLS[trace.style % len(SYMBOLS)], "size": 10, "opacity": 0.85},
+                marker={"symbol": trace.symbols, "size": 10, "opacity": 0.85, "line": {"width": 2}},
                 hovertext=list(trace.hover), hoverinfo="text",
             ))  # fmt: skip
         elif trace.kind == "frontier":
@@ -390,6 +512,11 @@ def draw_interactive(info: InteractiveInfo):
                 marker={"symbol": "star", "size": 16, "color": "black"}, hovertext=list(trace.hover),
                 hoverinfo="text",
             ))  # fmt: skip
+    if any(trace.kind == "trials" and not all(trace.feasible or (True,)) for trace in info.traces):
+        fig.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=HOLLOW, hoverinfo="skip",
+            marker={"symbol": "circle-open", "size": 10, "color": "grey", "line": {"width": 2}},
+        ))  # fmt: skip
     fig.update_layout(
         xaxis_title=info.x_title, yaxis_title=info.y_title, height=560,
         title="reward vs diversity: hover a point for its trial's config", template="plotly_white",
@@ -408,7 +535,8 @@ def interactive_pareto(experiments: dict[str, Experiment]):
 
 @dataclasses.dataclass(frozen=True)
 class ComparedExperiment:
-    """One experiment of a comparison: its finished trials, its frontier by diversity (labelled) and its base."""
+    """One experiment of a comparison: its finished trials (infeasible ones flagged), its frontier of feasible
+    trials by diversity (labelled) and its base."""
 
     name: str
     trials: Points
@@ -446,8 +574,7 @@ def draw_comparison(info: ComparisonInfo):
     fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
     for i, experiment in enumerate(info.experiments):
         name, marker, style, color = experiment.name, MARKERS[i], LINESTYLES[i], f"C{i}"
-        ax.plot(experiment.trials.x, experiment.trials.y, marker=marker, linestyle="none", alpha=0.35, color=color,
-                label=f"{name}: trials")  # fmt: skip
+        _scatter(ax, experiment.trials, marker, color, f"{name}: trials", alpha=0.35)
         front = experiment.frontier
         ax.plot(front.x, front.y, marker=marker, linestyle=style, color=color, markersize=9, linewidth=2,
                 label=f"{name}: frontier")  # fmt: skip
@@ -455,6 +582,7 @@ def draw_comparison(info: ComparisonInfo):
                 label=f"{name}: base SFT")  # fmt: skip
         for x, y, text in zip(front.x, front.y, front.labels, strict=True):
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
+    _hollow_legend(ax, [experiment.trials for experiment in info.experiments])
     ax.set_xlabel(f"{info.diversity} (diversity)")
     ax.set_ylabel(f"{info.reward} (reward)")
     ax.set_title("two experiments' frontiers")

@@ -1,6 +1,9 @@
 """The sweep's report: ``write_report(experiment_dir)`` reads what ``alignray.sweep.driver`` left and writes
-``report.md`` with its PNGs beside it (``pareto.png``, ``rewards.png``, ``hypervolume.png``) and ``report.html``,
-which embeds the same images and an interactive plotly frontier and opens from disk with no network."""
+``report.md`` with its PNGs beside it (``pareto.png``, ``reward_kl.png``, ``rewards.png``, ``hypervolume.png``) and
+``report.html``, which embeds the same images and an interactive plotly frontier and opens from disk with no network.
+
+When the sweep had constraints, the report states them and how many trials met them; frontier, hypervolume, "What
+to pick" and comparisons hold feasible trials only, and when none is feasible it says so first and writes the rest."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from alignray.report.figures import (
     interactive_pareto,
     pareto_figure,
     reward_histograms,
+    reward_kl_figure,
     save_png,
 )
 from alignray.report.formatting import label, num, params
@@ -39,7 +43,8 @@ from alignray.report.stats import (
     metric_intervals,
     paired_difference,
 )
-from alignray.report.tables import divergence_table, paired_table, samples_table, trials_table
+from alignray.report.tables import divergence_table, paired_table, samples_table, trials_table, watch_table
+from alignray.report.watch import NONWORD, watch_info
 
 __all__ = ["write_report"]
 
@@ -56,16 +61,16 @@ def _load_samples(experiment: Experiment, trials: Sequence[str]) -> dict[str, pd
 def _comparisons(experiment: Experiment, loaded: dict[str, pd.DataFrame], resamples: int) -> list[Paired]:
     """The paired comparisons the report makes: the best frontier point against the base policy; the best point
     of each other divergence (and loss type) against the overall best; the best of each loss type against each
-    other; each on both objectives."""
-    if experiment.finished.empty:
+    other; each on both objectives. Feasible trials only: none without a feasible trial."""
+    if experiment.frontier.empty:
         return []
     best = experiment.frontier.iloc[0]
     pairs: list[tuple[str, str, str, str]] = [(best["trial"], BASE, label(best), "base")]
     for group in groups(experiment):
-        top = group_frontier(experiment, group).iloc[0]
-        if top["trial"] != best["trial"]:
-            pairs.append((top["trial"], best["trial"], label(top), label(best)))
-    ok = experiment.finished
+        own = group_frontier(experiment, group)
+        if len(own) and own.iloc[0]["trial"] != best["trial"]:
+            pairs.append((own.iloc[0]["trial"], best["trial"], label(own.iloc[0]), label(best)))
+    ok = experiment.feasible
     losses = sorted(ok["loss_type"].unique())
     tops = [ok[ok["loss_type"] == loss].sort_values(experiment.reward).iloc[-1] for loss in losses]
     for i in range(len(tops)):
@@ -83,10 +88,92 @@ def _comparisons(experiment: Experiment, loaded: dict[str, pd.DataFrame], resamp
     return out
 
 
-def _pick(experiment: Experiment, intervals: dict[str, dict[str, Interval]], comparisons: list[Paired]) -> list[str]:
+def _bounds(experiment: Experiment) -> str:
+    """The constraints as written in the report: "kl/ref ≤ 10, fluency/nonword_rate ≤ 0.163"."""
+    return ", ".join(f"{metric} ≤ {num(bound)}" for metric, bound in experiment.constraints.items())
+
+
+def _constraints(experiment: Experiment) -> str | None:
+    """The "Constraints" paragraph: each bound, where it came from, and how many finished trials met them all; None
+    when the sweep had no constraints."""
+    if not experiment.constraints and "feasible" not in experiment.results.columns:
+        return None
+    config, base = experiment.config, experiment.base
+    stated = []
+    for metric, bound in experiment.constraints.items():
+        source = ""
+        if metric == "kl/ref" and config.get("max_kl") is not None:
+            source = " (max_kl)"
+        elif metric == NONWORD and config.get("max_nonword_increase") is not None and metric in base:
+            increase = num(config["max_nonword_increase"])
+            source = f" (the base policy's {num(base[metric])} + max_nonword_increase {increase})"
+        stated.append(f"`{metric}` ≤ {num(bound)}{source}")
+    feasible, finished = len(experiment.feasible), len(experiment.finished)
+    return (f"Constraints: {', '.join(stated) or 'not recorded in sweep.json'}. {feasible} of {finished} finished "
+            "trials are feasible. Only feasible trials enter the frontier, the hypervolume, \"What to pick\" and the "
+            "comparisons; the plots draw the others hollow, and the table of every trial names the constraints each "
+            "broke.")  # fmt: skip
+
+
+def _against_base(
+    experiment: Experiment, loaded: dict[str, pd.DataFrame], trials: Sequence[str], resamples: int
+) -> dict[str, dict[str, Paired]]:
+    """Each trial's paired difference against the base policy in both objectives, where both have samples and the
+    metric an interval."""
+    out: dict[str, dict[str, Paired]] = {}
+    for trial in trials:
+        if trial not in loaded or BASE not in loaded:
+            continue
+        out[trial] = {}
+        for metric in (experiment.reward, experiment.diversity):
+            try:
+                out[trial][metric] = paired_difference(loaded[trial], loaded[BASE], metric, (trial, BASE),
+                                                       resamples=resamples)  # fmt: skip
+            except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
+                continue
+    return out
+
+
+def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paired]) -> str:
+    """A pick's differences against the base policy in both objectives, each with its paired interval, and what the
+    pick gives up."""
+    parts, lost = [], []
+    for metric in (experiment.reward, experiment.diversity):
+        if metric not in paired:
+            parts.append(f"{metric} difference {num(row[metric] - experiment.base.get(metric, float('nan')))} "
+                         "(no interval)")  # fmt: skip
+            continue
+        difference = paired[metric].difference
+        if difference.high < 0:
+            verdict = "**lower than the base**"
+            lost.append(metric)
+        elif difference.low > 0:
+            verdict = "higher than the base"
+        else:
+            verdict = f"no difference at {CONFIDENCE:.0%}"
+        parts.append(f"{metric} difference {difference} ({verdict})")
+    text = "Against the base policy: " + ", ".join(parts) + "."
+    if experiment.diversity in lost:
+        text += " **This pick is less diverse than the base policy.**"
+    if experiment.reward in lost:
+        text += " **This pick has a lower reward than the base policy.**"
+    return text
+
+
+def _pick(
+    experiment: Experiment,
+    intervals: dict[str, dict[str, Interval]],
+    comparisons: list[Paired],
+    against: dict[str, dict[str, Paired]],
+) -> list[str]:
     """The computed sentences of "What to pick"."""
     if experiment.finished.empty:
         return ["No trial finished: there is no frontier to pick from (see the errored trials below)."]
+    if experiment.frontier.empty:
+        bounds = f" ({_bounds(experiment)})" if experiment.constraints else ""
+        return [f"**No trial met the constraints{bounds}: there is no frontier to recommend.** The table of every "
+                "trial names what each broke; loosen the bounds (max_kl, max_nonword_increase) or search lower "
+                "learning rates and larger β, and run the sweep again."]  # fmt: skip
     reward, diversity = experiment.reward, experiment.diversity
     front = experiment.frontier
 
@@ -95,17 +182,19 @@ def _pick(experiment: Experiment, intervals: dict[str, dict[str, Interval]], com
         r = str(found[reward]) if reward in found else num(row[reward])
         d = str(found[diversity]) if diversity in found else num(row[diversity])
         return (f"**{row['divergence']}** ({row['loss_type']}) {params(row)}, learning rate "
-                f"{row['learning_rate']:.2g} (trial `{row['trial']}`): {reward} {r}, {diversity} {d}")  # fmt: skip
+                f"{row['learning_rate']:.2g} (trial `{row['trial']}`): {reward} {r}, {diversity} {d}. "
+                f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
 
     base = intervals.get(BASE, {})
     base_text = ", ".join(f"{m} {base[m] if m in base else num(experiment.base.get(m))}" for m in (reward, diversity))
     text = [
         f"The frontier holds {len(front)} of {len(experiment.finished)} finished trials. Base SFT policy: "
-        f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts.",
-        f"- Highest reward: {described(front.iloc[0])}.",
+        f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts; differences "
+        "against the base policy are paired over the prompts both were scored on.",
+        f"- Highest reward: {described(front.iloc[0])}",
     ]
     if len(front) > 1:
-        text.append(f"- Highest diversity on the frontier: {described(front.iloc[-1])}.")
+        text.append(f"- Highest diversity on the frontier: {described(front.iloc[-1])}")
     for c in comparisons:
         if c.metric == reward:
             text.append(
@@ -116,22 +205,54 @@ def _pick(experiment: Experiment, intervals: dict[str, dict[str, Interval]], com
     return text
 
 
+def _watch_blocks(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> list[Block]:
+    """The reward-hacking watch: per frontier model, its most risen n-grams and whether reward rose with the
+    non-word rate."""
+    if experiment.frontier.empty:
+        return [("p", "No frontier model to watch.")]
+    if BASE not in loaded:
+        return [("p", "No watch: the base policy's samples were not kept (base/samples.parquet).")]
+    blocks: list[Block] = [
+        ("p", "For each frontier model, the word 1- and 2-grams (lowercase) whose share of completions rose most "
+              "against the base policy's, among those in at least 2 of its completions. A string the reward model "
+              "pays for, not the reviews it was trained on, shows up here first.")
+    ]  # fmt: skip
+    for watch in watch_info(experiment, loaded):
+        line = f"**{watch.label}** (trial `{watch.trial}`)."
+        (base_reward, reward), (base_nonword, nonword) = watch.reward, watch.nonword
+        if watch.fluency_warning:
+            line += (f" **Reward rose together with `{NONWORD}`** against the base policy ({experiment.reward} "
+                     f"{num(base_reward)} → {num(reward)}, {NONWORD} {num(base_nonword)} → {num(nonword)}): part of "
+                     "the gain may be non-words the reward model does not penalise; read its samples.")  # fmt: skip
+        elif NONWORD in experiment.base and pd.notna(nonword):
+            line += f" `{NONWORD}` {num(base_nonword)} → {num(nonword)} against the base policy."
+        blocks.append(("p", line))
+        if watch.rises:
+            blocks.append(("table", watch_table(watch)))
+        else:
+            blocks.append(("p", "No n-gram is in a larger share of its completions than of the base policy's."))
+    return blocks
+
+
 def _dashboard_storage(experiment: Experiment) -> str:
     """The study's storage as optuna-dashboard takes it: ``--storage``, or the experiment's own SQLite file."""
     return experiment.config.get("storage") or f"sqlite:///{experiment.directory / 'study.db'}"
 
 
 def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html`` and the PNGs (``pareto.png``, ``rewards.png``, ``hypervolume.png``) into
-    ``experiment_dir``; returns the written paths by file name."""
+    """Write ``report.md``, ``report.html`` and the PNGs (``pareto.png``, ``reward_kl.png``, ``rewards.png``,
+    ``hypervolume.png``) into ``experiment_dir``; returns the written paths by file name."""
     experiment = load_experiment(experiment_dir)
     out = experiment.directory
     shown = {r for g in groups(experiment) for r in group_frontier(experiment, g)["trial"]}
     loaded = _load_samples(experiment, sorted(shown))
     intervals = {trial: metric_intervals(samples, resamples=resamples) for trial, samples in loaded.items()}
     comparisons = _comparisons(experiment, loaded, resamples)
+    picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
+    against = _against_base(experiment, loaded, picks, resamples)
     written = {
         "pareto.png": save_png(pareto_figure(experiment, intervals), out / "pareto.png"),
+        "reward_kl.png": save_png(reward_kl_figure(experiment), out / "reward_kl.png"),
         "hypervolume.png": save_png(hypervolume_figure({experiment.study: experiment}), out / "hypervolume.png"),
     }
     if loaded:
@@ -148,17 +269,26 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     volume = curve[-1] if curve else 0.0
     without = [m for m in TOKEN_METRICS if not all(m in found for found in intervals.values())]
     textless = [m for m in WORD_METRICS if not all(m in found for found in intervals.values())]
+    constraints = _constraints(experiment)
     blocks: list[Block] = [
         ("h1", f"Sweep {experiment.study}"),
         ("p", f"{len(experiment.results)} trials ({len(errors)} errored), search {search}{timing}; objectives "
               f"`{experiment.reward}` and `{experiment.diversity}`, both maximised; policy `{config.get('policy')}`, "
               f"reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} evaluation prompts x "
               f"{config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
+        *([("p", constraints)] if constraints else []),
         ("h2", "What to pick"),
-        *[("p", line) for line in _pick(experiment, intervals, comparisons)],
+        *[("p", line) for line in _pick(experiment, intervals, comparisons, against)],
         ("h2", "Pareto frontier"),
         ("image", (written["pareto.png"], "reward vs diversity: every trial, the frontier, each divergence's own")),
         ("plotly", interactive_pareto({experiment.study: experiment})),
+        ("h2", "Reward and KL"),
+        ("p", "Reward against `kl/ref`, the KL to the reference (SFT) policy in nats per completion, for every "
+              "finished trial; the base policy sits at KL 0"
+              + (f", the KL budget ({num(experiment.constraints['kl/ref'])}) is the dashed line"
+                 if "kl/ref" in experiment.constraints else "")
+              + ". A trial far to the right bought its reward by moving far from the base policy."),
+        ("image", (written["reward_kl.png"], "reward vs KL to the reference policy")),
         ("h2", "Per divergence and loss type"),
         ("p", "Each divergence's own frontier points, by reward (frontier = on the overall frontier); the base policy "
               f"first. Brackets: {CONFIDENCE:.0%} bootstrap intervals over evaluation prompts."),
@@ -166,7 +296,8 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         ("h2", "Paired comparisons"),
         ("p", "Differences a − b on the evaluation prompts both were scored on, the prompts resampled jointly; "
               "'no difference' means the interval covers 0."),
-        ("table", paired_table(comparisons)),
+        ("table", paired_table(comparisons)) if comparisons
+        else ("p", "No comparison: there is no feasible finished trial with samples to compare."),
     ]  # fmt: skip
     if "rewards.png" in written:
         blocks += [
@@ -176,10 +307,12 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
             ("p", "The first sample of the same prompts from the base policy and from frontier models."),
             ("table", samples_table(experiment, loaded)),
         ]
+    blocks += [("h2", "Reward-hacking watch"), *_watch_blocks(experiment, loaded)]
     blocks += [
         ("h2", "Search progress"),
         ("p", f"Hypervolume {volume:.4g} against the reference point ({reference[0]:.4g}, {reference[1]:.4g}): the "
-              "base policy's reward and half its diversity unless the sweep set hv_reward / hv_diversity."),
+              "base policy's reward and half its diversity unless the sweep set hv_reward / hv_diversity."
+              + (" Infeasible trials add nothing to it." if constraints else "")),
         ("image", (written["hypervolume.png"], "hypervolume after each trial")),
         ("h2", "Every trial"),
         ("table", trials_table(experiment)),

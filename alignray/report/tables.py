@@ -1,5 +1,5 @@
 """The report's tables, as data frames of text ready for a document: per divergence (the seeds' table), every trial,
-the paired comparisons and the samples."""
+the paired comparisons, the samples and a frontier model's reward-hacking watch."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pandas as pd
 from alignray.report.experiment import BASE, Experiment, group_frontier, groups, selected
 from alignray.report.formatting import label, num, params
 from alignray.report.stats import Interval, Paired
+from alignray.report.watch import Watch
 
-__all__ = ["divergence_table", "paired_table", "samples_table", "trials_table"]
+__all__ = ["divergence_table", "paired_table", "samples_table", "trials_table", "watch_table"]
 
 
 def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
@@ -40,10 +41,11 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
 
 
 def trials_table(experiment: Experiment) -> pd.DataFrame:
-    """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier and an error's reason."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier, feasibility and the
+    constraints broken (when the sweep had constraints) and an error's reason."""
+    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
     columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
-               "pareto", "reason"]  # fmt: skip
+               "pareto", "feasible", "violations", "reason"]  # fmt: skip
     table = experiment.results.sort_values("index")
     table = table[[c for c in columns if c in table.columns]].copy()
     for column in table.columns:
@@ -77,3 +79,12 @@ def samples_table(experiment: Experiment, loaded: dict[str, pd.DataFrame], promp
                 rows.append({"prompt": sample["prompt"], "policy": name, "reward": f"{sample['reward']:.3g}",
                              "completion": sample["completion"].strip()})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def watch_table(watch: Watch) -> pd.DataFrame:
+    """A frontier model's most risen n-grams: the share of its texts holding each (and their number), the base
+    policy's share and the rise, in percentage points."""
+    return pd.DataFrame(
+        [{"n-gram": r.ngram, "share of texts": f"{r.share:.0%} ({r.texts})", "base share": f"{r.base_share:.0%}",
+          "rise": f"{100 * r.rise:+.0f} pt"} for r in watch.rises]
+    )  # fmt: skip
