@@ -187,7 +187,7 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
         samples = pd.read_parquet(out / "frontier" / trial / "samples.parquet")
         assert {"prompt_id", "completion", "reward", "tokens"} <= set(samples.columns) and len(samples) == 8
     base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
-    reference = (base["reward/mean"], 0.5 * base[DIVERSITY])  # default: base reward, half diversity
+    reference = (base["reward/mean"], 0.95 * base[DIVERSITY])  # default: base reward, 95% of its diversity
     assert summary["reference_point"] == pytest.approx(list(reference))
     assert summary["hypervolume"] == pytest.approx(_dominated_area(points, reference), rel=1e-9, abs=1e-12)
     first = table.sort_values("index").iloc[0]  # the point to evaluate runs first, before the sampler's picks
@@ -290,7 +290,7 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     # --hv-reward puts the reference point below the trials, which on the micro world score as the base policy does
     # (the default reference, the base's reward, would give every sweep there a hypervolume of 0)
     base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
-    reference = (-10.0, 0.5 * base[DIVERSITY])
+    reference = (-10.0, 0.95 * base[DIVERSITY])
     assert summary["reference_point"] == pytest.approx(list(reference))
     area = _dominated_area(table[["reward/mean", DIVERSITY]].to_numpy(), reference)
     assert area > 0 and summary["hypervolume"] == pytest.approx(area, rel=1e-9)
@@ -647,3 +647,18 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     saved = pd.read_parquet(tmp_path / "results.parquet")
     assert len(saved) == 2 and not saved["feasible"].any() and saved["violations"].str.contains("kl/ref 30").all()
     assert pd.read_csv(tmp_path / "pareto.csv").empty
+
+
+def test_the_hypervolume_reference_lets_a_diversity_gain_count():
+    from alignray.sweep.driver import hypervolume_reference
+
+    base = {"reward/mean": 0.0, "diversity/word_entropy": 6.0}
+    reference = hypervolume_reference(SweepConfig(), base)
+    assert reference == pytest.approx((0.0, 5.7))
+    assert hypervolume_reference(SweepConfig(hv_reward=-1.0, hv_diversity=3.0), base) == (-1.0, 3.0)
+    front = np.array([[0.2, 5.90], [0.1, 5.95]])
+    more_diverse = front + [0.0, 0.05]  # the same rewards, a twentieth of a nat more diverse
+    gain = hypervolume(more_diverse, reference) / hypervolume(front, reference)
+    assert gain > 1.15  # (0.2*0.25 + 0.1*0.05) / (0.2*0.2 + 0.1*0.05) = 1.22
+    old = (0.0, 3.0)  # the old default, half the base's diversity: the same gain all but vanished
+    assert hypervolume(more_diverse, old) / hypervolume(front, old) < 1.02

@@ -45,7 +45,8 @@ from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
-__all__ = ["Plan", "SweepRefused", "collect_results", "feasibility", "frontier", "run_sweep"]
+__all__ = ["HV_DIVERSITY_SLACK", "Plan", "SweepRefused", "collect_results", "feasibility", "frontier",
+           "hypervolume_reference", "run_sweep"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -513,6 +514,19 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
     return dataclasses.replace(config, gpus_per_trial=1.0 if ray.cluster_resources().get("GPU") else 0.0)
 
 
+HV_DIVERSITY_SLACK = 0.05
+"""The share of the base policy's diversity a trial may lose and still count in the hypervolume."""
+
+
+def hypervolume_reference(config: SweepConfig, base: dict[str, float]) -> tuple[float, float]:
+    """The hypervolume's reference point: the base policy's reward and its diversity less ``HV_DIVERSITY_SLACK``
+    (or ``hv_reward`` / ``hv_diversity``). Both objectives count: a trial adds area only while it beats the base's
+    reward and keeps 95% of its diversity, and the diversity span is a few tenths of a nat, like the gains."""
+    reward = config.hv_reward if config.hv_reward is not None else base[config.reward_metric]
+    diversity = base[config.diversity_metric] * (1 - HV_DIVERSITY_SLACK)
+    return reward, config.hv_diversity if config.hv_diversity is not None else diversity
+
+
 def _frontier(
     plan: Plan, grids: list, base: dict[str, float], constraints: list[Constraint]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -522,10 +536,7 @@ def _frontier(
     config = plan.config
     table = feasibility(collect_results(grids, config, _study_numbers(config, plan.study)), constraints)
     table["pareto"] = frontier(table, config)
-    reference = (
-        config.hv_reward if config.hv_reward is not None else base[config.reward_metric],
-        config.hv_diversity if config.hv_diversity is not None else 0.5 * base[config.diversity_metric],
-    )
+    reference = hypervolume_reference(config, base)
     feasible = table[table["feasible"]]
     volume = hypervolume(feasible[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
     finished = int((table["status"] == "ok").sum())
