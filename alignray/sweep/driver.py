@@ -17,7 +17,7 @@ same experiment left:
 Experiment directory: ``sweep.json`` (config, study name, summary), ``preferences/``, ``base/`` (metrics.json,
 samples.parquet), ``study.db``, ``tune/``, ``results.parquet``, ``pareto.csv``, ``samples/<trial>.parquet`` (every
 finished trial's evaluation samples, with ``completion_ids``), ``frontier/<trial>/`` (model and samples),
-``report.md``, ``report.html``, ``pareto.png``, ``rewards.png``, ``hypervolume.png``.
+``report.md``, ``report.html``, ``pareto.png``, ``reward_kl.png``, ``rewards.png``, ``hypervolume.png``.
 """
 
 from __future__ import annotations
