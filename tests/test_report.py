@@ -30,7 +30,7 @@ from alignray.report import (
     write_report,
 )
 from alignray.report.document import render_html, render_markdown
-from alignray.report.experiment import hypervolume_history, reference_point
+from alignray.report.experiment import hypervolume_history, matched_kl, reference_point
 from alignray.report.figures import (
     HOLLOW,
     comparison_info,
@@ -44,6 +44,7 @@ from alignray.report.figures import (
     pareto_info,
     reward_kl_info,
 )
+from alignray.report.stats import Paired, bootstrap_p_value, holm, holm_adjusted
 from alignray.report.watch import tokens, watch_info
 from alignray.sweep.pareto import pareto_mask
 from alignray.vocabulary import words
@@ -244,7 +245,7 @@ def test_what_to_pick_names_the_best_trials_with_their_intervals_and_the_gain_ov
         for metric in ("reward/mean", "diversity/token_entropy"):
             estimate, low, high = stated(line, metric)
             assert estimate == pytest.approx(row[metric], rel=1e-3) and low < estimate < high, (title, metric)
-    label = f"{best['divergence']} β={best['beta']:.3g}"
+    label = f"{best['divergence']} β={best['beta']:.3g} lr={best['learning_rate']:.2g}"  # compared: lr in the label
     (versus,) = [line for line in lines if line.startswith(f"- {label} vs base: ")]
     difference, low, high = stated(versus, "reward/mean difference")
     assert difference == pytest.approx(best["reward/mean"] - base["reward/mean"], abs=2e-3)
@@ -283,9 +284,10 @@ def test_table_has_a_row_per_divergence_frontier_point_and_compares_loss_types(t
     assert "aa3b8112" not in set(table["trial"])
     write_report(out, resamples=100)
     text = (out / "report.md").read_text()
-    assert re.search(
-        r"\| js_divergence β=\S+ hinge \| js_divergence β=\S+ sigmoid \| reward/mean \|", text
-    ) or re.search(r"\| js_divergence β=\S+ sigmoid \| js_divergence β=\S+ hinge \| reward/mean \|", text)
+    hinge, sigmoid = r"js_divergence β=\S+ lr=\S+ hinge", r"js_divergence β=\S+ lr=\S+ sigmoid"
+    assert re.search(rf"\| {hinge} \| {sigmoid} \| reward/mean \|", text) or re.search(
+        rf"\| {sigmoid} \| {hinge} \| reward/mean \|", text
+    )
     assert "| aa3b8112 | 3 | error |" in text
 
 
@@ -795,3 +797,100 @@ def test_comparison_counts_feasible_trials_only(tmp_path):
     volume = _dominated_area(experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
     assert float(found.group(1)) == pytest.approx(volume, rel=1e-3)
     assert "| A | 10 | 10 | 5 |" in text and "B: js_divergence β=0.274." in text  # B's best feasible point, paired
+
+
+# --- honest comparisons: divergences at matched KL, bootstrap p-values, Holm's correction ------------------------
+
+
+def _matched(tmp_path: Path) -> Path:
+    """A copy of the fixture where the divergences reach different KLs: alpha_divergence's one trial at kl/ref 3
+    (the smallest largest-KL, so the band is kl/ref ≤ 3); js_divergence's highest-reward trial infeasible at kl/ref
+    2, its second highest (e47b56ee) at 14, and two lower-reward trials in the band (bbb2624f 1.65, the better,
+    and 6a844b3c 2.5); forward_kl's trials all above the band (4.27, 8.68)."""
+    out = tmp_path / "matched"
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet").set_index("trial")
+    results.loc["bd1b3444", "kl/ref"] = 3.0
+    results.loc["6a844b3c", "kl/ref"] = 2.5
+    results.loc[BEST, "kl/ref"] = 2.0
+    results["feasible"] = results.index != BEST
+    results["violations"] = np.where(results.index == BEST, "fluency/nonword_rate 0.3 > 0.15", None)
+    results.reset_index().to_parquet(out / "results.parquet")
+    return out
+
+
+def test_divergences_are_compared_by_their_best_feasible_trial_within_a_common_kl_band(tmp_path):
+    out = _matched(tmp_path)
+    experiment = load_experiment(out)
+    matched = matched_kl(experiment)
+    assert matched.band == 3.0
+    assert {group: row["trial"] for group, row in matched.chosen.items()} == {
+        ("alpha_divergence",): "bd1b3444",
+        ("js_divergence",): "bbb2624f",  # not e47b56ee (highest feasible reward, kl/ref 14), not BEST (infeasible)
+    }
+    assert matched.excluded == {("forward_kl",): pytest.approx(4.269160)}
+    feasible = experiment.feasible
+    for (divergence,), row in matched.chosen.items():  # each is its divergence's best feasible trial in the band
+        inside = feasible[(feasible["divergence"] == divergence) & (feasible["kl/ref"] <= matched.band)]
+        assert row["reward/mean"] == inside["reward/mean"].max()
+    text = write_report(out, resamples=100)["report.md"].read_text()
+    paired = _section(text, "Paired comparisons")
+    assert "compared at kl/ref ≤ 3 nats" in paired
+    assert ("Not comparable: forward_kl (every feasible trial lies above the band; its lowest kl/ref is 4.269)."
+            in paired)  # fmt: skip
+    rows = experiment.results.set_index("trial")
+
+    def named(trial: str) -> str:  # divergence, β, α, lr
+        row = rows.loc[trial]
+        alpha = f" α={row['alpha']:.2g}" if pd.notna(row["alpha"]) else ""
+        return f"{row['divergence']} β={row['beta']:.3g}{alpha} lr={row['learning_rate']:.2g}"
+
+    assert named("bd1b3444") == "alpha_divergence β=0.343 α=0.31 lr=0.00052"
+    for metric in ("reward/mean", "diversity/token_entropy"):
+        assert f"| {named('bbb2624f')} | {named('bd1b3444')} | {metric} |" in paired
+    table_rows = [line for line in paired.splitlines() if line.startswith("| ") and "| metric |" not in line]
+    assert not [line for line in table_rows if "forward_kl" in line or named(BEST) in line]
+    assert not [line for line in table_rows if f"| {named('e47b56ee')} | alpha_divergence" in line]
+
+
+def test_the_comparisons_are_one_holm_corrected_family_and_the_verdict_reads_the_adjusted_p(report):
+    out, _ = report
+    paired = _section((out / "report.md").read_text(), "Paired comparisons")
+    header, *lines = [line for line in paired.splitlines() if line.startswith("| ")]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[-3:] == ["verdict", "p", "Holm p"]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    raw = [float(row[-2]) for row in cells]
+    stated = [float(row[-1]) for row in cells]
+    assert len(raw) >= 4 and f"over the {len(raw)} comparisons of this table" in paired
+    assert stated == pytest.approx(holm(raw), rel=1e-3)
+    for row, adjusted in zip(cells, stated, strict=True):
+        assert (row[-3] == "no difference at 95% after Holm") == (adjusted >= 0.05), row
+
+
+def test_holm_adjusts_known_p_values_and_keeps_their_order():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, float("nan"), 0.01]) == pytest.approx([0.5, float("nan"), 0.02], nan_ok=True)  # m = 2
+    p = np.random.default_rng(3).uniform(0, 0.2, 30)
+    adjusted = holm(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adjusted[order]) >= 0) and np.all(adjusted >= p) and np.all(adjusted <= 1)
+    interval = Interval(0.2, 0.01, 0.4)  # excludes 0 on its own
+    alone = Paired("a", "b", "reward/mean", interval, 40, 0.95, p_value=0.03)
+    assert alone.verdict == "a higher"
+    family = holm_adjusted([alone, Paired("a", "c", "reward/mean", interval, 40, 0.95, p_value=0.04)])
+    assert [c.adjusted_p for c in family] == pytest.approx([0.06, 0.06])
+    assert [c.verdict for c in family] == ["no difference at 95% after Holm"] * 2
+
+
+def test_bootstrap_p_value_is_small_for_a_clear_difference_and_one_for_identical_samples():
+    assert bootstrap_p_value(np.array([0.1, 0.2, 0.3])) == 0.25  # no resample at or below 0: the floor 1/(3 + 1)
+    assert bootstrap_p_value(np.array([-1.0, 1.0, 2.0, 3.0])) == 0.5
+    rng = np.random.default_rng(1)
+    a = _samples(rng, 40, 2, 0.0, prompt_sd=2.0)
+    shifted = a.assign(reward=a["reward"] + 0.3 + rng.normal(0, 0.05, len(a)))
+    clear = paired_difference(shifted, a, names=("shifted", "a"), resamples=RESAMPLES)
+    assert clear.p_value == pytest.approx(1 / (RESAMPLES + 1))
+    assert paired_difference(a, a, resamples=RESAMPLES).p_value == 1.0
+    noisy = a.assign(reward=a["reward"] + rng.normal(0, 0.5, len(a)))
+    assert paired_difference(noisy, a, resamples=RESAMPLES).p_value > 0.2

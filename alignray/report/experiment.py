@@ -1,7 +1,7 @@
 """An experiment: what a sweep left in its directory (``sweep.json``, ``results.parquet``, ``base/``,
 ``samples/<trial>.parquet``), read once, and the views of it every part of the report shares: the groups of trials
-(a divergence, and its loss type when the sweep had several), each group's own frontier, the hypervolume's reference
-point and the hypervolume after each trial.
+(a divergence, and its loss type when the sweep had several), each group's own frontier, each group's representative at
+matched KL, the hypervolume's reference point and the hypervolume after each trial.
 
 Feasibility: a sweep with constraints records ``feasible`` (and ``violations``) per trial and the bounds in its
 summary's ``constraints``. Every frontier here, and so the hypervolume, "What to pick" and the comparisons, holds
@@ -24,12 +24,14 @@ __all__ = [
     "BASE",
     "KL",
     "Experiment",
+    "MatchedKL",
     "feasible_mask",
     "group_frontier",
     "group_rows",
     "groups",
     "hypervolume_history",
     "load_experiment",
+    "matched_kl",
     "reference_point",
     "selected",
 ]
@@ -176,3 +178,42 @@ def selected(experiment: Experiment) -> pd.DataFrame:
     if len(front) <= 3:
         return front
     return front.iloc[[0, len(front) // 2, len(front) - 1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchedKL:
+    """The groups compared at matched KL: each group's highest-reward feasible trial with ``kl/ref`` ≤ ``band``.
+
+    ``band``: the smallest, over the groups with a feasible trial, of each group's largest feasible ``kl/ref``, so
+    that no group is compared at a KL another cannot reach (None when no group has one). ``chosen``: group ->
+    its trial's row, in the order of ``groups``. ``excluded``: group -> its lowest feasible ``kl/ref`` when all its
+    feasible trials lie above the band, or None when it has no feasible finished trial with a ``kl/ref``."""
+
+    band: float | None
+    chosen: dict[tuple[str, ...], pd.Series]
+    excluded: dict[tuple[str, ...], float | None]
+
+
+def matched_kl(experiment: Experiment) -> MatchedKL:
+    """Each group's representative at matched KL (see ``MatchedKL``)."""
+    feasible: dict[tuple[str, ...], pd.DataFrame] = {}
+    excluded: dict[tuple[str, ...], float | None] = {}
+    for group in groups(experiment):
+        rows = group_rows(experiment, group)
+        rows = rows[feasible_mask(rows)]
+        rows = rows[rows[KL].notna()] if KL in rows.columns else rows.iloc[:0]
+        if rows.empty:
+            excluded[group] = None
+        else:
+            feasible[group] = rows
+    if not feasible:
+        return MatchedKL(None, {}, excluded)
+    band = float(min(rows[KL].max() for rows in feasible.values()))
+    chosen = {}
+    for group, rows in feasible.items():
+        inside = rows[rows[KL] <= band]
+        if inside.empty:
+            excluded[group] = float(rows[KL].min())
+        else:
+            chosen[group] = inside.sort_values(experiment.reward).iloc[-1]
+    return MatchedKL(band, chosen, excluded)

@@ -1,5 +1,5 @@
 """How the report writes numbers and trials: ``num`` (4 significant digits, blank for missing), a trial's parameters
-("β=0.31 α=0.3") and its label ("alpha_divergence β=0.31 α=0.3")."""
+("β=0.31 α=0.3", with the learning rate when asked) and its label ("alpha_divergence β=0.31 α=0.3")."""
 
 from __future__ import annotations
 
@@ -21,17 +21,20 @@ def num(value: Any) -> str:
     return str(value)
 
 
-def params(row: pd.Series, loss: bool = False) -> str:
-    """A trial's parameters as a short label: "β=0.27", "β=0.31 α=0.3" (and the loss type when asked)."""
+def params(row: pd.Series, loss: bool = False, lr: bool = False) -> str:
+    """A trial's parameters as a short label: "β=0.27", "β=0.31 α=0.3" (and the learning rate, "lr=0.00088", and
+    the loss type when asked)."""
     text = f"β={row['beta']:.3g}"
     if row.get("alpha") is not None and not pd.isna(row.get("alpha")):
         text += f" α={row['alpha']:.2g}"
+    if lr:
+        text += f" lr={row['learning_rate']:.2g}"
     return text + (f" {row['loss_type']}" if loss else "")
 
 
-def label(row: pd.Series, loss: bool = False) -> str:
+def label(row: pd.Series, loss: bool = False, lr: bool = False) -> str:
     """A trial as the report names it: its divergence and parameters."""
-    return f"{row['divergence']} {params(row, loss)}"
+    return f"{row['divergence']} {params(row, loss, lr)}"
 
 
 def group_name(group: tuple[str, ...]) -> str:

@@ -7,7 +7,9 @@ predictive entropy, perplexity, the non-word rate) get BCa intervals. A resample
 completions, which lowers the pooled metrics of distinct tokens and words artificially (every resample falls below the
 estimate and BCa breaks down), so those (``POOLED_METRICS``) get the estimate ± z × the bootstrap standard error.
 A paired comparison resamples the prompts two policies share jointly and recomputes the difference; an interval that
-covers 0 reads "no difference".
+covers 0 reads "no difference". Its two-sided bootstrap p-value is twice the smaller share of resampled differences on
+either side of 0 (at least 1/(resamples + 1)); a family of comparisons is corrected by Holm's step-down (``holm``,
+``holm_adjusted``), and the verdict then reads the adjusted p-value instead of the interval.
 The intervals measure evaluation noise only: one training run per configuration (the sweep has no replicate seeds),
 so training randomness is not in them. Token metrics need the samples' ``completion_ids`` and word metrics their
 ``completion`` text; samples saved without them (sweeps before the ids were kept) give those metrics no interval, and
@@ -40,6 +42,9 @@ __all__ = [
     "Interval",
     "Paired",
     "PromptTable",
+    "bootstrap_p_value",
+    "holm",
+    "holm_adjusted",
     "metric_intervals",
     "paired_difference",
     "prompt_bootstrap",
@@ -75,7 +80,8 @@ class Interval:
 
 @dataclasses.dataclass(frozen=True)
 class Paired:
-    """A paired difference ``a − b`` of one metric over the prompts both policies were evaluated on."""
+    """A paired difference ``a − b`` of one metric over the prompts both policies were evaluated on, with its
+    two-sided bootstrap ``p_value`` and, once its family was corrected (``holm_adjusted``), ``adjusted_p``."""
 
     a: str
     b: str
@@ -83,10 +89,17 @@ class Paired:
     difference: Interval
     prompts: int
     confidence: float
+    p_value: float = math.nan
+    adjusted_p: float = math.nan
 
     @property
     def verdict(self) -> str:
-        """ "a higher" / "b higher" when the interval excludes 0, else "no difference" (at the confidence level)."""
+        """ "a higher" / "b higher" when the Holm-adjusted p-value is below 1 − confidence (or, before any correction,
+        when the interval excludes 0), else "no difference" at the confidence level."""
+        if math.isfinite(self.adjusted_p):
+            if self.adjusted_p < 1 - self.confidence and self.difference.estimate != 0:
+                return f"{self.a if self.difference.estimate > 0 else self.b} higher"
+            return f"no difference at {self.confidence:.0%} after Holm"
         if not math.isfinite(self.difference.low):
             return "no interval"
         if self.difference.low > 0:
@@ -239,6 +252,19 @@ def prompt_bootstrap(
     at equal weights and the lower and upper bounds, each shape (k,): BCa intervals, or for the statistics flagged in
     ``normal`` the estimate ± z × bootstrap standard error. NaN bounds where BCa is undefined (every resample on one
     side of the estimate, or all equal)."""
+    estimate, low, high, _ = _bootstrap(statistic, prompts, confidence, resamples, seed, normal)
+    return estimate, low, high
+
+
+def _bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    prompts: int,
+    confidence: float,
+    resamples: int,
+    seed: int,
+    normal: Sequence[bool] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``prompt_bootstrap``'s estimate, bounds and the resampled statistics themselves, shape (k, resamples)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     if prompts < 2:
@@ -261,7 +287,35 @@ def prompt_bootstrap(
         half = stats.norm.ppf(0.5 + confidence / 2) * np.asarray(result.standard_error, dtype=np.float64).reshape(-1)
         low = np.where(flagged, estimate - half, low)
         high = np.where(flagged, estimate + half, high)
-    return estimate, low, high
+    distribution = np.asarray(result.bootstrap_distribution, dtype=np.float64).reshape(len(estimate), -1)
+    return estimate, low, high, distribution
+
+
+def bootstrap_p_value(resampled: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "the difference is 0" from resampled differences: 2 × min(share ≤ 0,
+    share ≥ 0), at least 1/(resamples + 1) (no resample can show a smaller p) and at most 1."""
+    resampled = np.asarray(resampled, dtype=np.float64)
+    share = min(float(np.mean(resampled <= 0)), float(np.mean(resampled >= 0)))
+    return float(min(1.0, max(2 * share, 1 / (len(resampled) + 1))))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the given order: the i-th smallest of m is multiplied by m − i + 1
+    (i from 1), kept at least as large as every smaller one's and at most 1. NaN entries stay NaN and leave the
+    family (m counts the others)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(len(p), np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
+def holm_adjusted(comparisons: Sequence[Paired]) -> list[Paired]:
+    """The comparisons, one family, each with its Holm-adjusted p-value (see ``holm``) in ``adjusted_p``."""
+    adjusted = holm([c.p_value for c in comparisons])
+    return [dataclasses.replace(c, adjusted_p=float(q)) for c, q in zip(comparisons, adjusted, strict=True)]
 
 
 def metric_intervals(
@@ -297,7 +351,8 @@ def paired_difference(
     seed: int = 0,
     vocabulary: Collection[str] | None = None,
 ) -> Paired:
-    """The difference ``metric(a) − metric(b)`` with a bootstrap interval that resamples the shared prompts jointly.
+    """The difference ``metric(a) − metric(b)`` with a bootstrap interval that resamples the shared prompts jointly,
+    and the two-sided bootstrap p-value of no difference (``bootstrap_p_value``, not yet corrected for a family).
 
     Prompts are matched by ``prompt_id``; they must hold the same prompt text in both (the sweep evaluates every
     policy on the same prompts)."""
@@ -318,8 +373,11 @@ def paired_difference(
     def statistic(weights: np.ndarray) -> np.ndarray:
         return (table_a.metrics(weights)[metric] - table_b.metrics(weights)[metric])[None]
 
-    estimate, low, high = prompt_bootstrap(
+    estimate, low, high, resampled = _bootstrap(
         statistic, len(shared), confidence, resamples, seed, [metric in POOLED_METRICS]
     )
     difference = Interval(float(estimate[0]), float(low[0]), float(high[0]))
-    return Paired(names[0], names[1], metric, difference, len(shared), confidence)
+    if metric in POOLED_METRICS:  # resamples sit below the estimate (see the module's note): centre them on it
+        resampled = resampled - resampled.mean(axis=1, keepdims=True) + estimate[:, None]
+    p_value = bootstrap_p_value(resampled[0])
+    return Paired(names[0], names[1], metric, difference, len(shared), confidence, p_value)

@@ -3,7 +3,8 @@
 ``report.html``, which embeds the same images and an interactive plotly frontier and opens from disk with no network.
 
 When the sweep had constraints, the report states them and how many trials met them; frontier, hypervolume, "What
-to pick" and comparisons hold feasible trials only, and when none is feasible it says so first and writes the rest."""
+to pick" and comparisons hold feasible trials only, and when none is feasible it says so first and writes the rest.
+Divergences are compared at matched KL (``matched_kl``), and the paired comparisons are one family, Holm-corrected."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import pandas as pd
 from alignray.report.document import Block, render_html, render_markdown, write_text
 from alignray.report.experiment import (
     BASE,
+    KL,
     Experiment,
+    MatchedKL,
     group_frontier,
     groups,
     hypervolume_history,
     load_experiment,
+    matched_kl,
     reference_point,
 )
 from alignray.report.figures import (
@@ -30,7 +34,7 @@ from alignray.report.figures import (
     reward_kl_figure,
     save_png,
 )
-from alignray.report.formatting import label, num, params
+from alignray.report.formatting import group_name, label, num, params
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,
@@ -40,6 +44,7 @@ from alignray.report.stats import (
     WORD_METRICS,
     Interval,
     Paired,
+    holm_adjusted,
     metric_intervals,
     paired_difference,
 )
@@ -58,34 +63,61 @@ def _load_samples(experiment: Experiment, trials: Sequence[str]) -> dict[str, pd
     return loaded
 
 
-def _comparisons(experiment: Experiment, loaded: dict[str, pd.DataFrame], resamples: int) -> list[Paired]:
-    """The paired comparisons the report makes: the best frontier point against the base policy; the best point
-    of each other divergence (and loss type) against the overall best; the best of each loss type against each
-    other; each on both objectives. Feasible trials only: none without a feasible trial."""
+def _comparisons(
+    experiment: Experiment, loaded: dict[str, pd.DataFrame], matched: MatchedKL, resamples: int
+) -> list[Paired]:
+    """The paired comparisons the report makes, one Holm-corrected family: the best frontier point against the base
+    policy; every two groups (divergences, and loss types when several) at matched KL, each by its representative in
+    ``matched``, higher reward first; the best of each loss type against each other; each on both objectives.
+    Feasible trials only: none without a feasible trial."""
     if experiment.frontier.empty:
         return []
+    several = experiment.finished["loss_type"].nunique() > 1
     best = experiment.frontier.iloc[0]
-    pairs: list[tuple[str, str, str, str]] = [(best["trial"], BASE, label(best), "base")]
-    for group in groups(experiment):
-        own = group_frontier(experiment, group)
-        if len(own) and own.iloc[0]["trial"] != best["trial"]:
-            pairs.append((own.iloc[0]["trial"], best["trial"], label(own.iloc[0]), label(best)))
+    pairs: list[tuple[str, str, str, str]] = [(best["trial"], BASE, label(best, lr=True), "base")]
+    matched_rows = sorted(matched.chosen.values(), key=lambda row: -row[experiment.reward])
+    for i, first in enumerate(matched_rows):
+        for second in matched_rows[i + 1 :]:
+            pairs.append((first["trial"], second["trial"], label(first, several, True), label(second, several, True)))
     ok = experiment.feasible
     losses = sorted(ok["loss_type"].unique())
     tops = [ok[ok["loss_type"] == loss].sort_values(experiment.reward).iloc[-1] for loss in losses]
     for i in range(len(tops)):
         for j in range(i + 1, len(tops)):
-            pairs.append((tops[i]["trial"], tops[j]["trial"], label(tops[i], True), label(tops[j], True)))
-    out = []
+            pairs.append((tops[i]["trial"], tops[j]["trial"], label(tops[i], True, True), label(tops[j], True, True)))
+    out, seen = [], set()
     for a, b, name_a, name_b in pairs:
-        if a not in loaded or b not in loaded:
+        if a not in loaded or b not in loaded or frozenset((a, b)) in seen:
             continue
+        seen.add(frozenset((a, b)))
         for metric in (experiment.reward, experiment.diversity):
             try:
                 out.append(paired_difference(loaded[a], loaded[b], metric, (name_a, name_b), resamples=resamples))
             except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
                 continue
-    return out
+    return holm_adjusted(out)
+
+
+def _matched_text(experiment: Experiment, matched: MatchedKL) -> str:
+    """The paragraph that says at which KL the divergences are compared, by which trials, and which are not."""
+    if matched.band is None:
+        return f"No divergence is compared at matched KL: no feasible finished trial has a `{KL}`."
+    several = experiment.finished["loss_type"].nunique() > 1
+    chosen = [f"{label(row, several, True)} ({KL} {num(float(row[KL]))}, trial `{row['trial']}`)"
+              for row in matched.chosen.values()]  # fmt: skip
+    text = (
+        f"Divergences are compared at matched KL: compared at {KL} ≤ {num(matched.band)} nats, the smallest over "
+        f"divergences of each one's largest feasible {KL}, so none is compared at a KL another cannot reach. "
+        f"Each is represented by its highest-reward feasible trial within that band: {'; '.join(chosen)}."
+    )
+    if len(matched.chosen) < 2:
+        text += " With fewer than two divergences in the band there is no divergence comparison."
+    if matched.excluded:
+        why = [f"{group_name(group)} (" + ("no feasible finished trial" if lowest is None else
+               f"every feasible trial lies above the band; its lowest {KL} is {num(lowest)}") + ")"
+               for group, lowest in matched.excluded.items()]  # fmt: skip
+        text += f" Not comparable: {'; '.join(why)}."
+    return text
 
 
 def _bounds(experiment: Experiment) -> str:
@@ -199,8 +231,8 @@ def _pick(
         if c.metric == reward:
             text.append(
                 f"- {c.a} vs {c.b}: {reward} difference {num(c.difference.estimate)} "
-                f"[{num(c.difference.low)}, {num(c.difference.high)}] over {c.prompts} shared prompts: "
-                f"**{c.verdict}**."
+                f"[{num(c.difference.low)}, {num(c.difference.high)}] (Holm-adjusted p {num(c.adjusted_p)}) over "
+                f"{c.prompts} shared prompts: **{c.verdict}**."
             )
     return text
 
@@ -245,9 +277,11 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     experiment = load_experiment(experiment_dir)
     out = experiment.directory
     shown = {r for g in groups(experiment) for r in group_frontier(experiment, g)["trial"]}
-    loaded = _load_samples(experiment, sorted(shown))
-    intervals = {trial: metric_intervals(samples, resamples=resamples) for trial, samples in loaded.items()}
-    comparisons = _comparisons(experiment, loaded, resamples)
+    matched = matched_kl(experiment)
+    loaded = _load_samples(experiment, sorted(shown | {row["trial"] for row in matched.chosen.values()}))
+    intervals = {trial: metric_intervals(samples, resamples=resamples) for trial, samples in loaded.items()
+                 if trial in shown or trial == BASE}  # fmt: skip
+    comparisons = _comparisons(experiment, loaded, matched, resamples)
     picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
     against = _against_base(experiment, loaded, picks, resamples)
     written = {
@@ -294,8 +328,12 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               f"first. Brackets: {CONFIDENCE:.0%} bootstrap intervals over evaluation prompts."),
         ("table", divergence_table(experiment, intervals)),
         ("h2", "Paired comparisons"),
-        ("p", "Differences a − b on the evaluation prompts both were scored on, the prompts resampled jointly; "
-              "'no difference' means the interval covers 0."),
+        ("p", "Differences a − b on the evaluation prompts both were scored on, the prompts resampled jointly. p: the "
+              "two-sided bootstrap p-value of no difference (twice the smaller share of resampled differences on "
+              f"either side of 0, at least 1/({resamples} + 1)); Holm p: adjusted by Holm's step-down over the "
+              f"{len(comparisons)} comparisons of this table, one family. The verdict reads the Holm p at "
+              f"{1 - CONFIDENCE:.0%}; the intervals are not adjusted."),
+        ("p", _matched_text(experiment, matched)),
         ("table", paired_table(comparisons)) if comparisons
         else ("p", "No comparison: there is no feasible finished trial with samples to compare."),
     ]  # fmt: skip

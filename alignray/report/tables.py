@@ -3,6 +3,8 @@ the paired comparisons, the samples and a frontier model's reward-hacking watch.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from alignray.report.experiment import BASE, Experiment, group_frontier, groups, selected
@@ -55,11 +57,14 @@ def trials_table(experiment: Experiment) -> pd.DataFrame:
 
 
 def paired_table(comparisons: list[Paired]) -> pd.DataFrame:
-    """One row per paired comparison: the difference, its interval, the shared prompts and the verdict."""
+    """One row per paired comparison: the difference, its interval, the shared prompts, the verdict, the bootstrap
+    p-value and, when the comparisons were corrected as a family, the Holm-adjusted p-value."""
+    holm = any(math.isfinite(c.adjusted_p) for c in comparisons)
     return pd.DataFrame(
         [{"a": c.a, "b": c.b, "metric": c.metric, "a − b": num(c.difference.estimate),
           f"{c.confidence:.0%} interval": f"[{num(c.difference.low)}, {num(c.difference.high)}]",
-          "prompts": c.prompts, "verdict": c.verdict} for c in comparisons]
+          "prompts": c.prompts, "verdict": c.verdict, "p": num(c.p_value),
+          **({"Holm p": num(c.adjusted_p)} if holm else {})} for c in comparisons]
     )  # fmt: skip
 
 
