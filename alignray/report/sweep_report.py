@@ -348,8 +348,9 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     blocks += [("h2", "Reward-hacking watch"), *_watch_blocks(experiment, loaded)]
     blocks += [
         ("h2", "Search progress"),
-        ("p", f"Hypervolume {volume:.4g} against the reference point ({reference[0]:.4g}, {reference[1]:.4g}): the "
-              "base policy's reward and half its diversity unless the sweep set hv_reward / hv_diversity."
+        ("p", f"Hypervolume {volume:.4g} against the reference point ({reference[0]:.4g}, {reference[1]:.4g}): "
+              + experiment.summary.get("reference_rule", "the base policy's reward and half its diversity unless the "
+                                       "sweep set hv_reward / hv_diversity") + "."
               + (" Infeasible trials add nothing to it." if constraints else "")),
         ("image", (written["hypervolume.png"], "hypervolume after each trial")),
         ("h2", "Every trial"),

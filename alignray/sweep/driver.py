@@ -527,6 +527,16 @@ def hypervolume_reference(config: SweepConfig, base: dict[str, float]) -> tuple[
     return reward, config.hv_diversity if config.hv_diversity is not None else diversity
 
 
+def _reference_rule(config: SweepConfig) -> str:
+    """The hypervolume reference point in words, for the report."""
+    reward = "hv_reward" if config.hv_reward is not None else "the base policy's reward"
+    diversity = "hv_diversity" if config.hv_diversity is not None else (
+        f"{1 - HV_DIVERSITY_SLACK:.0%} of its {config.diversity_metric} (a trial counts only while it beats the "
+        "base's reward and keeps that much of its diversity, so both objectives count)"
+    )  # fmt: skip
+    return f"{reward} and {diversity}"
+
+
 def _frontier(
     plan: Plan, grids: list, base: dict[str, float], constraints: list[Constraint]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -558,6 +568,7 @@ def _frontier(
         "frontier": table.loc[table["pareto"], "trial"].tolist(),
         "hypervolume": volume,
         "reference_point": list(reference),
+        "reference_rule": _reference_rule(config),
         "constraints": {c.metric: c.bound for c in constraints},
         "feasible": len(feasible),
         "concurrent_trials": plan.concurrent,
