@@ -488,7 +488,8 @@ def test_resume_refuses_changed_options_and_only_grows(sweep):
 
     def resumed(*argv):
         argv = ["--output", str(out), "--resume", *argv]
-        return load_resumed(parse_config(SweepConfig, argv, presets=SWEEP_PRESETS), given_fields(SweepConfig, argv))
+        config = parse_config(SweepConfig, argv, presets=SWEEP_PRESETS)
+        return load_resumed(config, given_fields(SweepConfig, argv, SWEEP_PRESETS))
 
     assert resumed().num_trials == 4 and resumed().num_prompts == 12  # the saved settings, not the defaults
     grown = resumed("--num-trials", "6", "--max-failures", "3")
