@@ -8,9 +8,10 @@ Metric names (reported to Tune as they are): ``reward/{mean,std,p10,p50,p90,frac
 ``kl/ref`` (Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)), ``fluency/ref_perplexity``
 (exp of the mean negative log π_ref per generated token) and ``fluency/nonword_rate`` (words outside the reference
 vocabulary / all words, pooled over all completions). Words and the reference vocabulary are
-``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words cannot raise either word
-metric: they are left out of the word entropy and counted against the rate. Samples are drawn by pure sampling
-(temperature 1, no top-k/top-p), so that they are samples of π and the KL and entropy estimates are unbiased.
+``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add nothing to the word
+entropy (they are left out of it; replacing real words with them still changes it) and count against the rate.
+Samples are drawn by pure sampling (temperature 1, no top-k/top-p), so that they are samples of π and the KL and
+entropy estimates are unbiased.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def token_entropy(token_ids: Sequence[Sequence[int]]) -> float:
 
 def word_entropy(texts: Iterable[str], vocabulary: Collection[str]) -> float:
     """Entropy (nats) of the frequency distribution of the words of all texts that are in ``vocabulary``; non-words
-    are left out, so they cannot raise it. 0 for no such words."""
+    are left out, so writing more of them adds nothing to it. 0 for no such words."""
     return _entropy(Counter(word for text in texts for word in words(text) if word in vocabulary))
 
 

@@ -775,12 +775,17 @@ def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
     every = {r.ngram for w in watch_info(experiment, loaded, top=100_000) if w.trial == once for r in w.rises}
     assert "wwyy" in every and "qqvv" not in every
     assert not {"/10", "zzqx"} & {r.ngram for r in watches[once].rises}
-    # reward and the non-word rate both rose against the base (0.1 -> 0.12) for every feasible frontier model here
-    assert all(w.fluency_warning for w in watches.values())
+    # the non-word rate rose by 0.02 (0.1 -> 0.12): within what every DPO trial adds, no warning
+    assert not any(w.fluency_warning for w in watches.values())
     text = (write_report(out, resamples=50)["report.md"]).read_text()
     watch = _section(text, "Reward-hacking watch")
     assert re.search(r"\| (/10|zzqx) \| 34% \(27\) \| 0% \| \+34 pt \|", watch), watch
-    assert "**Reward rose together with `fluency/nonword_rate`** against the base policy" in watch
+    assert "Reward rose together" not in watch
+    results = pd.read_parquet(out / "results.parquet")
+    results.loc[results["trial"] == planted, "fluency/nonword_rate"] = 0.14  # +0.04: the warning
+    results.to_parquet(out / "results.parquet", index=False)
+    text = (write_report(out, resamples=50)["report.md"]).read_text()
+    assert "**Reward rose together with `fluency/nonword_rate`** (by more than 0.025) against" in text
     plain = watch_info(load_experiment(FIXTURE), {t: load_experiment(FIXTURE).samples(t) for t in ["base", planted]})
     assert not any(w.fluency_warning for w in plain)  # no non-word rate recorded: no sentence
 
@@ -835,7 +840,7 @@ def test_divergences_are_compared_by_their_best_feasible_trial_within_a_common_k
         assert row["reward/mean"] == inside["reward/mean"].max()
     text = write_report(out, resamples=100)["report.md"].read_text()
     paired = _section(text, "Paired comparisons")
-    assert "compared at kl/ref ≤ 3 nats" in paired
+    assert "compared under a common KL cap, kl/ref ≤ 3 nats" in paired
     assert ("Not comparable: forward_kl (every feasible trial lies above the band; its lowest kl/ref is 4.269)."
             in paired)  # fmt: skip
     rows = experiment.results.set_index("trial")

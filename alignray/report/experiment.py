@@ -1,7 +1,7 @@
 """An experiment: what a sweep left in its directory (``sweep.json``, ``results.parquet``, ``base/``,
 ``samples/<trial>.parquet``), read once, and the views of it every part of the report shares: the groups of trials
 (a divergence, and its loss type when the sweep had several), each group's own frontier, each group's representative at
-matched KL, the hypervolume's reference point and the hypervolume after each trial.
+a common KL cap, the hypervolume's reference point and the hypervolume after each trial.
 
 Feasibility: a sweep with constraints records ``feasible`` (and ``violations``) per trial and the bounds in its
 summary's ``constraints``. Every frontier here, and so the hypervolume, "What to pick" and the comparisons, holds
@@ -182,7 +182,8 @@ def selected(experiment: Experiment) -> pd.DataFrame:
 
 @dataclasses.dataclass(frozen=True)
 class MatchedKL:
-    """The groups compared at matched KL: each group's highest-reward feasible trial with ``kl/ref`` ≤ ``band``.
+    """The groups compared under a common KL cap: each group's highest-reward feasible trial with ``kl/ref`` ≤
+    ``band``.
 
     ``band``: the smallest, over the groups with a feasible trial, of each group's largest feasible ``kl/ref``, so
     that no group is compared at a KL another cannot reach (None when no group has one). ``chosen``: group ->
@@ -195,7 +196,7 @@ class MatchedKL:
 
 
 def matched_kl(experiment: Experiment) -> MatchedKL:
-    """Each group's representative at matched KL (see ``MatchedKL``)."""
+    """Each group's representative under a common KL cap (see ``MatchedKL``)."""
     feasible: dict[tuple[str, ...], pd.DataFrame] = {}
     excluded: dict[tuple[str, ...], float | None] = {}
     for group in groups(experiment):

@@ -4,7 +4,8 @@
 
 When the sweep had constraints, the report states them and how many trials met them; frontier, hypervolume, "What
 to pick" and comparisons hold feasible trials only, and when none is feasible it says so first and writes the rest.
-Divergences are compared at matched KL (``matched_kl``), and the paired comparisons are one family, Holm-corrected."""
+Divergences are compared under a common KL cap (``matched_kl``), and the paired comparisons are one family,
+Holm-corrected."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from alignray.report.stats import (
     paired_difference,
 )
 from alignray.report.tables import divergence_table, paired_table, samples_table, trials_table, watch_table
-from alignray.report.watch import NONWORD, watch_info
+from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info
 
 __all__ = ["write_report"]
 
@@ -67,9 +68,9 @@ def _comparisons(
     experiment: Experiment, loaded: dict[str, pd.DataFrame], matched: MatchedKL, resamples: int
 ) -> list[Paired]:
     """The paired comparisons the report makes, one Holm-corrected family: the best frontier point against the base
-    policy; every two groups (divergences, and loss types when several) at matched KL, each by its representative in
-    ``matched``, higher reward first; the best of each loss type against each other; each on both objectives.
-    Feasible trials only: none without a feasible trial."""
+    policy; every two groups (divergences, and loss types when several) under a common KL cap, each by its
+    representative in ``matched``, higher reward first; the best of each loss type against each other; each on both
+    objectives. Feasible trials only: none without a feasible trial."""
     if experiment.frontier.empty:
         return []
     several = experiment.finished["loss_type"].nunique() > 1
@@ -101,14 +102,15 @@ def _comparisons(
 def _matched_text(experiment: Experiment, matched: MatchedKL) -> str:
     """The paragraph that says at which KL the divergences are compared, by which trials, and which are not."""
     if matched.band is None:
-        return f"No divergence is compared at matched KL: no feasible finished trial has a `{KL}`."
+        return f"No divergence is compared under a common KL cap: no feasible finished trial has a `{KL}`."
     several = experiment.finished["loss_type"].nunique() > 1
     chosen = [f"{label(row, several, True)} ({KL} {num(float(row[KL]))}, trial `{row['trial']}`)"
               for row in matched.chosen.values()]  # fmt: skip
     text = (
-        f"Divergences are compared at matched KL: compared at {KL} ≤ {num(matched.band)} nats, the smallest over "
-        f"divergences of each one's largest feasible {KL}, so none is compared at a KL another cannot reach. "
-        f"Each is represented by its highest-reward feasible trial within that band: {'; '.join(chosen)}."
+        f"Divergences are compared under a common KL cap, {KL} ≤ {num(matched.band)} nats: the smallest over "
+        f"divergences of each one's largest feasible {KL}, so none is compared at a KL another cannot reach. Each is "
+        f"represented by its highest-reward feasible trial under the cap (their KLs still differ: read them here): "
+        f"{'; '.join(chosen)}."
     )
     if len(matched.chosen) < 2:
         text += " With fewer than two divergences in the band there is no divergence comparison."
@@ -128,7 +130,7 @@ def _bounds(experiment: Experiment) -> str:
 def _constraints(experiment: Experiment) -> str | None:
     """The "Constraints" paragraph: each bound, where it came from, and how many finished trials met them all; None
     when the sweep had no constraints."""
-    if not experiment.constraints and "feasible" not in experiment.results.columns:
+    if not experiment.constraints:  # none recorded, or the sweep ran without any
         return None
     config, base = experiment.config, experiment.base
     stated = []
@@ -245,15 +247,17 @@ def _watch_blocks(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> li
     if BASE not in loaded:
         return [("p", "No watch: the base policy's samples were not kept (base/samples.parquet).")]
     blocks: list[Block] = [
-        ("p", "For each frontier model, the word 1- and 2-grams (lowercase) whose share of completions rose most "
-              "against the base policy's, among those in at least 2 of its completions. A string the reward model "
-              "pays for, not the reviews it was trained on, shows up here first.")
+        ("p", "For each frontier model, the 1- and 2-grams of lowercase tokens (words, and symbols with their digits "
+              "such as /10) whose share of completions rose most against the base policy's, ranked by lift (the "
+              "ratio of the two shares, one text added to each), among those in at least 2 of its completions. A "
+              "string the reward model pays for, not the reviews it was trained on, shows up here first.")
     ]  # fmt: skip
     for watch in watch_info(experiment, loaded):
         line = f"**{watch.label}** (trial `{watch.trial}`)."
         (base_reward, reward), (base_nonword, nonword) = watch.reward, watch.nonword
         if watch.fluency_warning:
-            line += (f" **Reward rose together with `{NONWORD}`** against the base policy ({experiment.reward} "
+            line += (f" **Reward rose together with `{NONWORD}`** (by more than {NONWORD_RISE}) against the base "
+                     f"policy ({experiment.reward} "
                      f"{num(base_reward)} → {num(reward)}, {NONWORD} {num(base_nonword)} → {num(nonword)}): part of "
                      "the gain may be non-words the reward model does not penalise; read its samples.")  # fmt: skip
         elif NONWORD in experiment.base and pd.notna(nonword):

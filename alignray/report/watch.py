@@ -22,10 +22,13 @@ import pandas as pd
 from alignray.report.experiment import BASE, Experiment
 from alignray.report.formatting import label
 
-__all__ = ["NONWORD", "NgramRise", "Watch", "ngram_shares", "tokens", "watch_info"]
+__all__ = ["NONWORD", "NONWORD_RISE", "NgramRise", "Watch", "ngram_shares", "tokens", "watch_info"]
 
 NONWORD = "fluency/nonword_rate"
 """The share of words outside the reference vocabulary; when it rose with reward, the watch says so."""
+NONWORD_RISE = 0.025
+"""The rise in the non-word rate over the base policy's beyond which the watch warns (half the default fluency
+allowance, ``max_nonword_increase`` 0.05)."""
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]\d+|[^\w\s]")
 
 
@@ -73,10 +76,11 @@ class Watch:
 
     @property
     def fluency_warning(self) -> bool:
-        """Reward and the non-word rate both rose against the base policy."""
+        """Reward rose against the base policy, and the non-word rate by more than ``NONWORD_RISE``: every DPO
+        trial writes a few more non-words than its base, so a smaller rise is no sign of a hack."""
         (base_reward, reward), (base_nonword, nonword) = self.reward, self.nonword
         return all(math.isfinite(v) for v in (*self.reward, *self.nonword)) and (
-            reward > base_reward and nonword > base_nonword
+            reward > base_reward and nonword - base_nonword > NONWORD_RISE
         )
 
 
@@ -86,15 +90,23 @@ def _number(value: object) -> float:
 
 
 def _rises(texts: pd.Series, base: tuple[Counter[str], int], top: int, min_texts: int) -> tuple[NgramRise, ...]:
+    """The n-grams ranked by their lift over the base, the log ratio of their shares of texts with one text added to
+    each side (so a string the base never wrote ranks by how often the model writes it): a rare string that went from
+    1% to 4% of texts outranks a common word that went from 59% to 66%."""
     counts, total = ngram_shares(texts.fillna("").astype(str))
     base_counts, base_total = base
+
+    def lift(rise: NgramRise) -> float:
+        base_texts = base_counts.get(rise.ngram, 0)
+        return math.log((rise.texts + 1) / (total + 2)) - math.log((base_texts + 1) / (base_total + 2))
+
     found = [
         NgramRise(gram, count / total, base_counts.get(gram, 0) / max(base_total, 1), count)
         for gram, count in counts.items()
         if count >= min_texts
     ]
     found = [r for r in found if r.rise > 0]
-    return tuple(sorted(found, key=lambda r: (-r.rise, -r.share, r.ngram))[:top])
+    return tuple(sorted(found, key=lambda r: (-lift(r), -r.share, r.ngram))[:top])
 
 
 def watch_info(

@@ -173,7 +173,10 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
             "--preset cannot be given with --resume: a resumed sweep keeps the settings it was started with; drop "
             "--preset (and give only --num-trials, --max-failures or --max-concurrent-trials)"
         )
-    saved = SweepConfig(**{**record["config"], "output": config.output, "resume": True, "overwrite": False})
+    # a sweep saved before the constraints existed keeps running without them: its trials never measured them
+    unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}
+    saved = SweepConfig(**{**record["config"], **unconstrained, "output": config.output, "resume": True,
+                           "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
     for name in sorted(set(changed) - set(RESUMABLE)):

@@ -70,7 +70,7 @@ class StudySearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if result and not error and ot_trial is not None and trial_id not in self._completed_trials:
-            for constraint in self._constraints:
+            for constraint in getattr(self, "_constraints", ()):  # a searcher pickled before constraints had none
                 ot_trial.set_constraint(constraint.metric, constraint.value(result))
         super().on_trial_complete(trial_id, result, error)
 
