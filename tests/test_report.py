@@ -899,3 +899,15 @@ def test_bootstrap_p_value_is_small_for_a_clear_difference_and_one_for_identical
     assert paired_difference(a, a, resamples=RESAMPLES).p_value == 1.0
     noisy = a.assign(reward=a["reward"] + rng.normal(0, 0.5, len(a)))
     assert paired_difference(noisy, a, resamples=RESAMPLES).p_value > 0.2
+
+
+def test_what_to_pick_names_the_higher_reward_trials_the_constraints_left_out(tmp_path):
+    out = _constrained(tmp_path)
+    pick = _section((write_report(out, resamples=50)["report.md"]).read_text(), "What to pick")
+    left = [line for line in pick.splitlines() if line.startswith("- Left out by the constraints")]
+    assert len(left) == 1 and f"`{BEST}`" in left[0] and "fluency/nonword_rate 0.3 > 0.15" in left[0], pick
+    experiment = load_experiment(out)
+    assert BEST not in set(experiment.frontier["trial"])  # left out of the picks themselves
+    shutil.copytree(FIXTURE, tmp_path / "plain")
+    plain = _section((write_report(tmp_path / "plain", resamples=50)["report.md"]).read_text(), "What to pick")
+    assert "Left out by the constraints" not in plain  # no constraints: nobody is left out

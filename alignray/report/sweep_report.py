@@ -229,6 +229,14 @@ def _pick(
     ]
     if len(front) > 1:
         text.append(f"- Highest diversity on the frontier: {described(front.iloc[-1])}")
+    best = front.iloc[0][reward]
+    if "violations" in experiment.finished:
+        left_out = experiment.finished[experiment.finished["violations"].notna()]
+        left_out = left_out[left_out[reward] > best].sort_values(reward, ascending=False)
+        if not left_out.empty:
+            shown = "; ".join(f"{label(row)} `{row['trial']}`, {reward} {num(row[reward])} ({row['violations']})"
+                              for _, row in left_out.head(3).iterrows())  # fmt: skip
+            text.append(f"- Left out by the constraints, with more reward than any pick: {shown}.")
     for c in comparisons:
         if c.metric == reward:
             text.append(
