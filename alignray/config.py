@@ -256,7 +256,7 @@ def _parser(
             dest=field.name,
             nargs="+" if kind is tuple else "?" if kind is bool else None,
             const="true" if kind is bool else None,  # a bare --flag means true
-            help=f"{docs.get(field.name, '')} ({default})",
+            help=f"{docs.get(field.name, '')} ({default})".replace("%", "%%"),  # argparse formats help with %
         )
     return parser
 

@@ -261,3 +261,17 @@ def test_jobs_refuse_what_the_policy_cannot_hold_before_any_work(job, argv, mess
     main = importlib.import_module(f"jobs.{job}").main
     with pytest.raises(SystemExit, match=re.escape(message)):
         main(argv)
+
+
+@pytest.mark.parametrize("job", ["sweep", "train", "evaluate", "build_preferences"])
+def test_every_jobs_help_prints_every_field(job, capsys):
+    import importlib
+
+    main = importlib.import_module(f"jobs.{job}").main
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--seed" in out and "usage:" in out
+    if job == "sweep":  # a docstring with a per cent sign: argparse must not read it as a format
+        assert "95%" in out
