@@ -257,7 +257,7 @@ def _watch_blocks(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> li
     blocks: list[Block] = [
         ("p", "For each frontier model, the 1- and 2-grams of lowercase tokens (words, and symbols with their digits "
               "such as /10) whose share of completions rose most against the base policy's, ranked by lift (the "
-              "ratio of the two shares, one text added to each), among those in at least 2 of its completions. A "
+              "ratio of the two shares, 5 texts added to each), among those in at least 2 of its completions. A "
               "string the reward model pays for, not the reviews it was trained on, shows up here first.")
     ]  # fmt: skip
     for watch in watch_info(experiment, loaded):

@@ -26,6 +26,8 @@ __all__ = ["NONWORD", "NONWORD_RISE", "NgramRise", "Watch", "ngram_shares", "tok
 
 NONWORD = "fluency/nonword_rate"
 """The share of words outside the reference vocabulary; when it rose with reward, the watch says so."""
+PSEUDO_TEXTS = 5
+"""Texts added to both sides of an n-gram's lift (a prior): below ~5 texts a rise is noise on 256 samples."""
 NONWORD_RISE = 0.025
 """The rise in the non-word rate over the base policy's beyond which the watch warns (half the default fluency
 allowance, ``max_nonword_increase`` 0.05)."""
@@ -90,15 +92,17 @@ def _number(value: object) -> float:
 
 
 def _rises(texts: pd.Series, base: tuple[Counter[str], int], top: int, min_texts: int) -> tuple[NgramRise, ...]:
-    """The n-grams ranked by their lift over the base, the log ratio of their shares of texts with one text added to
-    each side (so a string the base never wrote ranks by how often the model writes it): a rare string that went from
-    1% to 4% of texts outranks a common word that went from 59% to 66%."""
+    """The n-grams ranked by their lift over the base: the log ratio of their shares of texts, ``PSEUDO_TEXTS`` texts
+    added to each side, so that an n-gram in a handful of texts cannot rank by chance, while a string that went from
+    1% to 4% of texts ("/10") outranks a common word that went from 59% to 66% ("a")."""
     counts, total = ngram_shares(texts.fillna("").astype(str))
     base_counts, base_total = base
 
     def lift(rise: NgramRise) -> float:
         base_texts = base_counts.get(rise.ngram, 0)
-        return math.log((rise.texts + 1) / (total + 2)) - math.log((base_texts + 1) / (base_total + 2))
+        return math.log((rise.texts + PSEUDO_TEXTS) / (total + 2 * PSEUDO_TEXTS)) - math.log(
+            (base_texts + PSEUDO_TEXTS) / (base_total + 2 * PSEUDO_TEXTS)
+        )
 
     found = [
         NgramRise(gram, count / total, base_counts.get(gram, 0) / max(base_total, 1), count)
