@@ -15,7 +15,7 @@ from alignray.losses import check_loss_type
 from alignray.registry import unknown_name
 from alignray.train_config import TrainConfig
 
-__all__ = ["OBJECTIVES", "PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig"]
+__all__ = ["OBJECTIVES", "PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig", "storage_password_refusal"]
 
 PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
 """The names a trial's parameters (and a point to evaluate) may use."""
@@ -255,24 +255,35 @@ def _check_points(config: SweepConfig) -> None:
                 )
 
 
-def _check_storage_url(config: SweepConfig) -> None:
-    """A storage URL that holds a password is refused: the URL is saved in sweep.json and Tune's state."""
-    if config.storage_password_env is not None and not config.storage_password_env.isidentifier():
-        raise ValueError(f"storage_password_env={config.storage_password_env!r} is not an environment variable's name")
-    if config.storage is None:
-        return
+def storage_password_refusal(storage: str | None) -> str | None:
+    """Why a ``storage`` URL that holds a password is refused (the password hidden), or None: the URL would be saved
+    in sweep.json and Tune's state, and shown and kept in a Ray job's command line. Not a URL at all: None
+    (``check_storage`` names it, without printing any of it)."""
+    if storage is None:
+        return None
     from sqlalchemy.engine import make_url
 
     try:
-        url = make_url(config.storage)
-    except Exception:  # not a URL at all: check_storage names it, without printing any of it
-        return
-    if url.password:
-        raise ValueError(
-            f"storage={url.render_as_string(hide_password=True)!r} holds a password, which would be saved in "
-            "sweep.json and Tune's state; remove it from the URL, export it (export ALIGNRAY_STORAGE_PASSWORD=...) "
-            "and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
-        )
+        url = make_url(storage)
+    except Exception:
+        return None
+    if not url.password:
+        return None
+    return (
+        f"storage={url.render_as_string(hide_password=True)!r} holds a password, which would be saved in sweep.json, "
+        "Tune's state and the job's command line; remove it from the URL, export it (export "
+        "ALIGNRAY_STORAGE_PASSWORD=...) and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
+    )
+
+
+def _check_storage_url(config: SweepConfig) -> None:
+    """A storage URL that holds a password is refused (``storage_password_refusal``), and so is a password variable
+    that is no variable's name."""
+    if config.storage_password_env is not None and not config.storage_password_env.isidentifier():
+        raise ValueError(f"storage_password_env={config.storage_password_env!r} is not an environment variable's name")
+    refusal = storage_password_refusal(config.storage)
+    if refusal:
+        raise ValueError(refusal)
 
 
 def _point(point: str | dict, allowed: tuple[str, ...]) -> str:

@@ -225,7 +225,7 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
     saved = json.loads(done.read_text()) if done.is_file() else {}
     if target.is_file() and saved.get("key") == key and set(METRICS) <= set(saved.get("metrics", {})):
         _say("2/5 reference log-probs and base policy: reusing")
-        return target, json.loads(done.read_text())["metrics"]
+        return target, saved["metrics"]
     _say(f"2/5 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
     task = ray.remote(num_cpus=plan.resources["cpu"], num_gpus=plan.resources["gpu"])(_score_reference)
     started = time.monotonic()

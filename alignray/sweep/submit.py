@@ -191,23 +191,17 @@ def _token_error(dashboard: str, mode: str, have_token: bool) -> str:
 
 
 def _storage_password(sweep_args: list[str]) -> str | None:
-    """The refusal of a ``--storage`` URL that holds a password, with the password hidden; None when there is none."""
-    from sqlalchemy.engine import make_url
+    """The refusal of a ``--storage`` URL among ``sweep_args`` that holds a password (the sweep config's own rule,
+    ``storage_password_refusal``), with the password hidden; None when there is none."""
+    from alignray.sweep.config import storage_password_refusal
 
     for i, arg in enumerate(sweep_args):
         value = arg.partition("=")[2] if arg.startswith("--storage=") else None
         if arg == "--storage" and i + 1 < len(sweep_args):
             value = sweep_args[i + 1]
-        try:
-            url = make_url(value) if value else None
-        except Exception:  # not a URL: the job names it
-            continue
-        if url is not None and url.password:
-            return (
-                f"storage={url.render_as_string(hide_password=True)!r} holds a password, which the job's command "
-                "line would show and keep; remove it from the URL, export it (export ALIGNRAY_STORAGE_PASSWORD=...) "
-                "and pass --storage-password-env ALIGNRAY_STORAGE_PASSWORD"
-            )
+        refusal = storage_password_refusal(value)
+        if refusal:
+            return refusal
     return None
 
 
