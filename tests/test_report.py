@@ -246,7 +246,7 @@ def test_what_to_pick_names_the_best_trials_with_their_intervals_and_the_gain_ov
             estimate, low, high = stated(line, metric)
             assert estimate == pytest.approx(row[metric], rel=1e-3) and low < estimate < high, (title, metric)
     label = f"{best['divergence']} β={best['beta']:.3g} lr={best['learning_rate']:.2g}"  # compared: lr in the label
-    (versus,) = [line for line in lines if line.startswith(f"- {label} vs base: ")]
+    (versus,) = [line for line in lines if line.startswith(f"- {label} vs base (search's evaluation prompts): ")]
     difference, low, high = stated(versus, "reward/mean difference")
     assert difference == pytest.approx(best["reward/mean"] - base["reward/mean"], abs=2e-3)
     assert 0 < low < difference < high and versus.endswith(f"over 40 shared prompts: **{label} higher**.")

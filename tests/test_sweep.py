@@ -105,6 +105,8 @@ def test_grid_is_the_seeds_grid():
         ({"cpus_per_trial": 0.0001}, "cpus_per_trial=0.0001 must be >= 1"),
         ({"storage": "postgresql://sweeper:hunter2@db/studies"}, "holds a password"),
         ({"storage_password_env": "not a name"}, "is not an environment variable's name"),
+        ({"replicates": -1}, "replicates=-1 must be >= 0"),
+        ({"confirmation_prompts": 1}, "confirmation_prompts=1 gives no interval"),
     ],
 )
 def test_bad_sweep_values_are_named(values, message):
@@ -120,6 +122,7 @@ def test_sweep_job_refuses_bad_input_before_ray_and_writes_nothing(tmp_path):
         (["--beta-min", "nan"], "beta_min"),
         (["--policy", str(tmp_path / "nowhere")], "has no config.json"),
         (["--resume"], "holds no sweep to resume"),
+        (["--confirmation-prompts", "400"], "confirmation_prompts=400 exceed the 500 reviews"),
     ]
     for argv, message in cases:
         run = subprocess.run(
@@ -138,7 +141,7 @@ def test_sweep_job_refuses_bad_input_before_ray_and_writes_nothing(tmp_path):
 MICRO_SWEEP = [
     "--num-prompts", "12", "--samples-per-prompt", "3", "--max-new-tokens", "8", "--max-length", "48",
     "--eval-prompts", "8", "--eval-samples-per-prompt", "1", "--batch-size", "4", "--startup-trials", "2",
-    "--beta-min", "0.1", "--beta-max", "1.0",
+    "--beta-min", "0.1", "--beta-max", "1.0", "--confirmation-prompts", "8",
 ]  # fmt: skip
 
 
@@ -180,9 +183,8 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     points = ok[["reward/mean", DIVERSITY]].to_numpy()
     np.testing.assert_array_equal(ok["pareto"].to_numpy(), _brute_force_front(points))
     assert not table.loc[table["status"] != "ok", "pareto"].any()
-    front = pd.read_csv(out / "pareto.csv")
-    assert sorted(front["trial"]) == sorted(table.loc[table["pareto"], "trial"]) == sorted(summary["frontier"])
-    for trial in front["trial"]:
+    assert sorted(table.loc[table["pareto"], "trial"]) == sorted(summary["search_frontier"])
+    for trial in summary["search_frontier"]:
         assert (out / "frontier" / trial / "model" / "model.safetensors").is_file()
         samples = pd.read_parquet(out / "frontier" / trial / "samples.parquet")
         assert {"prompt_id", "completion", "reward", "tokens"} <= set(samples.columns) and len(samples) == 8
@@ -196,6 +198,52 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(ok["trial"])
     # timings are reported beside the metrics
     assert (ok["time/train_s"] > 0).all() and (ok["time/eval_s"] > 0).all()
+
+
+def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(sweep):
+    """Confirmation: every search-frontier configuration at its search run and one new seed, and the base policy, on
+    8 prompts held out from the search's 8; the report's frontier (pareto.csv, the summary) is the confirmed one."""
+    from test_report import _dominated_area
+
+    from alignray.metrics import evaluation_prompts
+
+    out, summary, argv = sweep
+    table = pd.read_parquet(out / "results.parquet")
+    searched = sorted(table.loc[table["pareto"], "trial"])
+    seeds = pd.read_parquet(out / "confirmation.parquet")
+    assert len(seeds) == 1 + 2 * len(searched) and (seeds["status"] == "ok").all()
+    assert sorted(seeds.loc[seeds["retrained"], "trial"]) == searched and set(seeds["seed"]) == {0, 1}
+    kept = seeds[seeds["trial"] != "base"]
+    means = kept.groupby("trial")["reward/mean"].mean()
+    confirmed = table.set_index("trial").loc[searched]
+    np.testing.assert_allclose(confirmed["confirmed/reward/mean"], means.loc[searched])
+    assert (confirmed["confirmed/seeds"] == 2).all()
+    # a new seed trains another model: its KL to the reference differs from the search run's
+    for trial in searched:
+        runs = kept[kept["trial"] == trial].set_index("seed")["kl/ref"]
+        assert runs[0] != runs[1]
+    # held-out prompts: the search's 8 are the first of one seeded draw, the confirmation's the next 8
+    policy = argv[argv.index("--policy") + 1]
+    drawn = evaluation_prompts(policy, 16, 0)
+    base_search = pd.read_parquet(out / "base" / "samples.parquet")
+    base_confirm = pd.read_parquet(out / "confirm" / "base" / "samples.parquet")
+    assert list(base_search.drop_duplicates("prompt_id")["prompt"]) == drawn[:8]
+    assert list(base_confirm.drop_duplicates("prompt_id")["prompt"]) == drawn[8:]
+    # the final frontier: confirmed, feasible, Pareto-optimal at the confirmed figures, within the search's
+    final = table[table["confirmed/pareto"]]
+    front = pd.read_csv(out / "pareto.csv")
+    assert sorted(front["trial"]) == sorted(final["trial"]) == sorted(summary["frontier"])
+    assert set(summary["frontier"]) <= set(searched) and final["confirmed/feasible"].all()
+    feasible = table[table["confirmed/feasible"]]
+    points = feasible[["confirmed/reward/mean", f"confirmed/{DIVERSITY}"]].to_numpy()
+    np.testing.assert_array_equal(feasible["confirmed/pareto"].to_numpy(), _brute_force_front(points))
+    base = json.loads((out / "confirm" / "base" / "metrics.json").read_text())["metrics"]
+    reference = (base["reward/mean"], 0.95 * base[DIVERSITY])
+    assert summary["confirmation"]["reference_point"] == pytest.approx(list(reference))
+    assert summary["confirmation"]["hypervolume"] == pytest.approx(_dominated_area(points, reference), abs=1e-12)
+    report = (out / "report.md").read_text()
+    assert "## Confirmation" in report
+    assert f"The confirmed frontier holds {len(final)} of the {len(searched)}" in report
 
 
 def test_nan_trial_is_errored_with_its_reason_and_failed_in_the_study(sweep):

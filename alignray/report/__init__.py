@@ -1,17 +1,18 @@
 """The sweep's report: Pareto plots, per-divergence tables, bootstrap intervals, paired comparisons, samples.
 
 ``write_report(experiment_dir)`` reads what ``alignray.sweep.driver`` left (``sweep.json``, ``results.parquet``,
-``base/``, ``samples/<trial>.parquet``) and writes ``report.md`` with its PNGs beside it and ``report.html``, which
-embeds the same images and an interactive plotly frontier and opens from disk with no network.
+``base/``, ``samples/<trial>.parquet``, ``confirm/``) and writes ``report.md`` with its PNGs beside it and
+``report.html``, which embeds the same images and an interactive plotly frontier and opens from disk with no network.
 ``write_comparison(a, b, out)`` puts two experiments' frontiers and search progress on one plot.
 
 One module per concern, each importing only those above it:
 
 - ``formatting``: how numbers and trials are written.
-- ``stats``: the bootstrap over evaluation prompts, metric intervals and paired differences (how confidence is
-  computed is told there).
+- ``stats``: the bootstrap over evaluation prompts (and over seeds and prompts together, for the confirmation),
+  metric intervals and paired differences (how confidence is computed is told there).
 - ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point,
-  feasibility: frontiers hold feasible trials only).
+  feasibility: frontiers hold feasible trials only; the recommended frontier is the confirmed one when the sweep
+  confirmed).
 - ``watch``: the reward-hacking watch (n-grams that rose against the base policy, reward rising with non-words).
 - ``tables``: the report's tables.
 - ``figures``: each figure as a record of its data (gathered) and a drawing of it.

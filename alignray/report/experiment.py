@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alignray.sweep.confirm import CONFIRMED, confirmed_view
 from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
 __all__ = [
@@ -61,6 +62,8 @@ class Experiment:
     summary: dict[str, Any]
     results: pd.DataFrame
     base: dict[str, float]
+    confirmed_base: dict[str, float] | None = None
+    """The base policy's metrics on the confirmation prompts (None: no confirmation)."""
 
     @property
     def reward(self) -> str:
@@ -86,12 +89,41 @@ class Experiment:
         return {str(k): float(v) for k, v in (self.summary.get("constraints") or {}).items()}
 
     @property
-    def frontier(self) -> pd.DataFrame:
-        """The feasible finished trials on the reward–diversity frontier, computed by ``pareto_mask``, by reward
-        descending; empty when no finished trial is feasible."""
+    def search_frontier(self) -> pd.DataFrame:
+        """The feasible finished trials on the reward–diversity frontier of the search's own figures, computed by
+        ``pareto_mask``, by reward descending; empty when no finished trial is feasible."""
         ok = self.feasible
         mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
         return ok[mask].sort_values(self.reward, ascending=False)
+
+    @property
+    def confirmed(self) -> pd.DataFrame | None:
+        """The configurations the sweep confirmed (``alignray.sweep.confirm.confirmed_view``: metrics are means over
+        seeds on the confirmation prompts, ``search/<metric>`` the search's figures, ``seeds`` how many), or None when
+        the sweep confirmed nothing (none asked for, nothing feasible, or a sweep recorded before confirmation)."""
+        if self.confirmed_base is None or CONFIRMED + "seeds" not in self.results.columns:
+            return None
+        rows = confirmed_view(self.results)
+        return rows if len(rows) else None
+
+    @property
+    def frontier(self) -> pd.DataFrame:
+        """The frontier the report recommends, by reward descending: the confirmed one (Pareto set of the confirmed
+        feasible configurations, at their confirmed figures) when the sweep confirmed, else ``search_frontier``."""
+        confirmed = self.confirmed
+        if confirmed is None:
+            return self.search_frontier
+        ok = confirmed[feasible_mask(confirmed)]
+        mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
+        return ok[mask].sort_values(self.reward, ascending=False)
+
+    def confirmation_samples(self, trial: str) -> list[pd.DataFrame]:
+        """The confirmation samples of ``trial`` (or the base policy, ``"base"``), one frame per seed evaluated."""
+        directory = self.directory / "confirm"
+        paths = [directory / BASE / "samples.parquet"] if trial == BASE else sorted(
+            (directory / trial).glob("seed-*/samples.parquet")
+        )  # fmt: skip
+        return [pd.read_parquet(path) for path in paths if path.is_file()]
 
     def samples(self, trial: str) -> pd.DataFrame | None:
         """The evaluation samples of ``trial`` (or of the base policy, ``"base"``); None when none were kept."""
@@ -122,7 +154,9 @@ def load_experiment(directory: str | Path) -> Experiment:
         metric = config[key]
         if metric not in results.columns and (results["status"] == "ok").any():
             raise ValueError(f"results.parquet has no column {metric!r}, the sweep's {key}")
-    return Experiment(directory, record["study"], config, record.get("summary", {}), results, base)
+    confirmed = directory / "confirm" / BASE / "metrics.json"
+    confirmed_base = json.loads(confirmed.read_text())["metrics"] if confirmed.is_file() else None
+    return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base)
 
 
 def reference_point(experiment: Experiment) -> tuple[float, float]:

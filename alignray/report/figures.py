@@ -168,6 +168,8 @@ class ParetoInfo:
     groups: tuple[ParetoGroup, ...]
     frontier: Points
     error_bars: dict[str, tuple[Interval, Interval]]
+    shifts: tuple[tuple[float, float, float, float], ...] = ()
+    """Confirmed frontier points: (search x, search y, confirmed x, confirmed y), each drawn as a dotted line."""
 
 
 def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None) -> ParetoInfo:
@@ -192,7 +194,11 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
             error_bars[row["trial"]] = (found[x], found[y])
     labels = tuple(params(row, several_losses) for _, row in front.iterrows())
     base = (experiment.base[x], experiment.base[y])
-    return ParetoInfo(x, y, base, found_groups, _points(front, x, y, labels), error_bars)
+    shifts = tuple(
+        (float(row[f"search/{x}"]), float(row[f"search/{y}"]), float(row[x]), float(row[y]))
+        for _, row in front.iterrows() if f"search/{x}" in row and f"search/{y}" in row
+    )  # fmt: skip
+    return ParetoInfo(x, y, base, found_groups, _points(front, x, y, labels), error_bars, shifts)
 
 
 def draw_pareto(info: ParetoInfo):
@@ -220,6 +226,8 @@ def draw_pareto(info: ParetoInfo):
     line.set_gid("frontier")
     left.plot(front.x, front.y, marker="o", markersize=13, markerfacecolor="none", markeredgecolor="black",
               linestyle="none", zorder=4)  # fmt: skip
+    for x0, y0, x1, y1 in info.shifts:  # search figure -> confirmed figure
+        left.plot([x0, x1], [y0, y1], color="grey", linestyle=":", linewidth=1, zorder=3)
     for trial, x, y, text in zip(front.trials, front.x, front.y, front.labels, strict=True):
         if trial in info.error_bars:
             dx, dy = info.error_bars[trial]
@@ -227,7 +235,8 @@ def draw_pareto(info: ParetoInfo):
                           alpha=0.5, linewidth=1, zorder=2)  # fmt: skip
         left.annotate(text, (x, y), textcoords="offset points", xytext=(7, 6), fontsize=8)
     _hollow_legend(left, [group.trials for group in info.groups])
-    left.set_title(f"every trial and the frontier (circled); bars: {CONFIDENCE:.0%} intervals")
+    confirmed = " confirmed" if info.shifts else ""
+    left.set_title(f"every trial and the{confirmed} frontier (circled); bars: {CONFIDENCE:.0%} intervals")
     right.set_title("the frontier of each divergence")
     left.legend(fontsize=8, loc="best")
     right.legend(fontsize=8, loc="best")

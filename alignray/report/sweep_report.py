@@ -48,8 +48,17 @@ from alignray.report.stats import (
     holm_adjusted,
     metric_intervals,
     paired_difference,
+    seed_prompt_difference,
+    seed_prompt_intervals,
 )
-from alignray.report.tables import divergence_table, paired_table, samples_table, trials_table, watch_table
+from alignray.report.tables import (
+    confirmation_table,
+    divergence_table,
+    paired_table,
+    samples_table,
+    trials_table,
+    watch_table,
+)
 from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info
 
 __all__ = ["write_report"]
@@ -71,10 +80,10 @@ def _comparisons(
     policy; every two groups (divergences, and loss types when several) under a common KL cap, each by its
     representative in ``matched``, higher reward first; the best of each loss type against each other; each on both
     objectives. Feasible trials only: none without a feasible trial."""
-    if experiment.frontier.empty:
+    if experiment.search_frontier.empty:
         return []
     several = experiment.finished["loss_type"].nunique() > 1
-    best = experiment.frontier.iloc[0]
+    best = experiment.search_frontier.iloc[0]
     pairs: list[tuple[str, str, str, str]] = [(best["trial"], BASE, label(best, lr=True), "base")]
     matched_rows = sorted(matched.chosen.values(), key=lambda row: -row[experiment.reward])
     for i, first in enumerate(matched_rows):
@@ -153,18 +162,41 @@ def _against_base(
     experiment: Experiment, loaded: dict[str, pd.DataFrame], trials: Sequence[str], resamples: int
 ) -> dict[str, dict[str, Paired]]:
     """Each trial's paired difference against the base policy in both objectives, where both have samples and the
-    metric an interval."""
+    metric an interval: on the confirmation prompts, seeds and prompts resampled together, when the sweep confirmed;
+    else on the search's evaluation prompts (``loaded``)."""
+    confirmed = experiment.confirmed is not None
     out: dict[str, dict[str, Paired]] = {}
     for trial in trials:
-        if trial not in loaded or BASE not in loaded:
+        if confirmed:
+            mine, base = experiment.confirmation_samples(trial), experiment.confirmation_samples(BASE)
+        else:
+            mine, base = [loaded[trial]] if trial in loaded else [], [loaded[BASE]] if BASE in loaded else []
+        if not mine or not base:
             continue
         out[trial] = {}
         for metric in (experiment.reward, experiment.diversity):
             try:
-                out[trial][metric] = paired_difference(loaded[trial], loaded[BASE], metric, (trial, BASE),
-                                                       resamples=resamples)  # fmt: skip
+                if confirmed:
+                    out[trial][metric] = seed_prompt_difference(mine, base, metric, (trial, BASE), resamples=resamples)
+                else:
+                    out[trial][metric] = paired_difference(mine[0], base[0], metric, (trial, BASE),
+                                                           resamples=resamples)  # fmt: skip
             except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
                 continue
+    return out
+
+
+def _confirmed_intervals(experiment: Experiment, resamples: int) -> dict[str, dict[str, Interval]]:
+    """Intervals of the confirmed configurations and of the base policy on the confirmation prompts, seeds and
+    prompts resampled together; empty when the sweep confirmed nothing."""
+    confirmed = experiment.confirmed
+    if confirmed is None:
+        return {}
+    out = {}
+    for trial in [BASE, *confirmed["trial"]]:
+        seeds = experiment.confirmation_samples(trial)
+        if seeds:
+            out[trial] = seed_prompt_intervals(seeds, resamples=resamples)
     return out
 
 
@@ -172,9 +204,10 @@ def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paire
     """A pick's differences against the base policy in both objectives, each with its paired interval, and what the
     pick gives up."""
     parts, lost = [], []
+    base = experiment.confirmed_base if experiment.confirmed is not None else experiment.base
     for metric in (experiment.reward, experiment.diversity):
         if metric not in paired:
-            parts.append(f"{metric} difference {num(row[metric] - experiment.base.get(metric, float('nan')))} "
+            parts.append(f"{metric} difference {num(row[metric] - base.get(metric, float('nan')))} "
                          "(no interval)")  # fmt: skip
             continue
         difference = paired[metric].difference
@@ -209,42 +242,90 @@ def _pick(
                 "trial names what each broke; loosen the bounds (max_kl, max_nonword_increase) or search lower "
                 "learning rates and larger β, and run the sweep again."]  # fmt: skip
     reward, diversity = experiment.reward, experiment.diversity
-    front = experiment.frontier
+    front, confirmed = experiment.frontier, experiment.confirmed
 
     def described(row: pd.Series) -> str:
         found = intervals.get(row["trial"], {})
         r = str(found[reward]) if reward in found else num(row[reward])
         d = str(found[diversity]) if diversity in found else num(row[diversity])
+        search = (f" (search: {num(row['search/' + reward])}, {num(row['search/' + diversity])})"
+                  if confirmed is not None else "")  # fmt: skip
         return (f"**{row['divergence']}** ({row['loss_type']}) {params(row)}, learning rate "
-                f"{row['learning_rate']:.2g} (trial `{row['trial']}`): {reward} {r}, {diversity} {d}. "
+                f"{row['learning_rate']:.2g} (trial `{row['trial']}`): {reward} {r}, {diversity} {d}{search}. "
                 f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
 
     base = intervals.get(BASE, {})
-    base_text = ", ".join(f"{m} {base[m] if m in base else num(experiment.base.get(m))}" for m in (reward, diversity))
-    text = [
-        f"The frontier holds {len(front)} of {len(experiment.finished)} finished trials. Base SFT policy: "
-        f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts; differences "
-        "against the base policy are paired over the prompts both were scored on.",
-        f"- Highest reward: {described(front.iloc[0])}",
-    ]
+    base_values = experiment.confirmed_base if confirmed is not None else experiment.base
+    base_text = ", ".join(f"{m} {base[m] if m in base else num(base_values.get(m))}" for m in (reward, diversity))
+    if confirmed is None:
+        text = [
+            f"The frontier holds {len(front)} of {len(experiment.finished)} finished trials. Base SFT policy: "
+            f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts; differences "
+            "against the base policy are paired over the prompts both were scored on. **Not confirmed**: "
+            f"{_unconfirmed(experiment)}, so these figures come from the prompts that chose the frontier and from one "
+            "training run each.",
+        ]
+    else:
+        seeds = int(confirmed["seeds"].max())
+        prompts = experiment.summary.get("confirmation", {}).get("prompts", "the")
+        text = [
+            f"The confirmed frontier holds {len(front)} of the {len(confirmed)} configurations on the search's "
+            f"feasible frontier ({len(experiment.finished)} trials finished), each retrained and measured at up to "
+            f"{seeds} seeds on {prompts} confirmation prompts held out from the search. Base SFT policy on the same "
+            f"prompts: {base_text}. Figures are means over seeds; brackets are {CONFIDENCE:.0%} intervals with seeds "
+            "and prompts resampled together, so training randomness is in them; differences against the base policy "
+            "are paired over the prompts. \"search:\" gives the figures that chose each configuration.",
+        ]
+    text.append(f"- Highest reward: {described(front.iloc[0])}")
     if len(front) > 1:
         text.append(f"- Highest diversity on the frontier: {described(front.iloc[-1])}")
-    best = front.iloc[0][reward]
+    best = front.iloc[0]["search/" + reward] if confirmed is not None else front.iloc[0][reward]
     if "violations" in experiment.finished:
         left_out = experiment.finished[experiment.finished["violations"].notna()]
         left_out = left_out[left_out[reward] > best].sort_values(reward, ascending=False)
         if not left_out.empty:
             shown = "; ".join(f"{label(row)} `{row['trial']}`, {reward} {num(row[reward])} ({row['violations']})"
                               for _, row in left_out.head(3).iterrows())  # fmt: skip
-            text.append(f"- Left out by the constraints, with more reward than any pick: {shown}.")
+            text.append(f"- Left out by the constraints, with more reward in the search than any pick: {shown}.")
+    if confirmed is not None:
+        dropped = confirmed[~confirmed["trial"].isin(front["trial"])]
+        if not dropped.empty:
+            why = "; ".join(f"{label(row)} `{row['trial']}` ({reward} {num(row[reward])}, search "
+                            f"{num(row['search/' + reward])}; "
+                            + (f"broke {row['violations']})" if pd.notna(row["violations"]) else "dominated)")
+                            for _, row in dropped.iterrows())  # fmt: skip
+            text.append(f"- On the search's frontier but not confirmed: {why}.")
     for c in comparisons:
         if c.metric == reward:
             text.append(
-                f"- {c.a} vs {c.b}: {reward} difference {num(c.difference.estimate)} "
+                f"- {c.a} vs {c.b} (search's evaluation prompts): {reward} difference {num(c.difference.estimate)} "
                 f"[{num(c.difference.low)}, {num(c.difference.high)}] (Holm-adjusted p {num(c.adjusted_p)}) over "
                 f"{c.prompts} shared prompts: **{c.verdict}**."
             )
     return text
+
+
+def _unconfirmed(experiment: Experiment) -> str:
+    """Why the sweep has no confirmation, in words."""
+    skipped = experiment.summary.get("confirmation", {}).get("skipped")
+    return skipped or "the sweep ran before confirmation existed"
+
+
+def _confirmation_blocks(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> list[Block]:
+    """The "Confirmation" section: each configuration of the search's feasible frontier, its search figures and its
+    confirmed ones with seed-and-prompt intervals, feasibility and place on the confirmed frontier."""
+    confirmed = experiment.confirmed
+    if confirmed is None:
+        return [("h2", "Confirmation"), ("p", f"None: {_unconfirmed(experiment)}.")]
+    info = experiment.summary.get("confirmation", {})
+    text = (f"The {len(confirmed)} configurations of the search's feasible frontier, retrained with "
+            f"{info.get('replicates', '?')} new seed(s) beside the search's own run and measured on "
+            f"{info.get('prompts', '?')} prompts held out from the search; constraints applied again to the means "
+            f"over seeds ({', '.join(f'`{m}` ≤ {num(b)}' for m, b in info.get('constraints', {}).items()) or 'none'}"
+            f"). Confirmed hypervolume {num(info.get('hypervolume'))} against "
+            f"({', '.join(num(v) for v in info.get('reference_point', []))}), the base policy on the confirmation "
+            "prompts. Failed seeds: " + str(info.get("failed_seeds", 0)) + ".")  # fmt: skip
+    return [("h2", "Confirmation"), ("p", text), ("table", confirmation_table(experiment, intervals))]
 
 
 def _watch_blocks(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> list[Block]:
@@ -293,11 +374,12 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     loaded = _load_samples(experiment, sorted(shown | {row["trial"] for row in matched.chosen.values()}))
     intervals = {trial: metric_intervals(samples, resamples=resamples) for trial, samples in loaded.items()
                  if trial in shown or trial == BASE}  # fmt: skip
+    confirmed = _confirmed_intervals(experiment, resamples)
     comparisons = _comparisons(experiment, loaded, matched, resamples)
     picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
     against = _against_base(experiment, loaded, picks, resamples)
     written = {
-        "pareto.png": save_png(pareto_figure(experiment, intervals), out / "pareto.png"),
+        "pareto.png": save_png(pareto_figure(experiment, {**intervals, **confirmed}), out / "pareto.png"),
         "reward_kl.png": save_png(reward_kl_figure(experiment), out / "reward_kl.png"),
         "hypervolume.png": save_png(hypervolume_figure({experiment.study: experiment}), out / "hypervolume.png"),
     }
@@ -324,8 +406,13 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               f"{config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
         *([("p", constraints)] if constraints else []),
         ("h2", "What to pick"),
-        *[("p", line) for line in _pick(experiment, intervals, comparisons, against)],
+        *[("p", line) for line in _pick(experiment, confirmed or intervals, comparisons, against)],
+        *_confirmation_blocks(experiment, confirmed),
         ("h2", "Pareto frontier"),
+        ("p", "Every trial at its search figures (the search's evaluation prompts, one training run); "
+              + ("the frontier line and its bars at the confirmed figures, a dotted line from each confirmed "
+                 "configuration's search figure to its confirmed one." if experiment.confirmed is not None
+                 else "the frontier among them.")),
         ("image", (written["pareto.png"], "reward vs diversity: every trial, the frontier, each divergence's own")),
         ("plotly", interactive_pareto({experiment.study: experiment})),
         ("h2", "Reward and KL"),
@@ -336,11 +423,13 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               + ". A trial far to the right bought its reward by moving far from the base policy."),
         ("image", (written["reward_kl.png"], "reward vs KL to the reference policy")),
         ("h2", "Per divergence and loss type"),
-        ("p", "Each divergence's own frontier points, by reward (frontier = on the overall frontier); the base policy "
-              f"first. Brackets: {CONFIDENCE:.0%} bootstrap intervals over evaluation prompts."),
+        ("p", "Each divergence's own frontier points at their search figures, by reward (frontier = on the frontier "
+              f"above); the base policy first. Brackets: {CONFIDENCE:.0%} bootstrap intervals over the search's "
+              "evaluation prompts."),
         ("table", divergence_table(experiment, intervals)),
         ("h2", "Paired comparisons"),
-        ("p", "Differences a − b on the evaluation prompts both were scored on, the prompts resampled jointly. p: the "
+        ("p", "Differences a − b on the search's evaluation prompts both were scored on, the prompts resampled "
+              "jointly (one training run each: the comparisons are the search's, not confirmed). p: the "
               "two-sided bootstrap p-value of no difference (twice the smaller share of resampled differences on "
               f"either side of 0, at least 1/({resamples} + 1)); Holm p: adjusted by Holm's step-down over the "
               f"{len(comparisons)} comparisons of this table, one family. The verdict reads the Holm p at "
@@ -377,9 +466,14 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                  if without else "")
               + (f"No interval for {', '.join(textless)}: these samples were saved without completion text. "
                  if textless else "")
-              + "They measure evaluation noise over prompts, not training randomness: each configuration was "
-              "trained once (the sweep has no replicate seeds yet), so two close trials may swap places on a "
-              "retrain."),
+              + ("These search intervals measure evaluation noise over prompts, not training randomness (one run "
+                 "per trial). The confirmed figures' intervals resample the seeds and the confirmation prompts "
+                 "together (each resample draws the prompts once for every seed, and the seeds with replacement): "
+                 "percentile intervals, or the estimate ± z × bootstrap standard error for the pooled metrics."
+                 if experiment.confirmed is not None else
+                 "They measure evaluation noise over prompts, not training randomness: each configuration was "
+                 f"trained once and not confirmed ({_unconfirmed(experiment)}), so two close trials may swap places "
+                 "on a retrain.")),
         ("h2", "Live views"),
         ("p", f"`tensorboard --logdir {experiment.config.get('tune_storage') or out / 'tune'}` (training curves "
               f"and metrics of every trial); `optuna-dashboard {_dashboard_storage(experiment)}` (the study"

@@ -12,7 +12,7 @@ from alignray.report.formatting import label, num, params
 from alignray.report.stats import Interval, Paired
 from alignray.report.watch import Watch
 
-__all__ = ["divergence_table", "paired_table", "samples_table", "trials_table", "watch_table"]
+__all__ = ["confirmation_table", "divergence_table", "paired_table", "samples_table", "trials_table", "watch_table"]
 
 
 def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
@@ -39,6 +39,28 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
                     **cells(row["trial"], row),
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
+    """One row per confirmed configuration (the search's feasible frontier), by confirmed reward: seeds measured,
+    the search's figures, the confirmed ones (means over seeds, with ``intervals`` where given), KL and non-word rate,
+    whether it met the constraints again and whether it is on the confirmed frontier."""
+    confirmed = experiment.confirmed
+    if confirmed is None:
+        return pd.DataFrame()
+    front = set(experiment.frontier["trial"])
+    reward, diversity = experiment.reward, experiment.diversity
+    rows = []
+    for _, row in confirmed.sort_values(reward, ascending=False).iterrows():
+        found = intervals.get(row["trial"], {})
+        cells = {f"{m}": str(found[m]) if m in found else num(row[m])
+                 for m in (reward, diversity, "kl/ref", "fluency/nonword_rate") if m in row}  # fmt: skip
+        rows.append({"configuration": label(row, lr=True), "trial": row["trial"], "seeds": int(row["seeds"]),
+                     f"search {reward}": num(row["search/" + reward]),
+                     f"search {diversity}": num(row["search/" + diversity]), **cells,
+                     "constraints": "met" if row["feasible"] else f"broke {row['violations']}",
+                     "confirmed frontier": "yes" if row["trial"] in front else ""})  # fmt: skip
     return pd.DataFrame(rows)
 
 

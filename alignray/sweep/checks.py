@@ -154,6 +154,12 @@ def check_sweep(config: SweepConfig) -> None:
     pool = len(imdb_prompt_reviews("eval"))
     if config.eval_prompts > pool:
         raise ValueError(f"eval_prompts={config.eval_prompts} exceeds the {pool} reviews of the evaluation pool")
+    if config.eval_prompts + config.confirmation_prompts > pool:
+        raise ValueError(
+            f"eval_prompts={config.eval_prompts} + confirmation_prompts={config.confirmation_prompts} exceed the "
+            f"{pool} reviews of the evaluation pool (the confirmation's prompts are held out from the search's); use "
+            f"confirmation_prompts <= {pool - config.eval_prompts}"
+        )
 
 
 def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:

@@ -121,6 +121,15 @@ class SweepConfig:
     """Each trial: held-out evaluation prompts (disjoint from the preference prompts)."""
     eval_samples_per_prompt: int = 2
     """Each trial: completions sampled per evaluation prompt."""
+    confirmation_prompts: int = 128
+    """Confirmation: evaluation prompts held out from the search's (other reviews of the evaluation pool, drawn after
+    the search's eval_prompts) on which the feasible frontier is measured again after the search, every seed of it;
+    the report's frontier, intervals and picks come from them. 0: no confirmation (the search's figures stand)."""
+    replicates: int = 1
+    """Confirmation: new training seeds per feasible frontier configuration (seed + 1, ...), beside the search's own
+    run, so that the report's intervals hold training randomness. On tiny-imdb each costs a trial's training (~45 s)
+    and the frontier holds 2-4 configurations, so 1 keeps make sweep within 10 minutes on 2 cores; 0: the search's
+    models are measured on the confirmation prompts only."""
     workers_per_trial: int = 1
     """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
     cpus_per_trial: float = 1.0
@@ -201,6 +210,11 @@ class SweepConfig:
             )
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise ValueError(f"gpus_per_trial={self.gpus_per_trial!r} must be >= 0")
+        for name in ("confirmation_prompts", "replicates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
+        if self.confirmation_prompts == 1:
+            raise ValueError("confirmation_prompts=1 gives no interval; use at least 2, or 0 for no confirmation")
         if self.max_failures < 0:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         for name in ("max_kl", "max_nonword_increase"):

@@ -1,7 +1,7 @@
 """The sweep driver: preference data, a shared reference, the Tune + Optuna search, and the Pareto frontier.
 
 ``run_sweep(config)`` first makes a ``Plan`` (what every stage shares, decided once, before anything is written),
-then runs the README's five stages in order, each a function of the plan, each reusing what an earlier run of the
+then runs the README's six stages in order, each a function of the plan, each reusing what an earlier run of the
 same experiment left:
 
 1. ``_preference_data``: preference data on Ray Data (``alignray.data.pipeline``), reused when its config matches;
@@ -11,13 +11,17 @@ same experiment left:
 3. ``_search``: Ray Tune with ``StudySearch`` (Optuna, multi-objective, define-by-run, study in RDB storage), each
    trial ``alignray.sweep.trial.run_trial``;
 4. ``_frontier``: ``results.parquet``, ``pareto.csv``, the frontier's models under ``frontier/<trial>/`` and the
-   hypervolume;
-5. ``_report``: ``alignray.report`` (``report.md``, ``report.html``, PNGs).
+   hypervolume of the search's figures;
+5. ``_confirm``: the feasible frontier retrained with new seeds and measured on held-out prompts
+   (``alignray.sweep.confirm``); ``results.parquet`` gains the confirmed figures and ``pareto.csv`` becomes the
+   confirmed frontier;
+6. ``_report``: ``alignray.report`` (``report.md``, ``report.html``, PNGs).
 
 Experiment directory: ``sweep.json`` (config, study name, summary), ``preferences/``, ``base/`` (metrics.json,
 samples.parquet), ``study.db``, ``tune/``, ``results.parquet``, ``pareto.csv``, ``samples/<trial>.parquet`` (every
-finished trial's evaluation samples, with ``completion_ids``), ``frontier/<trial>/`` (model and samples),
-``report.md``, ``report.html``, ``pareto.png``, ``reward_kl.png``, ``rewards.png``, ``hypervolume.png``.
+finished trial's evaluation samples, with ``completion_ids``), ``frontier/<trial>/`` (model and samples of each
+configuration on the search's feasible frontier), ``confirmation.parquet`` and ``confirm/``, ``report.md``,
+``report.html``, ``pareto.png``, ``reward_kl.png``, ``rewards.png``, ``hypervolume.png``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ import pandas as pd
 from alignray.metrics import METRICS
 from alignray.sweep.checks import SWEEP_FILE, masked_url
 from alignray.sweep.config import SweepConfig
+from alignray.sweep.confirm import (
+    CONFIRMED,
+    confirmation_units,
+    confirmed_columns,
+    confirmed_view,
+    run_units,
+    split_prompts,
+)
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
@@ -71,6 +83,8 @@ class Plan:
     """The policy's tokenizer, loaded once."""
     prompts: list[str]
     """The evaluation prompts every trial and the base policy are evaluated on."""
+    confirmation: list[str]
+    """The confirmation prompts, held out from ``prompts`` (empty: no confirmation)."""
     resources: dict[str, float]
     """One trial's Ray resources (the reference task takes the same)."""
     concurrent: int
@@ -163,7 +177,9 @@ def _plan(config: SweepConfig) -> Plan:
     config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)
     tokenizer = load_tokenizer(config.policy, "policy")
-    prompts = evaluation_prompts(config.policy, config.eval_prompts, config.seed, tokenizer)
+    drawn = evaluation_prompts(config.policy, config.eval_prompts + config.confirmation_prompts, config.seed,
+                               tokenizer)  # fmt: skip
+    prompts, confirmation = split_prompts(config, drawn)
     _init_ray()
     config = _resolve_gpus(config)
     try:
@@ -176,7 +192,7 @@ def _plan(config: SweepConfig) -> Plan:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / SWEEP_FILE
     study = json.loads(saved.read_text())["study"] if saved.is_file() else f"alignray-{uuid.uuid4().hex[:8]}"
-    plan = Plan(config, out, study, tokenizer, prompts, resources, concurrent, tune_storage)
+    plan = Plan(config, out, study, tokenizer, prompts, confirmation, resources, concurrent, tune_storage)
     _write_atomic(saved, lambda p: p.write_text(json.dumps(_record(plan), indent=2) + "\n"))
     return plan
 
@@ -198,15 +214,15 @@ def _preference_data(plan: Plan) -> Path:
     card_path = directory / "card.json"
     if card_path.is_file() and json.loads(card_path.read_text()).get("config_hash") == key:
         card = json.loads(card_path.read_text())
-        _say(f"1/5 preference data: reusing {card['counts']['pairs']} pairs in {directory}")
+        _say(f"1/6 preference data: reusing {card['counts']['pairs']} pairs in {directory}")
         return directory / "preferences.parquet"
-    _say(f"1/5 preference data: {config.num_prompts} prompts x {config.samples_per_prompt} samples on Ray Data")
+    _say(f"1/6 preference data: {config.num_prompts} prompts x {config.samples_per_prompt} samples on Ray Data")
     pairs, card = build_preferences(prefs, plan.tokenizer)
     if pairs.empty:
         raise ValueError(f"the preference data has no pairs ({card['counts']}); try another strategy or more samples")
     card["config_hash"] = key
     _write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
-    _say(f"1/5 preference data: {len(pairs)} pairs in {card['seconds']} s")
+    _say(f"1/6 preference data: {len(pairs)} pairs in {card['seconds']} s")
     return directory / "preferences.parquet"
 
 
@@ -224,9 +240,9 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
     done = base / "metrics.json"
     saved = json.loads(done.read_text()) if done.is_file() else {}
     if target.is_file() and saved.get("key") == key and set(METRICS) <= set(saved.get("metrics", {})):
-        _say("2/5 reference log-probs and base policy: reusing")
+        _say("2/6 reference log-probs and base policy: reusing")
         return target, saved["metrics"]
-    _say(f"2/5 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
+    _say(f"2/6 reference log-probs on the preference data, and the base policy on {len(prompts)} evaluation prompts")
     task = ray.remote(num_cpus=plan.resources["cpu"], num_gpus=plan.resources["gpu"])(_score_reference)
     started = time.monotonic()
     # Data travel through the object store both ways: the task may run on another node than this driver.
@@ -236,7 +252,7 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
     _write_atomic(base / "samples.parquet", lambda p: samples.to_parquet(p, index=False))
     _write_atomic(done, lambda p: p.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n"))
     _say(
-        f"2/5 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
+        f"2/6 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
         f"{metrics[config.reward_metric]:.3f}, {config.diversity_metric} {metrics[config.diversity_metric]:.3f}"
     )
     return target, metrics
@@ -324,14 +340,14 @@ def _search(plan: Plan, data: Path, constraints: list[Constraint]) -> list:
     grids = []
     if config.resume and tune.Tuner.can_restore(experiment):
         for name in _experiments(storage, study):
-            _say(f"3/5 search: resuming {name}")
+            _say(f"3/6 search: resuming {name}")
             grids.append(tune.Tuner.restore(name, trainable, resume_unfinished=True, resume_errored=False).fit())
     wanted = len(grid_points(config)) if config.search == "grid" else config.num_trials
     trials = wanted - sum(len(grid) for grid in grids)
     if trials <= 0:
         return grids
     _say(
-        f"3/5 search: {trials} {'more ' if grids else ''}trials ({config.search}"
+        f"3/6 search: {trials} {'more ' if grids else ''}trials ({config.search}"
         f"{'' if config.search == 'grid' else ', ' + config.sampler}), {plan.concurrent} at once, each "
         f"{plan.resources}; study {study!r} in {masked_url(study_storage_url(config))}"
     )
@@ -552,10 +568,10 @@ def _frontier(
     finished = int((table["status"] == "ok").sum())
     if finished and feasible.empty:
         bounds = "; ".join(f"{c.metric} <= {c.bound:.4g}" for c in constraints)
-        _say(f"4/5 frontier: none of the {finished} finished trials met the constraints ({bounds}): there is no "
+        _say(f"4/6 frontier: none of the {finished} finished trials met the constraints ({bounds}): there is no "
              "frontier to recommend; results.parquet says what each broke")  # fmt: skip
     else:
-        _say(f"4/5 frontier: {len(feasible)} of {finished} finished trials within the constraints; saving models, "
+        _say(f"4/6 frontier: {len(feasible)} of {finished} finished trials within the constraints; saving models, "
              "results.parquet, pareto.csv")  # fmt: skip
     _keep_models(grids, table, plan.out, config.keep_all_models)
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
@@ -576,6 +592,61 @@ def _frontier(
     return table, summary
 
 
+def _confirm(
+    plan: Plan, data: Path, grids: list, table: pd.DataFrame, summary: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any]]:
+    """Stage 5 (``alignray.sweep.confirm``): the feasible frontier's configurations, each at the search's seed and
+    ``replicates`` new ones, and the base policy, on the confirmation prompts; ``table`` with the confirmed columns,
+    the base policy's confirmation metrics and the summary with ``confirmation``. ``results.parquet`` and
+    ``pareto.csv`` (now the confirmed frontier) are written again. Nothing to confirm (no confirmation prompts, no
+    feasible frontier, the base policy's evaluation failed): the search's results stand, and the summary says why."""
+    config = plan.config
+    front = table[table["pareto"]]
+    if not plan.confirmation or front.empty:
+        why = "confirmation_prompts=0" if not plan.confirmation else "no feasible frontier to confirm"
+        _say(f"5/6 confirmation: none ({why}); the search's figures stand")
+        return table, {}, {**summary, "confirmation": {"skipped": why}}
+    started = time.monotonic()
+    checkpoints = {_trial_id(result)[0]: result.checkpoint for grid in grids for result in grid}
+    units = confirmation_units(config, front, checkpoints)
+    train_storage = f"{plan.tune_storage.rstrip('/')}/{plan.study}/train"
+    seeds = run_units(units, config, pd.read_parquet(data), plan.confirmation, plan.out / "confirm", plan.resources,
+                      train_storage, _say, _write_atomic)  # fmt: skip
+    _write_atomic(plan.out / "confirmation.parquet", lambda p: seeds.to_parquet(p, index=False))
+    base_row = seeds[(seeds["trial"] == "base") & (seeds["status"] == "ok")]
+    if base_row.empty:
+        why = f"the base policy's confirmation failed: {seeds.loc[seeds['trial'] == 'base', 'reason'].iloc[0]}"
+        _say(f"5/6 confirmation: none ({why}); the search's figures stand")
+        return table, {}, {**summary, "confirmation": {"skipped": why}}
+    base = {m: float(base_row.iloc[0][m]) for m in METRICS if m in base_row}
+    constraints = sweep_constraints(config, base)
+    objectives = [config.reward_metric, config.diversity_metric]
+    table = confirmed_columns(table, seeds, constraints, objectives)
+    feasible = table[table[CONFIRMED + "feasible"]]
+    reference = hypervolume_reference(config, base)
+    volume = hypervolume(feasible[[CONFIRMED + m for m in objectives]].to_numpy(), reference)
+    _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    final = table[table[CONFIRMED + "pareto"]].drop(columns="pareto")
+    _write_atomic(plan.out / "pareto.csv", lambda p: final.to_csv(p, index=False))
+    seconds = round(time.monotonic() - started, 1)
+    _say(f"5/6 confirmation: {len(feasible)} of {len(front)} frontier configurations confirmed feasible on "
+         f"{len(plan.confirmation)} held-out prompts, {1 + config.replicates} seeds each, in {seconds} s")  # fmt: skip
+    confirmation = {
+        "prompts": len(plan.confirmation),
+        "replicates": config.replicates,
+        "configurations": len(front),
+        "failed_seeds": int((seeds["status"] != "ok").sum()),
+        "constraints": {c.metric: c.bound for c in constraints},
+        "feasible": len(feasible),
+        "frontier": final["trial"].tolist(),
+        "hypervolume": volume,
+        "reference_point": list(reference),
+        "seconds": seconds,
+    }
+    return table, base, {**summary, "search_frontier": summary["frontier"], "frontier": final["trial"].tolist(),
+                         "confirmation": confirmation}  # fmt: skip
+
+
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Run (or resume) the sweep of ``config``: the plan, then the five stages; returns the summary that
     ``sweep.json`` also records."""
@@ -591,18 +662,26 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     grids = _search(plan, data, constraints)
     search_seconds = time.monotonic() - searching
     table, summary = _frontier(plan, grids, base, constraints)
+    table, confirmed_base, summary = _confirm(plan, data, grids, table, summary)
     summary = {**summary, "seconds": round(time.monotonic() - started, 1), "search_seconds": round(search_seconds, 1)}
     _write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, summary), indent=2) + "\n"))
-    _say("5/5 report")
+    _say("6/6 report")
     _report(plan.out)
-    _print_frontier(plan, table, base, summary)
+    _print_frontier(plan, table, confirmed_base or base, summary)
     return summary
 
 
 def _print_frontier(plan: Plan, table: pd.DataFrame, base: dict[str, float], summary: dict[str, Any]) -> None:
+    """The frontier the report recommends: the confirmed one (means over seeds on the confirmation prompts, the base
+    policy on the same prompts) when the sweep confirmed, else the search's."""
     config, out = plan.config, plan.out
-    print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}), {summary['seconds']} s:")
-    print(_format_table(table, config, base))
-    reference = tuple(round(v, 4) for v in summary["reference_point"])
-    print(f"hypervolume {summary['hypervolume']:.4f} against {reference}; {summary['errors']} errored")
+    confirmation = summary.get("confirmation", {})
+    where = "confirmed: the mean over {} seeds on {} held-out prompts".format(
+        1 + confirmation.get("replicates", 0), confirmation.get("prompts")
+    ) if "hypervolume" in confirmation else "the search's evaluation; not confirmed"  # fmt: skip
+    print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}, {where}), {summary['seconds']} s:")
+    print(_format_table(confirmed_view(table) if "hypervolume" in confirmation else table, config, base))
+    volume = confirmation if "hypervolume" in confirmation else summary
+    reference = tuple(round(v, 4) for v in volume["reference_point"])
+    print(f"hypervolume {volume['hypervolume']:.4f} against {reference}; {summary['errors']} errored")
     print(f"results: {out / 'results.parquet'}, {out / 'pareto.csv'}, {out / 'report.html'}, {out / 'frontier'}")

@@ -1,0 +1,125 @@
+"""The confirmation stage's bookkeeping (``alignray.sweep.confirm``) without Ray: which models it evaluates, how the
+seeds' figures become the confirmed columns and the confirmed frontier, and that a rerun evaluates nothing twice.
+The stage itself runs end to end in the micro sweep of test_sweep.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alignray.metrics import evaluation_prompts
+from alignray.sweep.config import SweepConfig
+from alignray.sweep.confirm import (
+    CONFIRMED,
+    Unit,
+    confirmation_units,
+    confirmed_columns,
+    confirmed_view,
+    run_units,
+    split_prompts,
+)
+from alignray.sweep.constraints import Constraint
+
+OBJECTIVES = ["reward/mean", "diversity/word_entropy"]
+
+
+def _search_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "trial": ["a", "b", "c", "d"],
+            "status": ["ok", "ok", "ok", "error"],
+            "divergence": ["reverse_kl", "forward_kl", "js_divergence", "reverse_kl"],
+            "beta": [0.1, 0.5, 1.0, 0.2],
+            "learning_rate": [5e-4, 3e-4, 2e-4, 1e-3],
+            "alpha": [np.nan] * 4,
+            "loss_type": ["sigmoid"] * 4,
+            "reward/mean": [0.9, 0.5, 0.3, np.nan],
+            "diversity/word_entropy": [5.0, 5.5, 5.9, np.nan],
+            "kl/ref": [4.0, 3.0, 1.0, np.nan],
+            "pareto": [True, True, True, False],
+        }
+    )
+
+
+def _seed(trial: str, seed: int, reward: float, entropy: float, kl: float) -> dict:
+    return {"trial": trial, "seed": seed, "status": "ok", "reward/mean": reward, "diversity/word_entropy": entropy,
+            "kl/ref": kl}  # fmt: skip
+
+
+def test_the_units_are_the_base_then_each_frontier_trial_at_its_search_run_and_new_seeds():
+    config = SweepConfig(seed=7, replicates=2)
+    table = _search_table()
+    units = confirmation_units(config, table[table["pareto"]], {"a": "checkpoint-a"})
+    assert [(u.trial, u.seed, u.retrained) for u in units] == [
+        ("base", 7, False),
+        ("a", 7, False), ("a", 8, True), ("a", 9, True),
+        ("b", 7, True), ("b", 8, True), ("b", 9, True),  # no checkpoint kept: its search run is retrained too
+        ("c", 7, True), ("c", 8, True), ("c", 9, True),
+    ]  # fmt: skip
+    assert units[1].checkpoint == "checkpoint-a" and units[2].checkpoint is None
+    assert units[1].params == {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4, "loss_type": "sigmoid"}
+
+
+def test_confirmed_columns_average_the_seeds_recheck_the_constraints_and_make_the_frontier():
+    seeds = pd.DataFrame(
+        [
+            _seed("base", 0, 0.0, 5.6, 0.0),
+            _seed("a", 0, 0.9, 5.0, 4.0), _seed("a", 1, 0.3, 5.2, 12.0),  # mean KL 8 > 6: breaks the budget
+            _seed("b", 0, 0.5, 5.5, 3.0), _seed("b", 1, 0.7, 5.3, 3.0),  # 0.6, 5.4
+            _seed("c", 0, 0.2, 5.9, 1.0), _seed("c", 1, 0.2, 5.7, 1.0),  # 0.2, 5.8
+            {"trial": "c", "seed": 2, "status": "error", "reason": "FloatingPointError: nan"},
+        ]
+    )  # fmt: skip
+    table = confirmed_columns(_search_table(), seeds, [Constraint("kl/ref", 6.0)], OBJECTIVES)
+    by = table.set_index("trial")
+    assert by.loc["a", CONFIRMED + "reward/mean"] == pytest.approx(0.6)
+    assert by.loc["b", CONFIRMED + "diversity/word_entropy"] == pytest.approx(5.4)
+    assert by[CONFIRMED + "seeds"].to_dict() == {"a": 2, "b": 2, "c": 2, "d": 0}  # the failed seed is not counted
+    assert by[CONFIRMED + "feasible"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
+    assert by.loc["a", CONFIRMED + "violations"] == "kl/ref 8 > 6"
+    assert by[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
+    assert np.isnan(by.loc["d", CONFIRMED + "reward/mean"])
+    # the search's figures are kept as they were
+    assert by.loc["a", "reward/mean"] == 0.9 and by.loc["a", "pareto"]
+
+    view = confirmed_view(table).set_index("trial")
+    assert list(view.index) == ["a", "b", "c"]
+    assert view.loc["b", "reward/mean"] == pytest.approx(0.6) and view.loc["b", "search/reward/mean"] == 0.5
+    assert view["pareto"].to_dict() == {"a": False, "b": True, "c": True}
+    assert view.loc["a", "violations"] == "kl/ref 8 > 6" and view.loc["c", "seeds"] == 2
+    assert not any(c.startswith(CONFIRMED) for c in view.columns)
+
+
+def test_a_dominated_configuration_leaves_the_confirmed_frontier():
+    seeds = pd.DataFrame([_seed("a", 0, 0.5, 5.0, 1.0), _seed("b", 0, 0.6, 5.5, 1.0), _seed("c", 0, 0.1, 5.9, 1.0)])
+    table = confirmed_columns(_search_table(), seeds, [], OBJECTIVES)
+    assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
+
+
+def test_the_confirmation_prompts_are_held_out_and_the_search_keeps_its_own():
+    config = SweepConfig(eval_prompts=16, confirmation_prompts=24)
+    drawn = evaluation_prompts(config.policy, 16 + 24, config.seed)
+    search, held_out = split_prompts(config, drawn)
+    assert search == evaluation_prompts(config.policy, 16, config.seed)  # what a sweep without confirmation uses
+    assert len(held_out) == 24 and held_out == drawn[16:]
+
+
+def test_a_rerun_evaluates_no_unit_twice(tmp_path):
+    """Units with a saved result (or a recorded failure) are read back: no Ray task starts (Ray is not even up)."""
+    units = [Unit("base", 0), Unit("a", 0, checkpoint="kept"), Unit("a", 1, {"divergence": "reverse_kl"})]
+    for unit, metrics in zip(units[:2], [{"reward/mean": 0.1}, {"reward/mean": 0.4}], strict=True):
+        unit.directory(tmp_path).mkdir(parents=True)
+        (unit.directory(tmp_path) / "metrics.json").write_text(json.dumps({"metrics": metrics, "time/train_s": 0}))
+    units[2].directory(tmp_path).mkdir(parents=True)
+    (units[2].directory(tmp_path) / "failure.json").write_text(json.dumps({"reason": "ValueError: bad"}))
+    said = []
+    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path, {"cpu": 1, "gpu": 0}, "-", said.append,
+                     None)  # fmt: skip
+    assert said == []
+    assert rows[["trial", "seed", "status", "retrained"]].values.tolist() == [
+        ["base", 0, "ok", False], ["a", 0, "ok", False], ["a", 1, "error", True]
+    ]  # fmt: skip
+    assert rows["reward/mean"].tolist()[:2] == [0.1, 0.4] and rows["reason"].iloc[2] == "ValueError: bad"
