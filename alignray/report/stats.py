@@ -10,9 +10,9 @@ A paired comparison resamples the prompts two policies share jointly and recompu
 covers 0 reads "no difference". Its two-sided bootstrap p-value is twice the smaller share of resampled differences on
 either side of 0 (at least 1/(resamples + 1)); a family of comparisons is corrected by Holm's step-down (``holm``,
 ``holm_adjusted``), and the verdict then reads the adjusted p-value instead of the interval.
-The sweep's intervals measure evaluation noise only: one training run per configuration (the sweep has no replicate
-seeds), so training randomness is not in them. Confirmation runs, which retrain a configuration with several seeds and
-evaluate every seed on the same prompts, get intervals that carry it from ``seed_prompt_intervals`` and
+The search's intervals measure evaluation noise only: one training run per trial, so training randomness is not in
+them. The confirmation (``alignray.sweep.confirm``), which retrains a configuration with several seeds and evaluates
+every seed on the same held-out prompts, gets intervals that carry it from ``seed_prompt_intervals`` and
 ``seed_prompt_difference``: a two-way bootstrap that draws the seeds and the prompts in each replicate (one prompt draw
 shared by every seed, since prompts are crossed with seeds) and averages the drawn seeds' metrics. Like any bootstrap
 over few units they run a little short with few seeds (85–89% coverage measured at a nominal 90% with 10 seeds whose
