@@ -17,8 +17,9 @@ __all__ = ["divergence_table", "paired_table", "samples_table", "trials_table", 
 
 def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
     """The seeds' table: the base policy's row first, then per divergence (and loss type) the points on its own
-    frontier, by reward; reward, diversity, KL and fluency with their intervals where ``intervals`` has them."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    frontier, the best in the first objective first; the objectives, KL and fluency with their intervals where
+    ``intervals`` has them."""
+    metrics = list(dict.fromkeys([*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity"]))
     overall = set(experiment.frontier["trial"])
 
     def cells(key: str, values: pd.Series | dict[str, float]) -> dict[str, str]:
@@ -45,7 +46,8 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
 def trials_table(experiment: Experiment) -> pd.DataFrame:
     """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier, feasibility and the
     constraints broken (when the sweep had constraints) and an error's reason."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
+    metrics = [*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
+    metrics = list(dict.fromkeys(metrics))  # an objective may be one of the others
     columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
                "pareto", "feasible", "violations", "reason"]  # fmt: skip
     table = experiment.results.sort_values("index")
