@@ -21,6 +21,7 @@ import pandas as pd
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
+from alignray.sweep.objectives import signed
 from alignray.sweep.pareto import hypervolume_curve
 from alignray.train import build_trainer, load_preferences
 from alignray.train_config import TrainConfig
@@ -28,9 +29,10 @@ from alignray.train_config import TrainConfig
 
 def curve(out: Path, config: SweepConfig, reference: tuple[float, float]) -> list[float]:
     table = pd.read_parquet(out / "results.parquet")
-    points = table[[config.reward_metric, config.diversity_metric]].to_numpy(dtype=float, copy=True)
+    objectives = config.objective_pair
+    points = signed(table[[o.metric for o in objectives]].to_numpy(dtype=float), objectives)
     points[(table["status"] != "ok").to_numpy()] = np.nan
-    return hypervolume_curve(points, reference)
+    return hypervolume_curve(points, signed(reference, objectives))
 
 
 def pairs_per_second(data: Path, shared: bool, scratch: str) -> float:

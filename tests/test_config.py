@@ -275,3 +275,19 @@ def test_every_jobs_help_prints_every_field(job, capsys):
     assert "--seed" in out and "usage:" in out
     if job == "sweep":  # a docstring with a per cent sign: argparse must not read it as a format
         assert "95%" in out
+
+
+def test_the_sweep_takes_two_objectives_on_the_command_line_each_with_a_direction(capsys):
+    from alignray.sweep.config import SweepConfig
+
+    config = parse_config(SweepConfig, ["--objectives", "reward/mean", "kl/ref:min"])
+    assert config.objectives == ("reward/mean", "kl/ref:min")
+    assert [(o.metric, o.direction) for o in config.objective_pair] == [("reward/mean", "max"), ("kl/ref", "min")]
+    for argv, message in [
+        (["reward/mean", "kl/ref:down"], "objectives: 'kl/ref:down' has the direction 'down'"),
+        (["reward/mean", "diversity/word_entropie"], "did you mean 'diversity/word_entropy'"),
+        (["reward/mean"], "gives 1; expected exactly two objectives"),
+    ]:
+        with pytest.raises(SystemExit):
+            parse_config(SweepConfig, ["--objectives", *argv])
+        assert message in capsys.readouterr().err

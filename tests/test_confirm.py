@@ -22,8 +22,9 @@ from alignray.sweep.confirm import (
     split_prompts,
 )
 from alignray.sweep.constraints import Constraint
+from alignray.sweep.objectives import parse_objectives
 
-OBJECTIVES = ["reward/mean", "diversity/word_entropy"]
+OBJECTIVES = parse_objectives(("reward/mean", "diversity/word_entropy"))
 
 
 def _search_table() -> pd.DataFrame:
@@ -97,6 +98,14 @@ def test_a_dominated_configuration_leaves_the_confirmed_frontier():
     seeds = pd.DataFrame([_seed("a", 0, 0.5, 5.0, 1.0), _seed("b", 0, 0.6, 5.5, 1.0), _seed("c", 0, 0.1, 5.9, 1.0)])
     table = confirmed_columns(_search_table(), seeds, [], OBJECTIVES)
     assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
+    # reward against KL, KL minimised: a (0.5, KL 1) is dominated by b (0.6, KL 1); c (0.1, KL 0.5) is not
+    seeds.loc[2, "kl/ref"] = 0.5
+    reward_kl = parse_objectives(("reward/mean", "kl/ref:min"))
+    table = confirmed_columns(_search_table(), seeds, [], reward_kl)
+    assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
+    seeds.loc[2, "kl/ref"] = 2.0  # now c is worse in both
+    table = confirmed_columns(_search_table(), seeds, [], reward_kl)
+    assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": False, "d": False}
 
 
 def test_the_confirmation_prompts_are_held_out_and_the_search_keeps_its_own():

@@ -297,7 +297,8 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
     from alignray.report import write_report
 
     out = tmp_path / "exp"
-    config = SweepConfig(output=str(out), diversity_metric="diversity/token_entropy")  # the fixture base's metrics
+    objectives = ("reward/mean", "diversity/token_entropy")  # the fixture base's metrics
+    config = SweepConfig(output=str(out), objectives=objectives)
     grid = [
         SimpleNamespace(config={"divergence": "js_divergence", "beta": 0.1, "learning_rate": 1e-3}, metrics={},
                         error=RuntimeError(f"RuntimeError: crash {i}"), checkpoint=None,
@@ -314,8 +315,8 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
     shown = driver._format_table(table, config, base)
     assert "base (SFT)" in shown
     finished = table[table["status"] == "ok"]
-    reference = (base[config.reward_metric], 0.5 * base[config.diversity_metric])
-    volume = driver.hypervolume(finished[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
+    reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])
+    volume = driver.hypervolume(finished[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
     assert volume == 0
     table.to_parquet(out / "results.parquet", index=False)
     summary = {"study": "alignray-0123abcd", "trials": 2, "errors": 2, "frontier": [], "hypervolume": volume,

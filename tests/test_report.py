@@ -656,7 +656,7 @@ def test_interactive_frontier_draws_infeasible_trials_open_and_names_their_viola
 def test_reward_kl_record_holds_every_finished_trial_the_base_at_kl_zero_and_the_budget(tmp_path):
     experiment = load_experiment(_constrained(tmp_path))
     info = reward_kl_info(experiment)
-    assert (info.kl, info.reward, info.budget) == ("kl/ref", "reward/mean", 15.0)
+    assert (info.kl, info.y.metric, info.budget) == ("kl/ref", "reward/mean", 15.0)
     assert info.base == (0.0, experiment.base["reward/mean"])
     ok = experiment.finished.set_index("trial")
     every = [t for group in info.groups for t in group.trials.trials]
@@ -685,7 +685,7 @@ def test_report_states_the_constraints_and_picks_only_feasible_trials(tmp_path):
     text = written["report.md"].read_text()
     assert ("Constraints: `kl/ref` ≤ 15 (max_kl), `fluency/nonword_rate` ≤ 0.15 (the base policy's 0.1 + "
             "max_nonword_increase 0.05). 6 of 10 finished trials are feasible.") in text  # fmt: skip
-    assert "![reward vs KL to the reference policy](reward_kl.png)" in text
+    assert "![reward/mean vs KL to the reference policy](reward_kl.png)" in text
     assert "the KL budget (15) is the dashed line" in text
     pick = _section(text, "What to pick")
     assert "(trial `e47b56ee`)" in pick.split("- Highest reward: ", 1)[1].splitlines()[0]
@@ -741,10 +741,11 @@ def test_each_pick_states_its_difference_from_the_base_in_both_objectives(report
             expected = metrics_from_samples(samples)[metric] - metrics_from_samples(base)[metric]
             assert difference == pytest.approx(expected, rel=1e-3, abs=1e-4) and low < difference < high, metric
         if trial == BEST:  # the top reward is 0.18 nats less diverse than the base, and the pick must say so
-            assert high < 0 and "(**lower than the base**)" in versus
-            assert "**This pick is less diverse than the base policy.**" in versus
+            assert high < 0 and "(**lower than the base: worse**)" in versus
+            worse = "**This pick is worse than the base policy in diversity/token_entropy (higher is better).**"
+            assert worse in versus
         else:
-            assert "less diverse" not in versus
+            assert "worse than the base policy in diversity" not in versus
 
 
 def test_watch_finds_a_token_planted_in_a_frontier_models_samples(tmp_path):
@@ -912,3 +913,61 @@ def test_what_to_pick_names_the_higher_reward_trials_the_constraints_left_out(tm
     shutil.copytree(FIXTURE, tmp_path / "plain")
     plain = _section((write_report(tmp_path / "plain", resamples=50)["report.md"]).read_text(), "What to pick")
     assert "Left out by the constraints" not in plain  # no constraints: nobody is left out
+
+
+# --- configurable objectives: reward against KL, KL minimised ------------------------------------------------------
+
+REWARD_KL_FRONT = ("6895fda7", "bbb2624f")  # the fixture's reward–KL frontier: (1.07, 5.84 nats), (0.80, 1.65 nats)
+
+
+def _reward_kl(tmp_path: Path) -> Path:
+    """A copy of the fixture recorded as a sweep of reward/mean against kl/ref:min, its hypervolume reference the
+    base policy's reward and kl/ref 15 (hv_diversity)."""
+    out = tmp_path / "reward_kl"
+    shutil.copytree(FIXTURE, out)
+    record = json.loads((out / "sweep.json").read_text())
+    config = {k: v for k, v in record["config"].items() if k not in ("reward_metric", "diversity_metric")}
+    record["config"] = {**config, "objectives": ["reward/mean", "kl/ref:min"], "hv_diversity": 15.0}
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    record["summary"]["reference_point"] = [base["reward/mean"], 15.0]
+    (out / "sweep.json").write_text(json.dumps(record))
+    return out
+
+
+def test_an_experiment_recorded_before_objectives_maximises_its_reward_and_diversity_metrics():
+    from alignray.sweep.objectives import Objective
+
+    assert "diversity_metric" in json.loads((FIXTURE / "sweep.json").read_text())["config"]
+    experiment = load_experiment(FIXTURE)
+    assert experiment.objectives == (Objective("reward/mean", "max"), Objective("diversity/token_entropy", "max"))
+    assert set(experiment.frontier["trial"]) == _frontier_trials(experiment.finished)
+
+
+def test_a_reward_kl_sweep_keeps_the_low_kl_trials_and_its_report_says_lower_is_better(tmp_path):
+    experiment = load_experiment(_reward_kl(tmp_path))
+    ok = experiment.finished
+    brute = {row["trial"] for _, row in ok.iterrows()
+             if not any(o["reward/mean"] >= row["reward/mean"] and o["kl/ref"] <= row["kl/ref"]
+                        and (o["reward/mean"], o["kl/ref"]) != (row["reward/mean"], row["kl/ref"])
+                        for _, o in ok.iterrows())}  # fmt: skip
+    assert brute == set(REWARD_KL_FRONT)
+    assert tuple(experiment.frontier["trial"]) == REWARD_KL_FRONT  # the most reward first, the least KL last
+    reference = reference_point(experiment)
+    _, curve = hypervolume_history(experiment, reference)
+    negated = ok[["reward/mean", "kl/ref"]].to_numpy() * [1, -1]
+    assert curve[-1] == pytest.approx(_dominated_area(negated, (reference[0], -reference[1])))
+    assert curve[-1] > 0
+    assert pareto_info(experiment).x.title == "kl/ref (lower is better)"
+    assert reward_kl_info(experiment).y.title == "reward/mean (higher is better)"
+
+    text = write_report(experiment.directory, resamples=50)["report.md"].read_text()
+    assert "objectives `reward/mean` (higher is better) and `kl/ref` (lower is better)" in text
+    pick = _section(text, "What to pick")
+    (least,) = [line for line in pick.splitlines() if line.startswith("- Lowest kl/ref on the frontier: ")]
+    assert "(trial `bbb2624f`)" in least
+    (best,) = [line for line in pick.splitlines() if line.startswith("- Highest reward: ")]
+    assert "(trial `6895fda7`)" in best  # 5.8 nats from the base policy, which sits at 0: more KL is worse
+    assert "(**higher than the base: worse**)" in best
+    assert "**This pick is worse than the base policy in kl/ref (lower is better).**" in best
+    with pytest.raises(ValueError, match="the experiments have different objectives"):
+        write_comparison(FIXTURE, experiment.directory, tmp_path / "compare")

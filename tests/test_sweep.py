@@ -22,7 +22,7 @@ from alignray.sweep.space import GRID_BETAS, SearchSpace, grid_points
 from alignray.sweep.trial import FAULT_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
-DIVERSITY = SweepConfig().diversity_metric
+DIVERSITY = SweepConfig().objectives[1]
 
 
 def _brute_force_front(points: np.ndarray) -> np.ndarray:
@@ -78,6 +78,7 @@ def test_grid_is_the_seeds_grid():
     assert alphas == {"reverse_kl": None, "forward_kl": None, "js_divergence": None, "alpha_divergence": 0.5}
 
 
+# fmt: off
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -88,7 +89,18 @@ def test_grid_is_the_seeds_grid():
         ({"alpha_min": 0.0}, "0 < alpha_min"),
         ({"num_trials": 0}, "num_trials=0"),
         ({"sampler": "cmaes"}, "sampler='cmaes' is unknown"),
-        ({"diversity_metric": "diversity/entropy"}, "did you mean"),
+        ({"objectives": ("reward/meen", "kl/ref:min")},
+         "objectives='reward/meen' is unknown; did you mean 'reward/mean'"),
+        ({"objectives": ("reward/mean", "kl/ref:lowest")},
+         "objectives: 'kl/ref:lowest' has the direction 'lowest'; expected kl/ref:max or kl/ref:min"),
+        ({"objectives": ("reward/mean",)}, "gives 1; expected exactly two objectives"),
+        ({"objectives": ("reward/mean", "kl/ref:min", "diversity/word_entropy")}, "gives 3; expected exactly two"),
+        ({"objectives": ("reward/mean", "reward/mean:min")},
+         "names reward/mean twice; expected two different metrics"),
+        # the base policy's KL to itself is 0: a minimised kl/ref needs a reference point that a trial can beat
+        ({"objectives": ("reward/mean", "kl/ref:min"), "max_kl": None},
+         "objectives: kl/ref:min needs a hypervolume reference: give max_kl"),
+        ({"objectives": ("kl/ref:min", "reward/mean")}, "objectives: kl/ref:min first needs hv_reward"),
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1}',)}, "lacks ['learning_rate']"),
         ({"points_to_evaluate": ('{"divergence": "reverse_kl", "beta": -1, "learning_rate": 1e-4}',)}, "beta=-1"),
         ({"resume": True, "overwrite": True}, "contradict"),
@@ -109,6 +121,7 @@ def test_grid_is_the_seeds_grid():
         ({"confirmation_prompts": 1}, "confirmation_prompts=1 gives no interval"),
     ],
 )
+# fmt: on
 def test_bad_sweep_values_are_named(values, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
         SweepConfig(**values)
@@ -469,7 +482,7 @@ def test_a_storage_password_comes_from_the_environment_and_is_never_pickled(tmp_
     for blob in (pickle.dumps(searcher), _saved(searcher, tmp_path)):
         assert b"RDBStorage" not in blob and b"optuna.study" not in blob and b"optuna.trial" not in blob
     restored = pickle.loads(pickle.dumps(searcher))
-    restored.on_trial_complete("aaaa1111", {local.reward_metric: 1.0, local.diversity_metric: 2.0})
+    restored.on_trial_complete("aaaa1111", dict(zip(local.objectives, (1.0, 2.0), strict=True)))
     params = restored.suggest("bbbb2222")
     assert params["divergence"] in local.divergences
     study = optuna.load_study(study_name="alignray-0123abcd", storage=local.storage)
@@ -711,3 +724,89 @@ def test_the_hypervolume_reference_lets_a_diversity_gain_count():
     assert gain > 1.15  # (0.2*0.25 + 0.1*0.05) / (0.2*0.2 + 0.1*0.05) = 1.22
     old = (0.0, 3.0)  # the old default, half the base's diversity: the same gain all but vanished
     assert hypervolume(more_diverse, old) / hypervolume(front, old) < 1.02
+
+
+# --- configurable objectives: any two recorded metrics, each with a direction ---------------------------------------
+
+REWARD_KL = ("reward/mean", "kl/ref:min")  # the DPO paper's reward–KL frontier
+
+
+def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_on_negated_kl(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from test_report import _dominated_area
+
+    from alignray.sweep import driver
+
+    config = SweepConfig(output=str(tmp_path), objectives=REWARD_KL, max_nonword_increase=None)  # max_kl 10
+    trials = {  # trial: (reward/mean, kl/ref)
+        "aaaa1": (0.50, 8.0),  # the most reward within the KL budget
+        "bbbb2": (0.30, 2.0),
+        "cccc3": (0.20, 5.0),  # bbbb2 has more reward for less KL
+        "dddd4": (0.50, 9.0),  # aaaa1 has the same reward for less KL
+        "eeee5": (0.10, 1.0),  # the least KL
+        "ffff6": (0.60, 12.0),  # beyond the KL budget: infeasible
+    }
+    grid = [
+        SimpleNamespace(config={"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}, error=None,
+                        metrics={"reward/mean": reward, "kl/ref": kl}, checkpoint=None,
+                        path=f"/x/run_trial_{trial}_{i + 1}_beta=0.1")
+        for i, (trial, (reward, kl)) in enumerate(trials.items())
+    ]  # fmt: skip
+    monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
+    monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
+    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    base = {"reward/mean": 0.0, "kl/ref": 0.0}
+    table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
+    assert summary["frontier"] == ["aaaa1", "bbbb2", "eeee5"]
+    assert summary["reference_point"] == [0.0, 10.0]  # the base's reward, the KL budget
+    assert "the KL budget, kl/ref 10 (max_kl" in summary["reference_rule"]
+    # the area between the reference and the frontier, strip by strip of KL: 0.1 x (2 - 1) + 0.3 x (8 - 2) + 0.5 x 2
+    assert summary["hypervolume"] == pytest.approx(2.9)
+    feasible = table[table["feasible"]]
+    negated = feasible[["reward/mean", "kl/ref"]].to_numpy() * [1, -1]
+    assert summary["hypervolume"] == pytest.approx(_dominated_area(negated, (0.0, -10.0)))
+    shown = driver._format_table(table, config, base).splitlines()  # kl/ref once, the most reward first
+    assert shown[0].split().count("kl/ref") == 1 and [line.split()[0] for line in shown[2:]] == [
+        "aaaa1", "bbbb2", "eeee5"]  # fmt: skip
+
+
+def test_the_study_maximises_and_minimises_as_the_objectives_say(tmp_path):
+    from alignray.sweep.driver import _searcher
+    from alignray.sweep.objectives import Objective
+
+    config = SweepConfig(output=str(tmp_path / "exp"), storage=f"sqlite:///{tmp_path / 'study.db'}",
+                         objectives=REWARD_KL)  # fmt: skip
+    assert config.objective_pair == (Objective("reward/mean", "max"), Objective("kl/ref", "min"))
+    assert [o.better for o in config.objective_pair] == ["higher is better", "lower is better"]
+    searcher = _searcher(config, "alignray-0123abcd", seeded=False)
+    assert (searcher._metric, searcher._mode) == (["reward/mean", "kl/ref"], ["max", "min"])
+    searcher.suggest("farkl001")
+    searcher.suggest("nearkl02")
+    searcher.on_trial_complete("farkl001", {"reward/mean": 0.5, "kl/ref": 8.0})
+    searcher.on_trial_complete("nearkl02", {"reward/mean": 0.5, "kl/ref": 2.0})
+    study = optuna.load_study(study_name="alignray-0123abcd", storage=config.storage)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert [t.user_attrs["tune_trial_id"] for t in study.best_trials] == ["nearkl02"]  # the same reward, less KL
+
+
+def test_a_sweep_saved_before_objectives_resumes_with_both_maximised_and_refuses_new_ones(tmp_path):
+    import shutil
+
+    from alignray.sweep.checks import load_resumed
+
+    out = tmp_path / "old"
+    out.mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "experiment" / "sweep.json", out / "sweep.json")
+    assert "diversity_metric" in json.loads((out / "sweep.json").read_text())["config"]
+
+    def resumed(**given):
+        return load_resumed(SweepConfig(output=str(out), resume=True, **given), given)
+
+    saved = resumed()
+    assert saved.objectives == ("reward/mean", "diversity/token_entropy")
+    assert [o.direction for o in saved.objective_pair] == ["max", "max"]
+    assert resumed(objectives=("reward/mean:max", "diversity/token_entropy")).objectives == saved.objectives
+    changed = r"objectives=\('reward/mean', 'kl/ref:min'\) differs from the resumed sweep's objectives=\('reward/mean'"
+    with pytest.raises(ValueError, match=changed):
+        resumed(objectives=REWARD_KL)

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from alignray.report.document import Block, render_html, render_markdown, write_text
-from alignray.report.experiment import Experiment, load_experiment, reference_point
+from alignray.report.experiment import Experiment, load_experiment, objective_points, reference_point
 from alignray.report.figures import comparison_figure, hypervolume_figure, interactive_pareto, save_png
 from alignray.report.formatting import label, num
 from alignray.report.stats import paired_difference
 from alignray.report.tables import paired_table
+from alignray.sweep.objectives import signed
 from alignray.sweep.pareto import hypervolume
 
 __all__ = ["write_comparison"]
@@ -21,14 +23,14 @@ __all__ = ["write_comparison"]
 
 def _summary_table(experiments: dict[str, Experiment], reference: tuple[float, float]) -> pd.DataFrame:
     """One row per experiment: trials, finished, frontier size, hypervolume of the feasible trials against
-    ``reference``, best reward, feasible trials."""
+    ``reference`` (the objectives' own units), its best in the first objective, feasible trials."""
     rows = []
     for name, experiment in experiments.items():
-        ok, front = experiment.finished, experiment.frontier
-        points = experiment.feasible[[experiment.reward, experiment.diversity]].to_numpy()
+        ok, front, objectives = experiment.finished, experiment.frontier, experiment.objectives
+        volume = hypervolume(objective_points(experiment.feasible, objectives), signed(reference, objectives))
         rows.append({"experiment": name, "trials": len(experiment.results), "finished": len(ok),
-                     "frontier": len(front), "hypervolume": num(hypervolume(points, reference)),
-                     "best reward": label(front.iloc[0]) if len(front) else "",
+                     "frontier": len(front), "hypervolume": num(volume),
+                     f"best {objectives[0].metric}": label(front.iloc[0]) if len(front) else "",
                      "feasible": len(experiment.feasible)})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -37,20 +39,20 @@ def write_comparison(
     experiment_a: str | Path, experiment_b: str | Path, out: str | Path, names: tuple[str, str] | None = None
 ) -> dict[str, Path]:
     """Two experiments' frontiers on one plot and each search's hypervolume curve against one reference point (the
-    lower of the two in each objective), in ``out``: ``compare.png``, ``compare_hypervolume.png``, ``compare.md``,
+    worse of the two in each objective), in ``out``: ``compare.png``, ``compare_hypervolume.png``, ``compare.md``,
     ``compare.html``. Their best points get a paired comparison when both evaluated the same prompts."""
     a, b = load_experiment(experiment_a), load_experiment(experiment_b)
-    if (a.reward, a.diversity) != (b.reward, b.diversity):
-        raise ValueError(f"the experiments have different objectives: {(a.reward, a.diversity)} and "
-                         f"{(b.reward, b.diversity)}")  # fmt: skip
+    if a.objectives != b.objectives:
+        raise ValueError(f"the experiments have different objectives: {[o.title for o in a.objectives]} and "
+                         f"{[o.title for o in b.objectives]}")  # fmt: skip
     names = names or (a.directory.name, b.directory.name)
     if names[0] == names[1]:
         names = (f"A {names[0]}", f"B {names[1]}")
     experiments = dict(zip(names, (a, b), strict=True))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ra, rb = reference_point(a), reference_point(b)
-    reference = (min(ra[0], rb[0]), min(ra[1], rb[1]))
+    worse = np.minimum(signed(reference_point(a), a.objectives), signed(reference_point(b), a.objectives))
+    reference = tuple(float(v) for v in signed(worse, a.objectives))  # signed twice: the objectives' own units
 
     written = {"compare.png": save_png(comparison_figure(experiments), out / "compare.png")}
     written["compare_hypervolume.png"] = save_png(
@@ -70,7 +72,7 @@ def write_comparison(
         samples_a, samples_b = a.samples(best_a["trial"]), b.samples(best_b["trial"])
         paired = []
         if samples_a is not None and samples_b is not None:
-            for metric in (a.reward, a.diversity):
+            for metric in (o.metric for o in a.objectives):
                 try:
                     paired.append(paired_difference(samples_a, samples_b, metric, names))
                 except ValueError as err:

@@ -3,6 +3,10 @@
 (a divergence, and its loss type when the sweep had several), each group's own frontier, each group's representative at
 a common KL cap, the hypervolume's reference point and the hypervolume after each trial.
 
+Objectives: the sweep's two (``Experiment.objectives``), each maximised or minimised; "best" and every frontier
+follow their directions. An experiment recorded before they were configurable maximised its ``reward_metric`` and
+``diversity_metric``.
+
 Feasibility: a sweep with constraints records ``feasible`` (and ``violations``) per trial and the bounds in its
 summary's ``constraints``. Every frontier here, and so the hypervolume, "What to pick" and the comparisons, holds
 feasible finished trials only; the plots still draw the others (hollow). An experiment recorded before constraints
@@ -19,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from alignray.sweep.confirm import CONFIRMED, confirmed_view
+from alignray.sweep.objectives import Objective, parse_objectives, signed, with_objectives
 from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "hypervolume_history",
     "load_experiment",
     "matched_kl",
+    "objective_points",
     "reference_point",
     "selected",
 ]
@@ -41,6 +47,11 @@ BASE = "base"
 """The base SFT policy's name where trials are named by id (``Experiment.samples``, intervals by trial)."""
 KL = "kl/ref"
 """The KL to the reference (SFT) policy, nats per completion: the reward–KL panel's axis and the KL budget's metric."""
+
+
+def objective_points(rows: pd.DataFrame, objectives: tuple[Objective, Objective]) -> np.ndarray:
+    """The rows' two objectives (n, 2), signed (``alignray.sweep.objectives.signed``): maximised either way."""
+    return signed(rows[[o.metric for o in objectives]].to_numpy(dtype=np.float64), objectives)
 
 
 def feasible_mask(rows: pd.DataFrame) -> pd.Series:
@@ -66,12 +77,9 @@ class Experiment:
     """The base policy's metrics on the confirmation prompts (None: no confirmation)."""
 
     @property
-    def reward(self) -> str:
-        return self.config["reward_metric"]
-
-    @property
-    def diversity(self) -> str:
-        return self.config["diversity_metric"]
+    def objectives(self) -> tuple[Objective, Objective]:
+        """The sweep's two objectives: the first (the plots' y axis, usually reward), then the second (x axis)."""
+        return parse_objectives(self.config["objectives"])
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -90,11 +98,11 @@ class Experiment:
 
     @property
     def search_frontier(self) -> pd.DataFrame:
-        """The feasible finished trials on the reward–diversity frontier of the search's own figures, computed by
-        ``pareto_mask``, by reward descending; empty when no finished trial is feasible."""
+        """The feasible finished trials on the frontier of the two objectives at the search's own figures, computed
+        by ``pareto_mask``, the best in the first objective first (so the best in the second last); empty when no
+        finished trial is feasible."""
         ok = self.feasible
-        mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
-        return ok[mask].sort_values(self.reward, ascending=False)
+        return self.objectives[0].best_first(ok[pareto_mask(objective_points(ok, self.objectives))])
 
     @property
     def confirmed(self) -> pd.DataFrame | None:
@@ -108,14 +116,14 @@ class Experiment:
 
     @property
     def frontier(self) -> pd.DataFrame:
-        """The frontier the report recommends, by reward descending: the confirmed one (Pareto set of the confirmed
-        feasible configurations, at their confirmed figures) when the sweep confirmed, else ``search_frontier``."""
+        """The frontier the report recommends, the best in the first objective first: the confirmed one (the Pareto
+        set of the confirmed feasible configurations, at their confirmed figures) when the sweep confirmed, else
+        ``search_frontier``."""
         confirmed = self.confirmed
         if confirmed is None:
             return self.search_frontier
         ok = confirmed[feasible_mask(confirmed)]
-        mask = pareto_mask(ok[[self.reward, self.diversity]].to_numpy())
-        return ok[mask].sort_values(self.reward, ascending=False)
+        return self.objectives[0].best_first(ok[pareto_mask(objective_points(ok, self.objectives))])
 
     def confirmation_samples(self, trial: str) -> list[pd.DataFrame]:
         """The confirmation samples of ``trial`` (or the base policy, ``"base"``), one frame per seed evaluated."""
@@ -149,31 +157,33 @@ def load_experiment(directory: str | Path) -> Experiment:
     record = json.loads((directory / "sweep.json").read_text())
     results = pd.read_parquet(directory / "results.parquet")
     base = json.loads((directory / "base" / "metrics.json").read_text())["metrics"]
-    config = record["config"]
-    for key in ("reward_metric", "diversity_metric"):
-        metric = config[key]
-        if metric not in results.columns and (results["status"] == "ok").any():
-            raise ValueError(f"results.parquet has no column {metric!r}, the sweep's {key}")
+    config = with_objectives(record["config"])
+    for objective in parse_objectives(config["objectives"]):
+        if objective.metric not in results.columns and (results["status"] == "ok").any():
+            raise ValueError(f"results.parquet has no column {objective.metric!r}, one of the sweep's objectives")
     confirmed = directory / "confirm" / BASE / "metrics.json"
     confirmed_base = json.loads(confirmed.read_text())["metrics"] if confirmed.is_file() else None
     return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base)
 
 
 def reference_point(experiment: Experiment) -> tuple[float, float]:
-    """The hypervolume's (reward, diversity) reference point: the sweep's own, else the base policy's reward and half
-    its diversity."""
+    """The hypervolume's reference point, in the objectives' own units: the sweep's own, else (a sweep recorded
+    before it saved one) the base policy's first objective and its second made worse by half."""
     saved = experiment.summary.get("reference_point")
     if saved is not None:
         return float(saved[0]), float(saved[1])
-    return experiment.base[experiment.reward], 0.5 * experiment.base[experiment.diversity]
+    first, second = experiment.objectives
+    worse = experiment.base[second.metric] - second.sign * 0.5 * abs(experiment.base[second.metric])
+    return experiment.base[first.metric], worse
 
 
 def hypervolume_history(experiment: Experiment, reference: tuple[float, float]) -> tuple[np.ndarray, list[float]]:
-    """Hypervolume after each trial, in creation order; errored and infeasible trials add nothing."""
+    """Hypervolume after each trial against ``reference`` (the objectives' own units), in creation order; errored
+    and infeasible trials add nothing."""
     table = experiment.results.sort_values("index")
-    points = table[[experiment.reward, experiment.diversity]].to_numpy(dtype=np.float64, copy=True)
+    points = objective_points(table, experiment.objectives)
     points[~feasible_mask(table).to_numpy()] = np.nan
-    return np.arange(1, len(table) + 1), hypervolume_curve(points, reference)
+    return np.arange(1, len(table) + 1), hypervolume_curve(points, signed(reference, experiment.objectives))
 
 
 def groups(experiment: Experiment) -> list[tuple[str, ...]]:
@@ -197,17 +207,16 @@ def group_rows(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
 
 
 def group_frontier(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
-    """The group's own frontier (``pareto_mask`` over its feasible trials alone), by reward descending; empty when
-    none of its trials is feasible."""
+    """The group's own frontier (``pareto_mask`` over its feasible trials alone), the best in the first objective
+    first; empty when none of its trials is feasible."""
     rows = group_rows(experiment, group)
     rows = rows[feasible_mask(rows)]
-    return rows[pareto_mask(rows[[experiment.reward, experiment.diversity]].to_numpy())].sort_values(
-        experiment.reward, ascending=False
-    )
+    return experiment.objectives[0].best_first(rows[pareto_mask(objective_points(rows, experiment.objectives))])
 
 
 def selected(experiment: Experiment) -> pd.DataFrame:
-    """Frontier models shown beside the base policy: highest reward, highest diversity, and one between."""
+    """Frontier models shown beside the base policy: the best in the first objective, the best in the second, and
+    one between."""
     front = experiment.frontier
     if len(front) <= 3:
         return front
@@ -216,8 +225,8 @@ def selected(experiment: Experiment) -> pd.DataFrame:
 
 @dataclasses.dataclass(frozen=True)
 class MatchedKL:
-    """The groups compared under a common KL cap: each group's highest-reward feasible trial with ``kl/ref`` ≤
-    ``band``.
+    """The groups compared under a common KL cap: each group's feasible trial best in the first objective (usually
+    the highest reward) with ``kl/ref`` ≤ ``band``.
 
     ``band``: the smallest, over the groups with a feasible trial, of each group's largest feasible ``kl/ref``, so
     that no group is compared at a KL another cannot reach (None when no group has one). ``chosen``: group ->
@@ -250,5 +259,5 @@ def matched_kl(experiment: Experiment) -> MatchedKL:
         if inside.empty:
             excluded[group] = float(rows[KL].min())
         else:
-            chosen[group] = inside.sort_values(experiment.reward).iloc[-1]
+            chosen[group] = experiment.objectives[0].best_first(inside).iloc[0]
     return MatchedKL(band, chosen, excluded)

@@ -3,8 +3,8 @@ without a figure), one draws it; the figure function runs both (as Optuna's ``_g
 ``_get_pareto_front_plot``).
 
 - ``pareto_figure``: every trial by divergence, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
-- ``reward_kl_figure``: reward against KL to the reference policy, the base at KL 0, the KL budget
-  (``reward_kl_info``, ``draw_reward_kl``).
+- ``reward_kl_figure``: reward (the first objective that is not KL) against KL to the reference policy, the base at
+  KL 0, the KL budget (``reward_kl_info``, ``draw_reward_kl``).
 - ``reward_histograms``: sample rewards of frontier models over the base policy's (``histogram_info``,
   ``draw_histograms``).
 - ``hypervolume_figure``: search progress, one curve per experiment (``hypervolume_info``, ``draw_hypervolume``).
@@ -12,7 +12,8 @@ without a figure), one draws it; the figure function runs both (as Optuna's ``_g
   ``draw_interactive``).
 - ``comparison_figure``: two experiments' frontiers on one plot (``comparison_info``, ``draw_comparison``).
 
-Infeasible trials (``experiment.feasible_mask``) are drawn hollow (marker face "none"; plotly's "-open" symbols),
+The first objective is on y, the second on x; each axis says whether higher or lower is better. Infeasible trials
+(``experiment.feasible_mask``) are drawn hollow (marker face "none"; plotly's "-open" symbols),
 under one legend entry, ``HOLLOW``; no frontier holds them.
 """
 
@@ -41,6 +42,7 @@ from alignray.report.experiment import (
 )
 from alignray.report.formatting import group_name, label, num, params
 from alignray.report.stats import CONFIDENCE, Interval
+from alignray.sweep.objectives import Objective
 
 __all__ = [
     "HOLLOW",
@@ -85,8 +87,8 @@ HOLLOW = "hollow: infeasible (violates a constraint)"
 
 @dataclasses.dataclass(frozen=True)
 class Points:
-    """Trials as points of a plot (diversity on x and reward on y unless told), the text written beside each (if
-    any) and whether each is feasible (drawn filled) or not (drawn hollow)."""
+    """Trials as points of a plot (the second objective on x and the first on y unless told), the text written beside
+    each (if any) and whether each is feasible (drawn filled) or not (drawn hollow)."""
 
     trials: tuple[str, ...]
     x: np.ndarray
@@ -150,7 +152,7 @@ def _pyplot():
 @dataclasses.dataclass(frozen=True)
 class ParetoGroup:
     """One divergence (and loss type): its finished trials (infeasible ones flagged) and its own frontier of
-    feasible trials, by diversity."""
+    feasible trials, by x."""
 
     name: str
     trials: Points
@@ -159,11 +161,12 @@ class ParetoGroup:
 
 @dataclasses.dataclass(frozen=True)
 class ParetoInfo:
-    """What ``draw_pareto`` draws. ``frontier``: the overall frontier (``Experiment.frontier``) by diversity,
-    labelled with β (and α); ``error_bars``: (diversity, reward) intervals of the frontier trials that have both."""
+    """What ``draw_pareto`` draws: the second objective on ``x``, the first on ``y``. ``frontier``: the overall
+    frontier (``Experiment.frontier``) by x, labelled with β (and α); ``error_bars``: (x, y) intervals of the
+    frontier trials that have both."""
 
-    diversity: str
-    reward: str
+    x: Objective
+    y: Objective
     base: tuple[float, float]
     groups: tuple[ParetoGroup, ...]
     frontier: Points
@@ -176,7 +179,8 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
     """Gather the Pareto figure's data: the trials by group, each group's frontier, the overall frontier and the
     intervals of its points where ``intervals`` has finite ones."""
     intervals = intervals or {}
-    x, y = experiment.diversity, experiment.reward
+    first, second = experiment.objectives
+    x, y = second.metric, first.metric
     found_groups = tuple(
         ParetoGroup(
             group_name(group),
@@ -198,13 +202,13 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
         (float(row[f"search/{x}"]), float(row[f"search/{y}"]), float(row[x]), float(row[y]))
         for _, row in front.iterrows() if f"search/{x}" in row and f"search/{y}" in row
     )  # fmt: skip
-    return ParetoInfo(x, y, base, found_groups, _points(front, x, y, labels), error_bars, shifts)
+    return ParetoInfo(second, first, base, found_groups, _points(front, x, y, labels), error_bars, shifts)
 
 
 def draw_pareto(info: ParetoInfo):
-    """Two panels, diversity on x and reward on y. Left: every finished trial marked by divergence (shape and
-    colour; infeasible ones hollow), the frontier drawn (its line has gid "frontier") and circled, the base policy a
-    star, frontier points labelled, intervals as error bars. Right: each divergence's own frontier."""
+    """Two panels, the second objective on x and the first on y. Left: every finished trial marked by divergence
+    (shape and colour; infeasible ones hollow), the frontier drawn (its line has gid "frontier") and circled, the base
+    policy a star, frontier points labelled, intervals as error bars. Right: each divergence's own frontier."""
     import matplotlib
 
     plt = _pyplot()
@@ -213,9 +217,9 @@ def draw_pareto(info: ParetoInfo):
     for ax in (left, right):
         ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy",
                 zorder=5)  # fmt: skip
-        ax.set_xlabel(f"{info.diversity} (diversity, higher is better)")
+        ax.set_xlabel(info.x.title)
         ax.grid(alpha=0.3)
-    left.set_ylabel(f"{info.reward} (reward, higher is better)")
+    left.set_ylabel(info.y.title)
     for i, group in enumerate(info.groups):
         style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
                  "color": colors[i % 10]}  # fmt: skip
@@ -262,11 +266,12 @@ class TrialGroup:
 
 @dataclasses.dataclass(frozen=True)
 class RewardKLInfo:
-    """What ``draw_reward_kl`` draws: each group's finished trials with KL (``kl``) on x and reward on y, infeasible
-    ones flagged; the base policy at KL 0; the KL budget (None: the sweep had none)."""
+    """What ``draw_reward_kl`` draws: each group's finished trials with KL (``kl``) on x and ``y``, the first objective
+    that is not KL (usually reward), on y, infeasible ones flagged; the base policy at KL 0; the KL budget (None: the
+    sweep had none)."""
 
     kl: str
-    reward: str
+    y: Objective
     base: tuple[float, float]
     groups: tuple[TrialGroup, ...]
     budget: float | None
@@ -274,18 +279,20 @@ class RewardKLInfo:
 
 def reward_kl_info(experiment: Experiment) -> RewardKLInfo:
     """Gather the reward–KL panel: every finished trial by group, the base policy (KL 0 to itself) and the sweep's
-    KL budget, its ``kl/ref`` constraint."""
+    KL budget, its ``kl/ref`` constraint. With kl/ref an objective, the other one is on y: the panel is then the
+    Pareto figure's plane with the budget drawn."""
+    y = next(o for o in experiment.objectives if o.metric != KL)
     found: list[TrialGroup] = []
     if KL in experiment.results.columns:
-        found = [TrialGroup(group_name(g), _points(group_rows(experiment, g), KL, experiment.reward))
+        found = [TrialGroup(group_name(g), _points(group_rows(experiment, g), KL, y.metric))
                  for g in groups(experiment)]  # fmt: skip
-    base = (0.0, float(experiment.base.get(experiment.reward, math.nan)))
-    return RewardKLInfo(KL, experiment.reward, base, tuple(found), experiment.constraints.get(KL))
+    base = (0.0, float(experiment.base.get(y.metric, math.nan)))
+    return RewardKLInfo(KL, y, base, tuple(found), experiment.constraints.get(KL))
 
 
 def draw_reward_kl(info: RewardKLInfo):
-    """KL on x and reward on y: every finished trial marked by divergence (infeasible ones hollow), the base policy
-    a star at KL 0, the KL budget a vertical dashed line (gid "budget")."""
+    """KL on x and the y objective (usually reward) on y: every finished trial marked by divergence (infeasible ones
+    hollow), the base policy a star at KL 0, the KL budget a vertical dashed line (gid "budget")."""
     import matplotlib
 
     plt = _pyplot()
@@ -299,8 +306,8 @@ def draw_reward_kl(info: RewardKLInfo):
         line.set_gid("budget")
     _hollow_legend(ax, [group.trials for group in info.groups])
     ax.set_xlabel(f"{info.kl} (KL to the reference policy, nats per completion)")
-    ax.set_ylabel(f"{info.reward} (reward, higher is better)")
-    ax.set_title("reward vs KL to the reference policy")
+    ax.set_ylabel(info.y.title)
+    ax.set_title(f"{info.y.metric} vs KL to the reference policy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -477,11 +484,12 @@ def _hover(row: pd.Series) -> str:
 
 def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
     """Gather the interactive frontier: per experiment, each group's finished trials with their hover text (an
-    infeasible trial's names its violations) and feasibility, the frontier by diversity and the base policy."""
+    infeasible trial's names its violations) and feasibility, the frontier by x (the second objective) and the base
+    policy."""
     traces = []
     for k, (name, experiment) in enumerate(experiments.items()):
         prefix = f"{name}: " if len(experiments) > 1 else ""
-        x, y = experiment.diversity, experiment.reward
+        x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
         for i, group in enumerate(groups(experiment)):
             rows = group_rows(experiment, group)
             hover = tuple(_hover(r) for _, r in rows.iterrows())
@@ -493,8 +501,8 @@ def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
         base = experiment.base
         hover = (_hover(pd.Series({"trial": "base SFT policy", **base})),)
         traces.append(Trace(prefix + "base SFT policy", "base", np.array([base[x]]), np.array([base[y]]), hover))
-    first = next(iter(experiments.values()))
-    return InteractiveInfo(f"{first.diversity} (diversity)", f"{first.reward} (reward)", tuple(traces))
+    first, second = next(iter(experiments.values())).objectives
+    return InteractiveInfo(second.title, first.title, tuple(traces))
 
 
 def draw_interactive(info: InteractiveInfo):
@@ -528,7 +536,7 @@ def draw_interactive(info: InteractiveInfo):
         ))  # fmt: skip
     fig.update_layout(
         xaxis_title=info.x_title, yaxis_title=info.y_title, height=560,
-        title="reward vs diversity: hover a point for its trial's config", template="plotly_white",
+        title="the two objectives: hover a point for its trial's config", template="plotly_white",
     )  # fmt: skip
     return fig
 
@@ -545,7 +553,7 @@ def interactive_pareto(experiments: dict[str, Experiment]):
 @dataclasses.dataclass(frozen=True)
 class ComparedExperiment:
     """One experiment of a comparison: its finished trials (infeasible ones flagged), its frontier of feasible
-    trials by diversity (labelled) and its base."""
+    trials by x (labelled) and its base."""
 
     name: str
     trials: Points
@@ -555,10 +563,11 @@ class ComparedExperiment:
 
 @dataclasses.dataclass(frozen=True)
 class ComparisonInfo:
-    """What ``draw_comparison`` draws: the two experiments, on the first one's axes."""
+    """What ``draw_comparison`` draws: the two experiments, on the first one's axes (the second objective on ``x``,
+    the first on ``y``)."""
 
-    diversity: str
-    reward: str
+    x: Objective
+    y: Objective
     experiments: tuple[ComparedExperiment, ...]
 
 
@@ -566,14 +575,14 @@ def comparison_info(experiments: dict[str, Experiment]) -> ComparisonInfo:
     """Gather each experiment's finished trials, frontier and base policy."""
     compared = []
     for name, experiment in experiments.items():
-        x, y = experiment.diversity, experiment.reward
+        x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
         front = experiment.frontier.sort_values(x)
         labels = tuple(label(row) for _, row in front.iterrows())
         base = (experiment.base[x], experiment.base[y])
         trials = _points(experiment.finished, x, y)
         compared.append(ComparedExperiment(name, trials, _points(front, x, y, labels), base))
-    first = next(iter(experiments.values()))
-    return ComparisonInfo(first.diversity, first.reward, tuple(compared))
+    first, second = next(iter(experiments.values())).objectives
+    return ComparisonInfo(second, first, tuple(compared))
 
 
 def draw_comparison(info: ComparisonInfo):
@@ -592,8 +601,8 @@ def draw_comparison(info: ComparisonInfo):
         for x, y, text in zip(front.x, front.y, front.labels, strict=True):
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
     _hollow_legend(ax, [experiment.trials for experiment in info.experiments])
-    ax.set_xlabel(f"{info.diversity} (diversity)")
-    ax.set_ylabel(f"{info.reward} (reward)")
+    ax.set_xlabel(info.x.title)
+    ax.set_ylabel(info.y.title)
     ax.set_title("two experiments' frontiers")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

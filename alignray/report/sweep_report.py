@@ -28,11 +28,12 @@ from alignray.report.experiment import (
     reference_point,
 )
 from alignray.report.figures import (
+    draw_reward_kl,
     hypervolume_figure,
     interactive_pareto,
     pareto_figure,
     reward_histograms,
-    reward_kl_figure,
+    reward_kl_info,
     save_png,
 )
 from alignray.report.formatting import group_name, label, num, params
@@ -59,7 +60,8 @@ from alignray.report.tables import (
     trials_table,
     watch_table,
 )
-from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info
+from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info, watched_reward
+from alignray.sweep.objectives import Objective
 
 __all__ = ["write_report"]
 
@@ -78,20 +80,22 @@ def _comparisons(
 ) -> list[Paired]:
     """The paired comparisons the report makes, one Holm-corrected family: the best frontier point against the base
     policy; every two groups (divergences, and loss types when several) under a common KL cap, each by its
-    representative in ``matched``, higher reward first; the best of each loss type against each other; each on both
-    objectives. Feasible trials only: none without a feasible trial."""
+    representative in ``matched``, the better in the first objective first; the best of each loss type against each
+    other; each on both objectives, on the search's evaluation prompts. Feasible trials only: none without a feasible
+    trial."""
     if experiment.search_frontier.empty:
         return []
     several = experiment.finished["loss_type"].nunique() > 1
     best = experiment.search_frontier.iloc[0]
     pairs: list[tuple[str, str, str, str]] = [(best["trial"], BASE, label(best, lr=True), "base")]
-    matched_rows = sorted(matched.chosen.values(), key=lambda row: -row[experiment.reward])
+    objective = experiment.objectives[0]
+    matched_rows = sorted(matched.chosen.values(), key=lambda row: -objective.sign * row[objective.metric])
     for i, first in enumerate(matched_rows):
         for second in matched_rows[i + 1 :]:
             pairs.append((first["trial"], second["trial"], label(first, several, True), label(second, several, True)))
     ok = experiment.feasible
     losses = sorted(ok["loss_type"].unique())
-    tops = [ok[ok["loss_type"] == loss].sort_values(experiment.reward).iloc[-1] for loss in losses]
+    tops = [objective.best_first(ok[ok["loss_type"] == loss]).iloc[0] for loss in losses]
     for i in range(len(tops)):
         for j in range(i + 1, len(tops)):
             pairs.append((tops[i]["trial"], tops[j]["trial"], label(tops[i], True, True), label(tops[j], True, True)))
@@ -100,7 +104,7 @@ def _comparisons(
         if a not in loaded or b not in loaded or frozenset((a, b)) in seen:
             continue
         seen.add(frozenset((a, b)))
-        for metric in (experiment.reward, experiment.diversity):
+        for metric in (o.metric for o in experiment.objectives):
             try:
                 out.append(paired_difference(loaded[a], loaded[b], metric, (name_a, name_b), resamples=resamples))
             except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
@@ -118,8 +122,8 @@ def _matched_text(experiment: Experiment, matched: MatchedKL) -> str:
     text = (
         f"Divergences are compared under a common KL cap, {KL} ≤ {num(matched.band)} nats: the smallest over "
         f"divergences of each one's largest feasible {KL}, so none is compared at a KL another cannot reach. Each is "
-        f"represented by its highest-reward feasible trial under the cap (their KLs still differ: read them here): "
-        f"{'; '.join(chosen)}."
+        f"represented by its feasible trial best in {experiment.objectives[0].metric} under the cap (their KLs still "
+        f"differ: read them here): {'; '.join(chosen)}."
     )
     if len(matched.chosen) < 2:
         text += " With fewer than two divergences in the band there is no divergence comparison."
@@ -174,7 +178,7 @@ def _against_base(
         if not mine or not base:
             continue
         out[trial] = {}
-        for metric in (experiment.reward, experiment.diversity):
+        for metric in (o.metric for o in experiment.objectives):
             try:
                 if confirmed:
                     out[trial][metric] = seed_prompt_difference(mine, base, metric, (trial, BASE), resamples=resamples)
@@ -201,30 +205,38 @@ def _confirmed_intervals(experiment: Experiment, resamples: int) -> dict[str, di
 
 
 def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paired]) -> str:
-    """A pick's differences against the base policy in both objectives, each with its paired interval, and what the
-    pick gives up."""
+    """A pick's differences against the base policy in both objectives, each with its paired interval and whether
+    it is better or worse in the objective's direction, and what the pick gives up."""
     parts, lost = [], []
     base = experiment.confirmed_base if experiment.confirmed is not None else experiment.base
-    for metric in (experiment.reward, experiment.diversity):
+    for objective in experiment.objectives:
+        metric = objective.metric
         if metric not in paired:
             parts.append(f"{metric} difference {num(row[metric] - base.get(metric, float('nan')))} "
                          "(no interval)")  # fmt: skip
             continue
         difference = paired[metric].difference
-        if difference.high < 0:
-            verdict = "**lower than the base**"
-            lost.append(metric)
-        elif difference.low > 0:
-            verdict = "higher than the base"
+        if difference.high < 0 or difference.low > 0:
+            higher = difference.low > 0
+            worse = higher != (objective.direction == "max")
+            verdict = f"{'higher' if higher else 'lower'} than the base: {'worse' if worse else 'better'}"
+            verdict = f"**{verdict}**" if worse else verdict
+            if worse:
+                lost.append(objective)
         else:
             verdict = f"no difference at {CONFIDENCE:.0%}"
         parts.append(f"{metric} difference {difference} ({verdict})")
     text = "Against the base policy: " + ", ".join(parts) + "."
-    if experiment.diversity in lost:
-        text += " **This pick is less diverse than the base policy.**"
-    if experiment.reward in lost:
-        text += " **This pick has a lower reward than the base policy.**"
+    for objective in reversed(lost):  # what it gives up in the second objective, usually diversity, first
+        text += f" **This pick is worse than the base policy in {objective.metric} ({objective.better}).**"
     return text
+
+
+def _best(objective: Objective) -> str:
+    """How "What to pick" titles the pick best in ``objective``: "Highest reward", "Lowest kl/ref"."""
+    family = objective.metric.split("/")[0]
+    name = family if family in ("reward", "diversity") else objective.metric
+    return f"{'Highest' if objective.direction == 'max' else 'Lowest'} {name}"
 
 
 def _pick(
@@ -241,8 +253,9 @@ def _pick(
         return [f"**No trial met the constraints{bounds}: there is no frontier to recommend.** The table of every "
                 "trial names what each broke; loosen the bounds (max_kl, max_nonword_increase) or search lower "
                 "learning rates and larger β, and run the sweep again."]  # fmt: skip
-    reward, diversity = experiment.reward, experiment.diversity
-    front, confirmed = experiment.frontier, experiment.confirmed
+    (first, second), front = experiment.objectives, experiment.frontier
+    reward, diversity = first.metric, second.metric
+    confirmed = experiment.confirmed
 
     def described(row: pd.Series) -> str:
         found = intervals.get(row["trial"], {})
@@ -276,17 +289,17 @@ def _pick(
             "and prompts resampled together, so training randomness is in them; differences against the base policy "
             "are paired over the prompts. \"search:\" gives the figures that chose each configuration.",
         ]
-    text.append(f"- Highest reward: {described(front.iloc[0])}")
+    text.append(f"- {_best(first)}: {described(front.iloc[0])}")
     if len(front) > 1:
-        text.append(f"- Highest diversity on the frontier: {described(front.iloc[-1])}")
+        text.append(f"- {_best(second)} on the frontier: {described(front.iloc[-1])}")
     best = front.iloc[0]["search/" + reward] if confirmed is not None else front.iloc[0][reward]
     if "violations" in experiment.finished:
         left_out = experiment.finished[experiment.finished["violations"].notna()]
-        left_out = left_out[left_out[reward] > best].sort_values(reward, ascending=False)
+        left_out = first.best_first(left_out[first.sign * left_out[reward] > first.sign * best])
         if not left_out.empty:
             shown = "; ".join(f"{label(row)} `{row['trial']}`, {reward} {num(row[reward])} ({row['violations']})"
                               for _, row in left_out.head(3).iterrows())  # fmt: skip
-            text.append(f"- Left out by the constraints, with more reward in the search than any pick: {shown}.")
+            text.append(f"- Left out by the constraints, better in {reward} in the search than any pick: {shown}.")
     if confirmed is not None:
         dropped = confirmed[~confirmed["trial"].isin(front["trial"])]
         if not dropped.empty:
@@ -346,7 +359,7 @@ def _watch_blocks(experiment: Experiment, loaded: dict[str, pd.DataFrame]) -> li
         (base_reward, reward), (base_nonword, nonword) = watch.reward, watch.nonword
         if watch.fluency_warning:
             line += (f" **Reward rose together with `{NONWORD}`** (by more than {NONWORD_RISE}) against the base "
-                     f"policy ({experiment.reward} "
+                     f"policy ({watched_reward(experiment)} "
                      f"{num(base_reward)} → {num(reward)}, {NONWORD} {num(base_nonword)} → {num(nonword)}): part of "
                      "the gain may be non-words the reward model does not penalise; read its samples.")  # fmt: skip
         elif NONWORD in experiment.base and pd.notna(nonword):
@@ -378,9 +391,10 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     comparisons = _comparisons(experiment, loaded, matched, resamples)
     picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
     against = _against_base(experiment, loaded, picks, resamples)
+    kl_panel = reward_kl_info(experiment)
     written = {
         "pareto.png": save_png(pareto_figure(experiment, {**intervals, **confirmed}), out / "pareto.png"),
-        "reward_kl.png": save_png(reward_kl_figure(experiment), out / "reward_kl.png"),
+        "reward_kl.png": save_png(draw_reward_kl(kl_panel), out / "reward_kl.png"),
         "hypervolume.png": save_png(hypervolume_figure({experiment.study: experiment}), out / "hypervolume.png"),
     }
     if loaded:
@@ -398,12 +412,13 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     without = [m for m in TOKEN_METRICS if not all(m in found for found in intervals.values())]
     textless = [m for m in WORD_METRICS if not all(m in found for found in intervals.values())]
     constraints = _constraints(experiment)
+    first, second = experiment.objectives
     blocks: list[Block] = [
         ("h1", f"Sweep {experiment.study}"),
         ("p", f"{len(experiment.results)} trials ({len(errors)} errored), search {search}{timing}; objectives "
-              f"`{experiment.reward}` and `{experiment.diversity}`, both maximised; policy `{config.get('policy')}`, "
-              f"reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} evaluation prompts x "
-              f"{config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
+              f"`{first.metric}` ({first.better}) and `{second.metric}` ({second.better}); policy "
+              f"`{config.get('policy')}`, reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} "
+              f"evaluation prompts x {config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
         *([("p", constraints)] if constraints else []),
         ("h2", "What to pick"),
         *[("p", line) for line in _pick(experiment, confirmed or intervals, comparisons, against)],
@@ -413,19 +428,20 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               + ("the frontier line and its bars at the confirmed figures, a dotted line from each confirmed "
                  "configuration's search figure to its confirmed one." if experiment.confirmed is not None
                  else "the frontier among them.")),
-        ("image", (written["pareto.png"], "reward vs diversity: every trial, the frontier, each divergence's own")),
+        ("image", (written["pareto.png"], f"{first.metric} vs {second.metric}: every trial, the frontier, each "
+                                          "divergence's own")),
         ("plotly", interactive_pareto({experiment.study: experiment})),
         ("h2", "Reward and KL"),
-        ("p", "Reward against `kl/ref`, the KL to the reference (SFT) policy in nats per completion, for every "
-              "finished trial; the base policy sits at KL 0"
+        ("p", f"`{kl_panel.y.metric}` against `kl/ref`, the KL to the reference (SFT) policy in nats per completion, "
+              "for every finished trial; the base policy sits at KL 0"
               + (f", the KL budget ({num(experiment.constraints['kl/ref'])}) is the dashed line"
                  if "kl/ref" in experiment.constraints else "")
               + ". A trial far to the right bought its reward by moving far from the base policy."),
-        ("image", (written["reward_kl.png"], "reward vs KL to the reference policy")),
+        ("image", (written["reward_kl.png"], f"{kl_panel.y.metric} vs KL to the reference policy")),
         ("h2", "Per divergence and loss type"),
-        ("p", "Each divergence's own frontier points at their search figures, by reward (frontier = on the frontier "
-              f"above); the base policy first. Brackets: {CONFIDENCE:.0%} bootstrap intervals over the search's "
-              "evaluation prompts."),
+        ("p", f"Each divergence's own frontier points at their search figures, the best in {first.metric} first "
+              f"(frontier = on the frontier above); the base policy first. Brackets: {CONFIDENCE:.0%} bootstrap "
+              "intervals over the search's evaluation prompts."),
         ("table", divergence_table(experiment, intervals)),
         ("h2", "Paired comparisons"),
         ("p", "Differences a − b on the search's evaluation prompts both were scored on, the prompts resampled "

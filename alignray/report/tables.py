@@ -17,8 +17,9 @@ __all__ = ["confirmation_table", "divergence_table", "paired_table", "samples_ta
 
 def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
     """The seeds' table: the base policy's row first, then per divergence (and loss type) the points on its own
-    frontier, by reward; reward, diversity, KL and fluency with their intervals where ``intervals`` has them."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity"]
+    frontier, the best in the first objective first; the objectives, KL and fluency with their intervals where
+    ``intervals`` has them."""
+    metrics = list(dict.fromkeys([*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity"]))
     overall = set(experiment.frontier["trial"])
 
     def cells(key: str, values: pd.Series | dict[str, float]) -> dict[str, str]:
@@ -43,16 +44,17 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
 
 
 def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
-    """One row per confirmed configuration (the search's feasible frontier), by confirmed reward: seeds measured,
+    """One row per confirmed configuration (the search's feasible frontier), the best confirmed first: seeds measured,
     the search's figures, the confirmed ones (means over seeds, with ``intervals`` where given), KL and non-word rate,
     whether it met the constraints again and whether it is on the confirmed frontier."""
     confirmed = experiment.confirmed
     if confirmed is None:
         return pd.DataFrame()
     front = set(experiment.frontier["trial"])
-    reward, diversity = experiment.reward, experiment.diversity
+    first, second = experiment.objectives
+    reward, diversity = first.metric, second.metric
     rows = []
-    for _, row in confirmed.sort_values(reward, ascending=False).iterrows():
+    for _, row in first.best_first(confirmed).iterrows():
         found = intervals.get(row["trial"], {})
         cells = {f"{m}": str(found[m]) if m in found else num(row[m])
                  for m in (reward, diversity, "kl/ref", "fluency/nonword_rate") if m in row}  # fmt: skip
@@ -67,7 +69,8 @@ def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, In
 def trials_table(experiment: Experiment) -> pd.DataFrame:
     """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier, feasibility and the
     constraints broken (when the sweep had constraints) and an error's reason."""
-    metrics = [experiment.reward, experiment.diversity, "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
+    metrics = [*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
+    metrics = list(dict.fromkeys(metrics))  # an objective may be one of the others
     columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
                "pareto", "feasible", "violations", "reason"]  # fmt: skip
     table = experiment.results.sort_values("index")

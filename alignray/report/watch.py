@@ -22,7 +22,7 @@ import pandas as pd
 from alignray.report.experiment import BASE, Experiment
 from alignray.report.formatting import label
 
-__all__ = ["NONWORD", "NONWORD_RISE", "NgramRise", "Watch", "ngram_shares", "tokens", "watch_info"]
+__all__ = ["NONWORD", "NONWORD_RISE", "NgramRise", "Watch", "ngram_shares", "tokens", "watch_info", "watched_reward"]
 
 NONWORD = "fluency/nonword_rate"
 """The share of words outside the reference vocabulary; when it rose with reward, the watch says so."""
@@ -113,6 +113,11 @@ def _rises(texts: pd.Series, base: tuple[Counter[str], int], top: int, min_texts
     return tuple(sorted(found, key=lambda r: (-lift(r), -r.share, r.ngram))[:top])
 
 
+def watched_reward(experiment: Experiment) -> str:
+    """The reward the watch reads: the first objective that is a reward metric (``reward/...``), else reward/mean."""
+    return next((o.metric for o in experiment.objectives if o.metric.startswith("reward/")), "reward/mean")
+
+
 def watch_info(
     experiment: Experiment, loaded: dict[str, pd.DataFrame], top: int = 5, min_texts: int = 2
 ) -> tuple[Watch, ...]:
@@ -123,7 +128,7 @@ def watch_info(
     if base is None:
         return ()
     base_counts = ngram_shares(base["completion"].fillna("").astype(str))
-    reward = experiment.reward
+    reward = watched_reward(experiment)
     out = []
     for _, row in experiment.frontier.iterrows():
         samples = loaded.get(row["trial"])

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from alignray.sweep.config import SweepConfig
+from alignray.sweep.objectives import with_objectives
 from alignray.sweep.searcher import study_storage_url
 
 __all__ = ["RESUMABLE", "STUDY_NAME", "SWEEP_FILE", "check_output", "check_storage", "check_sweep", "load_resumed",
@@ -181,8 +182,8 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
         )
     # a sweep saved before the constraints existed keeps running without them: its trials never measured them
     unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}
-    saved = SweepConfig(**{**record["config"], **unconstrained, "output": config.output, "resume": True,
-                           "overwrite": False})  # fmt: skip
+    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, "output": config.output,
+                           "resume": True, "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
     for name in sorted(set(changed) - set(RESUMABLE)):

@@ -13,20 +13,15 @@ from alignray.data.pairing import check_strategy
 from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
 from alignray.registry import unknown_name
+from alignray.sweep.objectives import Objective, parse_objectives
 from alignray.train_config import TrainConfig
 
-__all__ = ["OBJECTIVES", "PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig", "storage_password_refusal"]
+__all__ = ["PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig", "storage_password_refusal"]
 
 PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
 """The names a trial's parameters (and a point to evaluate) may use."""
 SAMPLERS = ("tpe", "nsga2", "random")
 """Optuna samplers by name: TPE (default), NSGA-II, random search."""
-OBJECTIVES = {
-    "reward": ("reward/mean", "reward/p50", "reward/frac_positive"),
-    "diversity": ("diversity/token_entropy", "diversity/word_entropy", "diversity/predictive_entropy",
-                  "diversity/distinct_2"),
-}
-"""Metrics the sweep may maximise, per objective (names of alignray.metrics.METRICS)."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +80,13 @@ class SweepConfig:
     """Trials to run first, each a JSON mapping, e.g. '{"divergence": "reverse_kl", "beta": 0.1,
     "learning_rate": 5e-4}' (YAML: a list of mappings); default: one per divergence at the middle of the ranges, so
     that every divergence is tried however few trials there are."""
-    reward_metric: str = "reward/mean"
-    """Reward objective (maximised): reward/mean, reward/p50 or reward/frac_positive."""
-    diversity_metric: str = "diversity/word_entropy"
-    """Diversity objective (maximised): diversity/word_entropy (default: the entropy of the real words the policy
-    writes: non-words are left out of it), diversity/token_entropy (the seeds', raised by non-words),
-    diversity/predictive_entropy (the paper's) or diversity/distinct_2."""
+    objectives: tuple[str, ...] = ("reward/mean", "diversity/word_entropy")
+    """The two objectives, each a recorded metric (alignray.metrics.METRICS) written metric, metric:max or metric:min
+    (default max); the first is the plots' y axis, the second their x axis. Default: reward against
+    diversity/word_entropy, the entropy of the real words the policy writes (non-words are left out of it, while
+    diversity/token_entropy, the seeds', rises with them; diversity/predictive_entropy is the f-DPO paper's).
+    --objectives reward/mean kl/ref:min is the DPO paper's reward–KL frontier (its figure 2): most reward for least
+    KL to the reference policy."""
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
@@ -106,11 +102,13 @@ class SweepConfig:
     8.4 nats lay within +0.03 of the base's 0.109; the KL budget, not this bound, caught three of the four beyond it
     (+0.033 to +0.047), this bound the fourth (+0.114)."""
     hv_reward: float | None = None
-    """Reward of the hypervolume reference point (default: the base policy's reward)."""
+    """The first objective's value at the hypervolume reference point (default: the base policy's)."""
     hv_diversity: float | None = None
-    """Diversity of the hypervolume reference point (default: the base policy's diversity less 5%: a trial counts
-    only while it keeps 95% of the base's diversity, and a frontier more diverse by a few hundredths of a nat gains
-    visibly; half the base's diversity, the old default, made the hypervolume a reward-only score)."""
+    """The second objective's value at the hypervolume reference point. Default, maximised: the base policy's less
+    5% (a trial counts only while it keeps 95% of the base's diversity, and a frontier more diverse by a few
+    hundredths of a nat gains visibly; half the base's diversity, the old default, made the hypervolume a
+    reward-only score); minimised: the sweep's bound on the metric (max_kl for kl/ref) if it has one, else the base
+    policy's plus 5%."""
     epochs: float = 1.0
     """Each trial: passes over the preference data."""
     batch_size: int = 16
@@ -200,9 +198,7 @@ class SweepConfig:
         check_learning_rates(self, "learning_rate_max", "grid_learning_rate")
         if self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt={self.samples_per_prompt} must be >= 2 to make pairs")
-        for objective, metric in (("reward", self.reward_metric), ("diversity", self.diversity_metric)):
-            if metric not in OBJECTIVES[objective]:
-                raise unknown_name(f"{objective}_metric", metric, OBJECTIVES[objective])
+        _check_objectives(self)
         if self.cpus_per_trial < 1:
             raise ValueError(
                 f"cpus_per_trial={self.cpus_per_trial!r} must be >= 1: a trial runs at least one thread, and a "
@@ -225,6 +221,11 @@ class SweepConfig:
         _check_points(self)
         _check_storage_url(self)
 
+    @property
+    def objective_pair(self) -> tuple[Objective, Objective]:
+        """The two objectives, parsed: the first, then the second."""
+        return parse_objectives(self.objectives)
+
     def preference_config(self, out: str) -> PreferenceConfig:
         """The preference data set of this sweep, written to ``out``."""
         return PreferenceConfig(
@@ -238,6 +239,21 @@ class SweepConfig:
             k=self.k,
             seed=self.seed,
         )
+
+
+def _check_objectives(config: SweepConfig) -> None:
+    """Two objectives of two recorded metrics, written in one spelling (``metric`` when maximised, ``metric:min``),
+    each with a usable hypervolume reference: the base policy's KL to itself is 0, so a minimised kl/ref needs a
+    reference given, or (second) the KL budget."""
+    pair = parse_objectives(config.objectives)
+    object.__setattr__(config, "objectives", tuple(o.spec for o in pair))
+    first, second = pair
+    if first == Objective("kl/ref", "min") and config.hv_reward is None:
+        raise ValueError("objectives: kl/ref:min first needs hv_reward, its hypervolume reference: the default, the "
+                         "base policy's kl/ref, is 0 (its KL to itself), which no trial beats")  # fmt: skip
+    if second == Objective("kl/ref", "min") and config.hv_diversity is None and config.max_kl is None:
+        raise ValueError("objectives: kl/ref:min needs a hypervolume reference: give max_kl (the KL budget is the "
+                         "reference) or hv_diversity; the base policy's kl/ref is 0 (its KL to itself)")  # fmt: skip
 
 
 def _check_points(config: SweepConfig) -> None:

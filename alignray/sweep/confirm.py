@@ -29,6 +29,7 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import pandas as pd
 from alignray.metrics import METRICS
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.constraints import Constraint, violations
+from alignray.sweep.objectives import Objective, signed
 
 __all__ = ["CONFIRMED", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "run_units",
            "split_prompts"]  # fmt: skip
@@ -168,8 +170,9 @@ def run_units(
         record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.retrained,
                   "time/train_s": trained}  # fmt: skip
         write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
-        say(f"5/6 confirmation: {unit.trial} seed {unit.seed} done: {config.reward_metric} "
-            f"{metrics[config.reward_metric]:.3f}, kl/ref {metrics['kl/ref']:.3g}")  # fmt: skip
+        shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys([o.metric for o in config.objective_pair]
+                                                                             + ["kl/ref"]))  # fmt: skip
+        say(f"5/6 confirmation: {unit.trial} seed {unit.seed} done: {shown}")
     return pd.DataFrame([_row(unit, unit.directory(root)) for unit in units])
 
 
@@ -188,12 +191,12 @@ def _row(unit: Unit, directory: Path) -> dict[str, Any]:
 
 
 def confirmed_columns(
-    table: pd.DataFrame, seeds: pd.DataFrame, constraints: list[Constraint], objectives: list[str]
+    table: pd.DataFrame, seeds: pd.DataFrame, constraints: list[Constraint], objectives: Sequence[Objective]
 ) -> pd.DataFrame:
     """``table`` (the search's results) with the confirmation's columns (``CONFIRMED``) for every trial that has a
     confirmed seed: each metric's mean over its seeds, the number of seeds, feasibility under ``constraints`` and
-    whether it is on the confirmed frontier (Pareto over ``objectives``, both maximised, among the confirmed feasible
-    trials); NaN / False elsewhere."""
+    whether it is on the confirmed frontier (Pareto over ``objectives``, each in its direction, among the confirmed
+    feasible trials); NaN / False elsewhere."""
     from alignray.sweep.pareto import pareto_mask
 
     table = table.copy()
@@ -212,7 +215,8 @@ def confirmed_columns(
     mask = np.zeros(len(table), dtype=bool)
     feasible = table[CONFIRMED + "feasible"].to_numpy(dtype=bool)
     if feasible.any():
-        mask[feasible] = pareto_mask(table.loc[feasible, [CONFIRMED + m for m in objectives]].to_numpy())
+        values = table.loc[feasible, [CONFIRMED + o.metric for o in objectives]].to_numpy()
+        mask[feasible] = pareto_mask(signed(values, objectives))
     table[CONFIRMED + "pareto"] = mask
     return table
 

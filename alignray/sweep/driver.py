@@ -54,6 +54,7 @@ from alignray.sweep.confirm import (
     split_prompts,
 )
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
+from alignray.sweep.objectives import signed
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
@@ -251,10 +252,8 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
     base.mkdir(parents=True, exist_ok=True)
     _write_atomic(base / "samples.parquet", lambda p: samples.to_parquet(p, index=False))
     _write_atomic(done, lambda p: p.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n"))
-    _say(
-        f"2/6 done in {time.monotonic() - started:.1f} s: base {config.reward_metric} "
-        f"{metrics[config.reward_metric]:.3f}, {config.diversity_metric} {metrics[config.diversity_metric]:.3f}"
-    )
+    shown = ", ".join(f"{o.metric} {metrics[o.metric]:.3f}" for o in config.objective_pair)
+    _say(f"2/6 done in {time.monotonic() - started:.1f} s: base {shown}")
     return target, metrics
 
 
@@ -299,8 +298,8 @@ def _searcher(config: SweepConfig, study: str, seeded: bool = True, constraints:
         study,
         constraints,
         space=SearchSpace(config),
-        metric=[config.reward_metric, config.diversity_metric],
-        mode=["max", "max"],
+        metric=[o.metric for o in config.objective_pair],
+        mode=[o.direction for o in config.objective_pair],
         points_to_evaluate=points or None,
         sampler=make_sampler(config),
     )
@@ -373,7 +372,7 @@ def _reporter(config: SweepConfig):
     from ray import tune
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # read by Tune at fit time; the older output takes a reporter
-    metrics = {config.reward_metric: "reward", config.diversity_metric: "diversity", "kl/ref": "kl"}
+    metrics = {o.metric: o.metric for o in config.objective_pair} | {"kl/ref": "kl/ref"}
     return tune.CLIReporter(
         metric_columns=metrics,
         parameter_columns=list(PARAM_COLUMNS[:4]),
@@ -412,7 +411,7 @@ def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | 
     for grid in grids:
         for result in grid:
             params = {k: _config(result).get(k) for k in PARAM_COLUMNS}
-            ok = result.error is None and config.reward_metric in result.metrics
+            ok = result.error is None and config.objective_pair[0].metric in result.metrics
             metrics = {k: v for k, v in result.metrics.items() if "/" in k} if ok else {}
             trial, index = _trial_id(result)
             rows.append(
@@ -430,7 +429,7 @@ def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | 
         offset += len(grid)
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
     table["optuna_trial"] = table["optuna_trial"].astype("Int64")
-    for column in (config.reward_metric, config.diversity_metric, "kl/ref", "fluency/ref_perplexity"):
+    for column in (*(o.metric for o in config.objective_pair), "kl/ref", "fluency/ref_perplexity"):
         if column not in table:  # every trial errored: the columns the frontier and the report read stay, empty
             table[column] = np.nan
     return table
@@ -449,14 +448,15 @@ def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFr
 
 
 def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
-    """Which rows are on the reward–diversity frontier: finished trials within the constraints (``feasible``, when
-    the table has it) only."""
+    """Which rows are on the frontier of the two objectives, each in its direction: finished trials within the
+    constraints (``feasible``, when the table has it) only."""
     mask = np.zeros(len(table), dtype=bool)
     ok = (table["status"] == "ok").to_numpy()
     if "feasible" in table:
         ok = ok & table["feasible"].to_numpy(dtype=bool)
     if ok.any():
-        mask[ok] = pareto_mask(table.loc[ok, [config.reward_metric, config.diversity_metric]].to_numpy())
+        objectives = config.objective_pair
+        mask[ok] = pareto_mask(signed(table.loc[ok, [o.metric for o in objectives]].to_numpy(), objectives))
     return pd.Series(mask, index=table.index)
 
 
@@ -491,10 +491,11 @@ def _keep_models(grids: list, table: pd.DataFrame, out: Path, keep_all: bool) ->
 
 
 def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
-    columns = ["trial", "divergence", "alpha", "beta", "learning_rate", config.reward_metric, config.diversity_metric,
-               "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]  # fmt: skip
-    columns = [c for c in columns if c in table]
-    shown = table.loc[table["pareto"], columns].sort_values(config.reward_metric, ascending=False)
+    first, second = config.objective_pair
+    columns = ["trial", "divergence", "alpha", "beta", "learning_rate", first.metric, second.metric, "kl/ref",
+               "fluency/ref_perplexity", "fluency/nonword_rate"]  # fmt: skip
+    columns = [c for c in dict.fromkeys(columns) if c in table]  # kl/ref may be an objective
+    shown = first.best_first(table.loc[table["pareto"], columns])
     base_row = {"trial": "base (SFT)", **{k: base.get(k) for k in columns[5:]}}
     shown = pd.concat([pd.DataFrame([base_row]), shown], ignore_index=True)[columns]
     return shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
@@ -531,25 +532,52 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
 
 
 HV_DIVERSITY_SLACK = 0.05
-"""The share of the base policy's diversity a trial may lose and still count in the hypervolume."""
+"""The share of the base policy's value of the second objective a trial may lose and still count in the
+hypervolume."""
+
+
+def _bound(config: SweepConfig, metric: str, base: dict[str, float]) -> float | None:
+    """The sweep's upper bound on ``metric`` (``max_kl`` for kl/ref), or None when it has none."""
+    return next((c.bound for c in sweep_constraints(config, base) if c.metric == metric), None)
 
 
 def hypervolume_reference(config: SweepConfig, base: dict[str, float]) -> tuple[float, float]:
-    """The hypervolume's reference point: the base policy's reward and its diversity less ``HV_DIVERSITY_SLACK``
-    (or ``hv_reward`` / ``hv_diversity``). Both objectives count: a trial adds area only while it beats the base's
-    reward and keeps 95% of its diversity, and the diversity span is a few tenths of a nat, like the gains."""
-    reward = config.hv_reward if config.hv_reward is not None else base[config.reward_metric]
-    diversity = base[config.diversity_metric] * (1 - HV_DIVERSITY_SLACK)
-    return reward, config.hv_diversity if config.hv_diversity is not None else diversity
+    """The hypervolume's reference point, in the objectives' own units: the worst value of each that still counts
+    (``_reference_rule`` says it in words). The first objective's: ``hv_reward``, else the base policy's. The
+    second's: ``hv_diversity``, else, maximised, the base's less ``HV_DIVERSITY_SLACK`` of it; minimised, the sweep's
+    bound on it (``max_kl`` for kl/ref) when it has one, else the base's plus that slack. Both objectives count: a
+    trial adds area only while it beats the base's first objective and keeps 95% of its diversity, and the diversity
+    span is a few tenths of a nat, like the gains."""
+    first, second = config.objective_pair
+    reward = config.hv_reward if config.hv_reward is not None else base[first.metric]
+    if config.hv_diversity is not None:
+        return reward, config.hv_diversity
+    bound = _bound(config, second.metric, base) if second.direction == "min" else None
+    if bound is not None:
+        return reward, bound
+    return reward, base[second.metric] - second.sign * HV_DIVERSITY_SLACK * abs(base[second.metric])
 
 
 def _reference_rule(config: SweepConfig) -> str:
     """The hypervolume reference point in words, for the report."""
-    reward = "hv_reward" if config.hv_reward is not None else "the base policy's reward"
-    diversity = "hv_diversity" if config.hv_diversity is not None else (
-        f"{1 - HV_DIVERSITY_SLACK:.0%} of its {config.diversity_metric} (a trial counts only while it beats the "
-        "base's reward and keeps that much of its diversity, so both objectives count)"
-    )  # fmt: skip
+    first, second = config.objective_pair
+    reward = "hv_reward" if config.hv_reward is not None else f"the base policy's {first.metric}"
+    if config.hv_diversity is not None:
+        diversity = "hv_diversity"
+    elif second.direction == "max":
+        diversity = (
+            f"{1 - HV_DIVERSITY_SLACK:.0%} of its {second.metric} (a trial counts only while it beats the "
+            f"base's {first.metric} and keeps that much of its {second.metric}, so both objectives count)"
+        )
+    elif second.metric == "kl/ref" and config.max_kl is not None:
+        diversity = f"the KL budget, {second.metric} {config.max_kl:g} (max_kl; {second.metric} is minimised)"
+    elif second.metric == "fluency/nonword_rate" and config.max_nonword_increase is not None:
+        diversity = f"the fluency bound on {second.metric} (the base policy's + max_nonword_increase; minimised)"
+    else:
+        diversity = (
+            f"{1 + HV_DIVERSITY_SLACK:.0%} of its {second.metric}, which is minimised (a trial counts only "
+            f"while it beats the base's {first.metric} and exceeds its {second.metric} by no more than that)"
+        )
     return f"{reward} and {diversity}"
 
 
@@ -564,7 +592,9 @@ def _frontier(
     table["pareto"] = frontier(table, config)
     reference = hypervolume_reference(config, base)
     feasible = table[table["feasible"]]
-    volume = hypervolume(feasible[[config.reward_metric, config.diversity_metric]].to_numpy(), reference)
+    objectives = config.objective_pair
+    volume = hypervolume(signed(feasible[[o.metric for o in objectives]].to_numpy(), objectives),
+                         signed(reference, objectives))  # fmt: skip
     finished = int((table["status"] == "ok").sum())
     if finished and feasible.empty:
         bounds = "; ".join(f"{c.metric} <= {c.bound:.4g}" for c in constraints)
@@ -620,11 +650,12 @@ def _confirm(
         return table, {}, {**summary, "confirmation": {"skipped": why}}
     base = {m: float(base_row.iloc[0][m]) for m in METRICS if m in base_row}
     constraints = sweep_constraints(config, base)
-    objectives = [config.reward_metric, config.diversity_metric]
+    objectives = config.objective_pair
     table = confirmed_columns(table, seeds, constraints, objectives)
     feasible = table[table[CONFIRMED + "feasible"]]
     reference = hypervolume_reference(config, base)
-    volume = hypervolume(feasible[[CONFIRMED + m for m in objectives]].to_numpy(), reference)
+    volume = hypervolume(signed(feasible[[CONFIRMED + o.metric for o in objectives]].to_numpy(), objectives),
+                         signed(reference, objectives))  # fmt: skip
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     final = table[table[CONFIRMED + "pareto"]].drop(columns="pareto")
     _write_atomic(plan.out / "pareto.csv", lambda p: final.to_csv(p, index=False))
@@ -679,7 +710,8 @@ def _print_frontier(plan: Plan, table: pd.DataFrame, base: dict[str, float], sum
     where = "confirmed: the mean over {} seeds on {} held-out prompts".format(
         1 + confirmation.get("replicates", 0), confirmation.get("prompts")
     ) if "hypervolume" in confirmation else "the search's evaluation; not confirmed"  # fmt: skip
-    print(f"\nPareto frontier ({config.reward_metric} vs {config.diversity_metric}, {where}), {summary['seconds']} s:")
+    first, second = config.objective_pair
+    print(f"\nPareto frontier ({first.title} vs {second.title}; {where}), {summary['seconds']} s:")
     print(_format_table(confirmed_view(table) if "hypervolume" in confirmation else table, config, base))
     volume = confirmation if "hypervolume" in confirmation else summary
     reference = tuple(round(v, 4) for v in volume["reference_point"])

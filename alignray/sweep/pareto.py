@@ -1,8 +1,9 @@
-"""The reward–diversity Pareto frontier and its hypervolume; both objectives are maximised.
+"""The Pareto frontier of two objectives and its hypervolume; both objectives are maximised here (a minimised one
+comes in negated, with its reference value: ``alignray.sweep.objectives.signed``).
 
 Point a dominates point b when a ≥ b in both objectives and a > b in at least one. The hypervolume of a set of
-points is the area they dominate above a reference point (r_reward, r_diversity): the larger, the better the
-frontier, and two searches measured against the same reference point compare.
+points is the area they dominate above a reference point (r_first, r_second): the larger, the better the frontier,
+and two searches measured against the same reference point compare.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def hypervolume(points: np.ndarray, reference: tuple[float, float]) -> float:
     if len(points) == 0:
         return 0.0
     front = points[pareto_mask(points)]
-    front = front[np.lexsort((front[:, 1], -front[:, 0]))]  # reward descending, so diversity ascends
+    front = front[np.lexsort((front[:, 1], -front[:, 0]))]  # the first descending, so the second ascends
     area, y_below = 0.0, r_y
     for x, y in front:
         if y > y_below:

@@ -38,8 +38,8 @@ __all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "dr
 FAILURE_FILE = "failure.json"
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
 """Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
-(a crash, retried), ``nan:<divergence>`` makes their reward NaN (deterministic, recorded, not retried). Ray workers
-inherit it from the environment that starts the cluster."""
+(a crash, retried), ``nan:<divergence>`` makes their first objective NaN (deterministic, recorded, not retried).
+Ray workers inherit it from the environment that starts the cluster."""
 
 
 class TrialFailed(RuntimeError):
@@ -167,9 +167,8 @@ def _train_and_evaluate(
         if target == params["divergence"] and fault == "raise":
             raise RuntimeError(f"{FAULT_VARIABLE}: injected crash for {target}")
         if target == params["divergence"] and fault == "nan":
-            metrics[config.reward_metric] = float("nan")
-        objectives = (config.reward_metric, config.diversity_metric)
-        broken = {k: metrics[k] for k in objectives if not math.isfinite(metrics[k])}
+            metrics[config.objective_pair[0].metric] = float("nan")
+        broken = {o.metric: metrics[o.metric] for o in config.objective_pair if not math.isfinite(metrics[o.metric])}
         if broken:
             raise FloatingPointError(f"non-finite objectives {broken}")
     except Exception as err:
