@@ -1,10 +1,11 @@
 """Searches on equal budgets on tiny-imdb: Optuna (TPE), random search and the seeds' hand grid, one run.
 
 All three share one preference data set, one reference pass and one base evaluation (so one hypervolume reference
-point), and run the grid's 16 trials each. Printed: the hypervolume after each trial per search; how many Optuna
-trials reach the grid's final hypervolume; the per-trial overhead (search-stage time not spent training or
-evaluating, as a fraction of the trial slots' time); and training pairs/s with the shared reference log-probs vs a
-reference forward at every step. Last line: ``RESULT optuna_trials_to_grid_hypervolume_fraction <fraction>``.
+point), and run the grid's 16 trials each, with no confirmation (the search is what is compared). Printed: the
+hypervolume after each trial per search; how many Optuna trials reach the grid's final hypervolume; the per-trial
+overhead (search-stage time not spent training or evaluating, as a fraction of the trial slots' time); and training
+pairs/s with the shared reference log-probs vs a reference forward at every step. Last line:
+``RESULT optuna_trials_to_grid_hypervolume_fraction <fraction>``.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         searches = {
-            "grid": SweepConfig(output=str(root / "grid"), search="grid"),
-            "optuna": SweepConfig(output=str(root / "optuna"), num_trials=args.trials),
-            "random": SweepConfig(output=str(root / "random"), num_trials=args.trials, sampler="random"),
+            "grid": SweepConfig(output=str(root / "grid"), search="grid", confirmation_prompts=0),
+            "optuna": SweepConfig(output=str(root / "optuna"), num_trials=args.trials, confirmation_prompts=0),
+            "random": SweepConfig(output=str(root / "random"), num_trials=args.trials, sampler="random",
+                                  confirmation_prompts=0),
         }
         summaries, curves = {}, {}
         for name, config in searches.items():

@@ -698,7 +698,7 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
     monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
-    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11}
     table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
     assert "none of the 2 finished trials met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
@@ -755,7 +755,7 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
     monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
-    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "kl/ref": 0.0}
     table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
     assert summary["frontier"] == ["aaaa1", "bbbb2", "eeee5"]

@@ -173,6 +173,8 @@ class ParetoInfo:
     error_bars: dict[str, tuple[Interval, Interval]]
     shifts: tuple[tuple[float, float, float, float], ...] = ()
     """Confirmed frontier points: (search x, search y, confirmed x, confirmed y), each drawn as a dotted line."""
+    confirmed_base: tuple[float, float] | None = None
+    """The base policy on the confirmation prompts, the confirmed frontier's own anchor (a hollow star)."""
 
 
 def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None) -> ParetoInfo:
@@ -202,7 +204,10 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
         (float(row[f"search/{x}"]), float(row[f"search/{y}"]), float(row[x]), float(row[y]))
         for _, row in front.iterrows() if f"search/{x}" in row and f"search/{y}" in row
     )  # fmt: skip
-    return ParetoInfo(second, first, base, found_groups, _points(front, x, y, labels), error_bars, shifts)
+    confirmed = experiment.confirmed_base if experiment.confirmed is not None else None
+    confirmed_base = None if confirmed is None else (confirmed[x], confirmed[y])
+    return ParetoInfo(second, first, base, found_groups, _points(front, x, y, labels), error_bars, shifts,
+                      confirmed_base)  # fmt: skip
 
 
 def draw_pareto(info: ParetoInfo):
@@ -218,6 +223,9 @@ def draw_pareto(info: ParetoInfo):
         ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy",
                 zorder=5)  # fmt: skip
         ax.set_xlabel(info.x.title)
+    if info.confirmed_base is not None:  # the confirmed frontier's anchor: the base on the same held-out prompts
+        left.plot(*info.confirmed_base, marker="*", markersize=16, markerfacecolor="white", markeredgecolor="black",
+                  linestyle="none", label="base SFT policy, confirmation prompts", zorder=5)  # fmt: skip
         ax.grid(alpha=0.3)
     left.set_ylabel(info.y.title)
     for i, group in enumerate(info.groups):

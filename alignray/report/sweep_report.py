@@ -485,7 +485,9 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               + ("These search intervals measure evaluation noise over prompts, not training randomness (one run "
                  "per trial). The confirmed figures' intervals resample the seeds and the confirmation prompts "
                  "together (each resample draws the prompts once for every seed, and the seeds with replacement): "
-                 "percentile intervals, or the estimate ± z × bootstrap standard error for the pooled metrics."
+                 "percentile intervals, or the estimate ± z × bootstrap standard error for the pooled metrics. A "
+                 "bootstrap over S seeds sees about (S − 1)/S of their variance, so with the few seeds of a default "
+                 "run (--replicates) the seed part of these intervals is rough and errs narrow."
                  if experiment.confirmed is not None else
                  "They measure evaluation noise over prompts, not training randomness: each configuration was "
                  f"trained once and not confirmed ({_unconfirmed(experiment)}), so two close trials may swap places "
