@@ -14,6 +14,7 @@ from alignray.metrics import evaluation_prompts
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.confirm import (
     CONFIRMED,
+    NO_SEED,
     Unit,
     confirmation_units,
     confirmed_columns,
@@ -86,6 +87,14 @@ def test_confirmed_columns_average_the_seeds_recheck_the_constraints_and_make_th
     # the search's figures are kept as they were
     assert by.loc["a", "reward/mean"] == 0.9 and by.loc["a", "pareto"]
 
+    # every seed of a configuration failed: it stays a candidate, infeasible, named so
+    error = {"trial": "c", "seed": 0, "status": "error", "reason": "FloatingPointError: nan"}
+    failed = pd.concat([seeds[seeds["trial"] != "c"], pd.DataFrame([error])], ignore_index=True)
+    lost = confirmed_columns(_search_table(), failed, [Constraint("kl/ref", 6.0)], OBJECTIVES).set_index("trial")
+    assert lost.loc["c", CONFIRMED + "seeds"] == 0 and not lost.loc["c", CONFIRMED + "feasible"]
+    assert lost.loc["c", CONFIRMED + "violations"] == NO_SEED and pd.isna(lost.loc["d", CONFIRMED + "violations"])
+    assert list(confirmed_view(lost.reset_index())["trial"]) == ["a", "b", "c"]
+
     view = confirmed_view(table).set_index("trial")
     assert list(view.index) == ["a", "b", "c"]
     assert view.loc["b", "reward/mean"] == pytest.approx(0.6) and view.loc["b", "search/reward/mean"] == 0.5
@@ -109,11 +118,21 @@ def test_a_dominated_configuration_leaves_the_confirmed_frontier():
 
 
 def test_the_confirmation_prompts_are_held_out_and_the_search_keeps_its_own():
-    config = SweepConfig(eval_prompts=16, confirmation_prompts=24)
-    drawn = evaluation_prompts(config.policy, 16 + 24, config.seed)
-    search, held_out = split_prompts(config, drawn)
-    assert search == evaluation_prompts(config.policy, 16, config.seed)  # what a sweep without confirmation uses
-    assert len(held_out) == 24 and held_out == drawn[16:]
+    config = SweepConfig(eval_prompts=128, confirmation_prompts=128)
+    drawn = evaluation_prompts(config.policy, 300, config.seed)
+    search, held_out = split_prompts(config, lambda n: drawn[:n])
+    assert search == evaluation_prompts(config.policy, 128, config.seed)  # what a sweep without confirmation uses
+    assert len(held_out) == 128 == len(set(held_out)) and not set(held_out) & set(search)
+    repeated = [p for p in drawn[128:256] if p in set(search)]
+    assert repeated  # openings of different reviews coincide ("This is"): these are skipped, and the draw goes on
+    assert held_out == list(dict.fromkeys(p for p in drawn[128:] if p not in set(search)))[:128]
+
+
+def test_the_confirmation_prompts_stop_where_the_pool_ends():
+    config = SweepConfig(eval_prompts=4, confirmation_prompts=4)
+    pool = ["a", "b", "c", "d", "a", "b", "e"]  # the pool holds one prompt the search has not seen... then two
+    search, held_out = split_prompts(config, lambda n: pool[:n])
+    assert search == ["a", "b", "c", "d"] and held_out == ["e"]
 
 
 def test_a_rerun_evaluates_no_unit_twice(tmp_path):
@@ -125,7 +144,7 @@ def test_a_rerun_evaluates_no_unit_twice(tmp_path):
     units[2].directory(tmp_path).mkdir(parents=True)
     (units[2].directory(tmp_path) / "failure.json").write_text(json.dumps({"reason": "ValueError: bad"}))
     said = []
-    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path, {"cpu": 1, "gpu": 0}, "-", said.append,
+    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path, {"cpu": 1, "gpu": 0}, 1, "-", said.append,
                      None)  # fmt: skip
     assert said == []
     assert rows[["trial", "seed", "status", "retrained"]].values.tolist() == [

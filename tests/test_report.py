@@ -44,6 +44,7 @@ from alignray.report.figures import (
     pareto_info,
     reward_kl_info,
 )
+from alignray.report.formatting import num
 from alignray.report.stats import Paired, bootstrap_p_value, holm, holm_adjusted
 from alignray.report.watch import tokens, watch_info
 from alignray.sweep.pareto import pareto_mask
@@ -971,3 +972,85 @@ def test_a_reward_kl_sweep_keeps_the_low_kl_trials_and_its_report_says_lower_is_
     assert "**This pick is worse than the base policy in kl/ref (lower is better).**" in best
     with pytest.raises(ValueError, match="the experiments have different objectives"):
         write_comparison(FIXTURE, experiment.directory, tmp_path / "compare")
+
+
+# --- a confirmed experiment -------------------------------------------------------------------------------------
+
+
+def _confirmed_experiment(out: Path, case: str = "confirmed") -> Path:
+    """The fixture with a confirmation written as the driver writes it: the base policy on the confirmation prompts
+    (its reward +0.4 there, so a report that used the search's base would show it), and each search-frontier trial
+    at seeds 0 and 1 (seed 1 +0.1 reward); ``case`` "failed": every seed failed; "infeasible": a KL budget none
+    meets."""
+    from alignray.sweep.confirm import confirmed_columns
+    from alignray.sweep.constraints import Constraint
+    from alignray.sweep.objectives import parse_objectives
+
+    shutil.copytree(FIXTURE, out)
+    record = json.loads((out / "sweep.json").read_text())
+    objectives = parse_objectives((record["config"]["reward_metric"], record["config"]["diversity_metric"]))
+    results = pd.read_parquet(out / "results.parquet")
+    base = pd.read_parquet(out / "base" / "samples.parquet").assign(reward=lambda f: f["reward"] + 0.4)
+    (out / "confirm" / "base").mkdir(parents=True)
+    base.to_parquet(out / "confirm" / "base" / "samples.parquet")
+    metrics = metrics_from_samples(base)
+    (out / "confirm" / "base" / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    rows = [{"trial": "base", "seed": 0, "status": "ok", **metrics}]
+    for trial in results.loc[results["pareto"], "trial"]:
+        for seed in (0, 1):
+            if case == "failed":
+                rows.append({"trial": trial, "seed": seed, "status": "error", "reason": "FloatingPointError: nan"})
+                continue
+            samples = pd.read_parquet(out / "samples" / f"{trial}.parquet")
+            samples["reward"] += 0.1 * seed
+            (out / "confirm" / trial / f"seed-{seed}").mkdir(parents=True)
+            samples.to_parquet(out / "confirm" / trial / f"seed-{seed}" / "samples.parquet")
+            rows.append({"trial": trial, "seed": seed, "status": "ok", **metrics_from_samples(samples)})
+    constraints = [Constraint("kl/ref", -1.0)] if case == "infeasible" else []
+    confirmed_columns(results, pd.DataFrame(rows), constraints, objectives).to_parquet(out / "results.parquet")
+    record["summary"]["confirmation"] = {"prompts": 40, "replicates": 1, "hypervolume": 0.0, "reference_point": [0, 0],
+                                         "constraints": {c.metric: c.bound for c in constraints}, "failed_seeds": 0}
+    (out / "sweep.json").write_text(json.dumps(record))
+    return out
+
+
+def test_a_confirmed_report_recommends_the_confirmed_figures_against_the_confirmation_base(tmp_path):
+    out = _confirmed_experiment(tmp_path / "exp")
+    experiment = load_experiment(out)
+    searched = experiment.results[experiment.results["pareto"]]
+    front = experiment.frontier
+    assert set(front["trial"]) <= set(searched["trial"]) and experiment.confirmed is not None
+    best = front.iloc[0]
+    search_reward = searched.set_index("trial").loc[best["trial"], "reward/mean"]
+    assert best["reward/mean"] == pytest.approx(search_reward + 0.05)  # the mean of seeds 0 and 1
+    assert best["search/reward/mean"] == pytest.approx(search_reward)
+    text = write_report(out, resamples=RESAMPLES)["report.md"].read_text()
+    pick = text.split("## What to pick", 1)[1].split("\n## ", 1)[0]
+    assert "The confirmed frontier holds" in pick and f"(search: {num(search_reward)}" in pick
+    (line,) = [line for line in pick.splitlines() if line.startswith("- Highest reward")]
+    assert f"reward/mean {num(best['reward/mean'])} [" in line
+    # against the base on the confirmation prompts (+0.4), not the search's base
+    difference = float(re.search(r"reward/mean difference (-?[\d.e-]+) \[", line).group(1))
+    assert difference == pytest.approx(best["reward/mean"] - experiment.confirmed_base["reward/mean"], abs=1e-3)
+    assert "## Confirmation" in text and "| yes |" in text.split("## Confirmation", 1)[1].split("\n## ", 1)[0]
+    # the watch reads the search's samples, so it states the search's figures
+    loaded = {"base": experiment.samples("base"), best["trial"]: experiment.samples(best["trial"])}
+    (watch,) = [w for w in watch_info(experiment, loaded) if w.trial == best["trial"]]
+    assert watch.reward == pytest.approx((experiment.base["reward/mean"], search_reward))
+    info = pareto_info(experiment)
+    diversity = "diversity/token_entropy"  # the fixture's
+    assert info.confirmed_base == (experiment.confirmed_base[diversity], experiment.confirmed_base["reward/mean"])
+    assert len(info.shifts) == len(front)
+
+
+@pytest.mark.parametrize("case", ["failed", "infeasible"])
+def test_a_frontier_that_does_not_hold_up_on_confirmation_is_said_so(tmp_path, case):
+    out = _confirmed_experiment(tmp_path / "exp", case)
+    experiment = load_experiment(out)
+    assert experiment.frontier.empty and experiment.confirmed is not None
+    text = write_report(out, resamples=RESAMPLES)["report.md"].read_text()
+    pick = text.split("## What to pick", 1)[1].split("\n## ", 1)[0]
+    searched = int(experiment.results["pareto"].sum())
+    assert f"None of the {searched} configurations on the search's feasible frontier held up on confirmation" in pick
+    assert ("every seed failed" if case == "failed" else "kl/ref") in pick
+    assert "No trial met the constraints" not in pick

@@ -235,13 +235,13 @@ def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(
     for trial in searched:
         runs = kept[kept["trial"] == trial].set_index("seed")["kl/ref"]
         assert runs[0] != runs[1]
-    # held-out prompts: the search's 8 are the first of one seeded draw, the confirmation's the next 8
+    # held-out prompts: the search's 8 are the first of one seeded draw, the confirmation's the next 8 others
     policy = argv[argv.index("--policy") + 1]
-    drawn = evaluation_prompts(policy, 16, 0)
-    base_search = pd.read_parquet(out / "base" / "samples.parquet")
-    base_confirm = pd.read_parquet(out / "confirm" / "base" / "samples.parquet")
-    assert list(base_search.drop_duplicates("prompt_id")["prompt"]) == drawn[:8]
-    assert list(base_confirm.drop_duplicates("prompt_id")["prompt"]) == drawn[8:]
+    drawn = evaluation_prompts(policy, 40, 0)
+    search = list(pd.read_parquet(out / "base" / "samples.parquet").drop_duplicates("prompt_id")["prompt"])
+    held_out = list(pd.read_parquet(out / "confirm" / "base" / "samples.parquet").drop_duplicates("prompt_id")["prompt"])
+    assert search == drawn[:8] and len(held_out) == 8 and not set(held_out) & set(search)
+    assert held_out == [p for p in dict.fromkeys(drawn[8:]) if p not in set(search)][:8]
     # the final frontier: confirmed, feasible, Pareto-optimal at the confirmed figures, within the search's
     final = table[table["confirmed/pareto"]]
     front = pd.read_csv(out / "pareto.csv")
@@ -805,6 +805,7 @@ def test_a_sweep_saved_before_objectives_resumes_with_both_maximised_and_refuses
 
     saved = resumed()
     assert saved.objectives == ("reward/mean", "diversity/token_entropy")
+    assert saved.confirmation_prompts == 0  # saved before the confirmation existed: it resumes unconfirmed
     assert [o.direction for o in saved.objective_pair] == ["max", "max"]
     assert resumed(objectives=("reward/mean:max", "diversity/token_entropy")).objectives == saved.objectives
     changed = r"objectives=\('reward/mean', 'kl/ref:min'\) differs from the resumed sweep's objectives=\('reward/mean'"

@@ -26,7 +26,7 @@ def _summary_table(experiments: dict[str, Experiment], reference: tuple[float, f
     ``reference`` (the objectives' own units), its best in the first objective, feasible trials."""
     rows = []
     for name, experiment in experiments.items():
-        ok, front, objectives = experiment.finished, experiment.frontier, experiment.objectives
+        ok, front, objectives = experiment.finished, experiment.search_frontier, experiment.objectives
         volume = hypervolume(objective_points(experiment.feasible, objectives), signed(reference, objectives))
         rows.append({"experiment": name, "trials": len(experiment.results), "finished": len(ok),
                      "frontier": len(front), "hypervolume": num(volume),
@@ -67,8 +67,8 @@ def write_comparison(
         ("h2", "Search progress"),
         ("image", (written["compare_hypervolume.png"], "hypervolume after each trial, each search")),
     ]  # fmt: skip
-    if len(a.frontier) and len(b.frontier):
-        best_a, best_b = a.frontier.iloc[0], b.frontier.iloc[0]
+    if len(a.search_frontier) and len(b.search_frontier):
+        best_a, best_b = a.search_frontier.iloc[0], b.search_frontier.iloc[0]
         samples_a, samples_b = a.samples(best_a["trial"]), b.samples(best_b["trial"])
         paired = []
         if samples_a is not None and samples_b is not None:

@@ -504,11 +504,17 @@ def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
             trace_name = prefix + group_name(group)
             feasible = tuple(bool(f) for f in feasible_mask(rows))
             traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i, feasible))
-        front = experiment.frontier.sort_values(x)
-        traces.append(Trace(prefix + "frontier", "frontier", front[x].to_numpy(), front[y].to_numpy(), (), k))
-        base = experiment.base
-        hover = (_hover(pd.Series({"trial": "base SFT policy", **base})),)
-        traces.append(Trace(prefix + "base SFT policy", "base", np.array([base[x]]), np.array([base[y]]), hover))
+        single = len(experiments) == 1  # one sweep's report: its recommended (confirmed) frontier; else the searches'
+        front = (experiment.frontier if single else experiment.search_frontier).sort_values(x)
+        confirmed = single and experiment.confirmed is not None
+        traces.append(Trace(prefix + ("confirmed frontier" if confirmed else "frontier"), "frontier",
+                            front[x].to_numpy(), front[y].to_numpy(), (), k))  # fmt: skip
+        bases = [("base SFT policy", experiment.base)]
+        if confirmed:
+            bases.append(("base SFT policy, confirmation prompts", experiment.confirmed_base))
+        for title, base in bases:
+            hover = (_hover(pd.Series({"trial": title, **base})),)
+            traces.append(Trace(prefix + title, "base", np.array([base[x]]), np.array([base[y]]), hover))
     first, second = next(iter(experiments.values())).objectives
     return InteractiveInfo(second.title, first.title, tuple(traces))
 
@@ -534,7 +540,8 @@ def draw_interactive(info: InteractiveInfo):
         else:
             fig.add_trace(go.Scatter(
                 x=trace.x, y=trace.y, mode="markers", name=trace.name,
-                marker={"symbol": "star", "size": 16, "color": "black"}, hovertext=list(trace.hover),
+                marker={"symbol": "star-open" if "confirmation" in trace.name else "star", "size": 16,
+                        "color": "black"}, hovertext=list(trace.hover),
                 hoverinfo="text",
             ))  # fmt: skip
     if any(trace.kind == "trials" and not all(trace.feasible or (True,)) for trace in info.traces):
@@ -584,7 +591,7 @@ def comparison_info(experiments: dict[str, Experiment]) -> ComparisonInfo:
     compared = []
     for name, experiment in experiments.items():
         x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
-        front = experiment.frontier.sort_values(x)
+        front = experiment.search_frontier.sort_values(x)  # the searches are compared, at their own figures
         labels = tuple(label(row) for _, row in front.iterrows())
         base = (experiment.base[x], experiment.base[y])
         trials = _points(experiment.finished, x, y)

@@ -248,6 +248,13 @@ def _pick(
     """The computed sentences of "What to pick"."""
     if experiment.finished.empty:
         return ["No trial finished: there is no frontier to pick from (see the errored trials below)."]
+    if experiment.frontier.empty and experiment.confirmed is not None:
+        broken = "; ".join(f"{label(row, lr=True)} `{row['trial']}`: {row['violations']}"
+                           for _, row in experiment.confirmed.iterrows())  # fmt: skip
+        return [f"**None of the {len(experiment.confirmed)} configurations on the search's feasible frontier held up "
+                f"on confirmation: there is no frontier to recommend.** {broken}. The search's figures were luck of "
+                "its seed or prompts, or the bounds sit at the edge of what these configurations reach; see the "
+                "Confirmation table, and run more trials or raise --replicates."]  # fmt: skip
     if experiment.frontier.empty:
         bounds = f" ({_bounds(experiment)})" if experiment.constraints else ""
         return [f"**No trial met the constraints{bounds}: there is no frontier to recommend.** The table of every "
@@ -287,7 +294,9 @@ def _pick(
             f"{seeds} seeds on {prompts} confirmation prompts held out from the search. Base SFT policy on the same "
             f"prompts: {base_text}. Figures are means over seeds; brackets are {CONFIDENCE:.0%} intervals with seeds "
             "and prompts resampled together, so training randomness is in them; differences against the base policy "
-            "are paired over the prompts. \"search:\" gives the figures that chose each configuration.",
+            "are paired over the prompts. \"search:\" gives the figures that chose each configuration. One of the "
+            "seeds is the search's own run: its prompts here are new, but it is the run that won the search, so "
+            "with few seeds the confirmed figures still lean its way (raise --replicates to dilute it).",
         ]
     text.append(f"- {_best(first)}: {described(front.iloc[0])}")
     if len(front) > 1:
@@ -303,10 +312,11 @@ def _pick(
     if confirmed is not None:
         dropped = confirmed[~confirmed["trial"].isin(front["trial"])]
         if not dropped.empty:
-            why = "; ".join(f"{label(row)} `{row['trial']}` ({reward} {num(row[reward])}, search "
-                            f"{num(row['search/' + reward])}; "
-                            + (f"broke {row['violations']})" if pd.notna(row["violations"]) else "dominated)")
-                            for _, row in dropped.iterrows())  # fmt: skip
+            why = "; ".join(f"{label(row)} `{row['trial']}` (" + (
+                f"{row['violations']}" if row["seeds"] == 0 else f"{reward} {num(row[reward])}, search "
+                f"{num(row['search/' + reward])}; " + (f"broke {row['violations']}" if pd.notna(row["violations"])
+                                                       else "dominated")) + ")"
+                for _, row in dropped.iterrows())  # fmt: skip
             text.append(f"- On the search's frontier but not confirmed: {why}.")
     for c in comparisons:
         if c.metric == reward:

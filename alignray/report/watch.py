@@ -134,8 +134,9 @@ def watch_info(
         samples = loaded.get(row["trial"])
         if samples is None:
             continue
-        rewards = (_number(experiment.base.get(reward)), _number(row.get(reward)))
-        nonwords = (_number(experiment.base.get(NONWORD)), _number(row.get(NONWORD)))
+        # the search's figures, which the samples read here gave (a confirmed row holds them as search/<metric>)
+        rewards = (_number(experiment.base.get(reward)), _number(row.get(f"search/{reward}", row.get(reward))))
+        nonwords = (_number(experiment.base.get(NONWORD)), _number(row.get(f"search/{NONWORD}", row.get(NONWORD))))
         rises = _rises(samples["completion"], base_counts, top, min_texts)
         out.append(Watch(row["trial"], label(row), rises, rewards, nonwords))
     return tuple(out)

@@ -182,8 +182,10 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
         )
     # a sweep saved before the constraints existed keeps running without them: its trials never measured them
     unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}
-    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, "output": config.output,
-                           "resume": True, "overwrite": False})  # fmt: skip
+    # ... and one saved before the confirmation existed is not confirmed: it never asked for it
+    unconfirmed = {} if "confirmation_prompts" in record["config"] else {"confirmation_prompts": 0}
+    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, **unconfirmed,
+                           "output": config.output, "resume": True, "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
     for name in sorted(set(changed) - set(RESUMABLE)):

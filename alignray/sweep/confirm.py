@@ -5,8 +5,8 @@ configuration, so its figures are optimistic: a configuration that won by luck o
 best exactly because it won. After the search, each configuration on its feasible frontier is
 
 - evaluated again as trained (the search's seed; its saved model), and
-- retrained with ``replicates`` new seeds (``seed + 1``, ..., ``seed + replicates``: data order, initialisation of
-  nothing else, sampling) and evaluated,
+- retrained with ``replicates`` new seeds (``seed + 1``, ..., ``seed + replicates``: the order of the preference
+  data and the sampling of the evaluation both change) and evaluated,
 
 every seed on the **confirmation prompts**: ``confirmation_prompts`` evaluation prompts held out from the search's
 (the continuation of the same seeded draw of evaluation reviews: other reviews, never seen by the search). The base
@@ -29,7 +29,7 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ CONFIRMED = "confirmed/"
 """Prefix of the confirmation's columns in ``results.parquet``: ``confirmed/<metric>`` (mean over seeds),
 ``confirmed/seeds``, ``confirmed/feasible``, ``confirmed/violations``, ``confirmed/pareto``."""
 BASE_UNIT = "base"
+NO_SEED = "no seed evaluated: every seed failed (confirmation.parquet holds the reasons)"
+"""The confirmation's violation of a configuration whose every seed failed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +71,24 @@ class Unit:
         return root / BASE_UNIT if self.trial == BASE_UNIT else root / self.trial / f"seed-{self.seed}"
 
 
-def split_prompts(config: SweepConfig, prompts: list[str]) -> tuple[list[str], list[str]]:
-    """The search's evaluation prompts and the confirmation prompts, from one seeded draw of
-    ``eval_prompts + confirmation_prompts`` evaluation prompts: the first ``eval_prompts`` are the search's (the same
-    prompts a sweep without confirmation draws), the rest are held out from it."""
-    return prompts[: config.eval_prompts], prompts[config.eval_prompts :]
+def split_prompts(config: SweepConfig, draw: Callable[[int], list[str]]) -> tuple[list[str], list[str]]:
+    """The search's evaluation prompts and the confirmation prompts from one seeded draw of evaluation prompts
+    (``draw(n)``: the first ``n``; a longer draw begins with a shorter one). The first ``eval_prompts`` are the
+    search's, the same prompts a sweep without confirmation draws; the confirmation takes the next
+    ``confirmation_prompts`` whose text is neither a search prompt nor an earlier confirmation prompt (openings of
+    2-8 tokens of different reviews can coincide, "This is"), drawing further while the evaluation pool lasts."""
+    wanted = config.eval_prompts + config.confirmation_prompts
+    while True:
+        drawn = draw(wanted)
+        search, held_out = drawn[: config.eval_prompts], []
+        seen = set(search)
+        for prompt in drawn[config.eval_prompts :]:
+            if prompt not in seen and len(held_out) < config.confirmation_prompts:
+                held_out.append(prompt)
+                seen.add(prompt)
+        if len(held_out) == config.confirmation_prompts or len(drawn) < wanted:
+            return search, held_out
+        wanted += config.confirmation_prompts - len(held_out)
 
 
 def confirmation_units(config: SweepConfig, front: pd.DataFrame, checkpoints: dict[str, Any]) -> list[Unit]:
@@ -132,25 +147,34 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
 
 def run_units(
     units: list[Unit], config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], root: Path,
-    resources: dict[str, float], train_storage: str, say, write_atomic,
+    resources: dict[str, float], concurrent: int, train_storage: str, say, write_atomic,
 ) -> pd.DataFrame:  # fmt: skip
-    """Evaluate every unit not done yet under ``root`` as Ray tasks in ``resources`` each (Ray runs as many at once
-    as the cluster holds), saving each as it finishes; one row per unit: trial, seed, retrained, status, reason,
-    metrics and training seconds. A unit that failed is recorded in its ``failure.json`` and not run again."""
+    """Evaluate every unit not done yet under ``root`` as Ray tasks in ``resources`` each, ``concurrent`` at a time
+    (the search's count: a multi-worker unit's Ray Train workers need room beside the tasks), saving each as it
+    finishes; one row per unit: trial, seed, retrained, status, reason, metrics and training seconds.
+
+    A unit that fails the same way whenever it runs (``alignray.sweep.trial.is_deterministic``: NaN, a bad value) is
+    recorded in its ``failure.json`` and not run again; any other failure (Ray already retried a lost worker
+    ``max_failures`` times) is reported and left to run again on ``--resume``."""
     import ray
 
+    from alignray.sweep.trial import is_deterministic
+
     waiting = [unit for unit in units if not _done(unit.directory(root))]
-    pending = {}
+    failed: dict[tuple[str, int], str] = {}  # (trial, seed) -> reason
     if waiting:
+        retrained = sum(u.retrained for u in waiting)
+        say(f"5/6 confirmation: {len(waiting)} models on {len(prompts)} held-out prompts ({retrained} retrained "
+            f"with new seeds), {concurrent} at once")  # fmt: skip
         task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
             _evaluate_unit
         )
         shared = ray.put(pairs)  # once, for every task
-        pending = {task.remote(u, config, shared, prompts, train_storage): u for u in waiting}
-        retrained = sum(u.retrained for u in waiting)
-        say(f"5/6 confirmation: {len(pending)} models on {len(prompts)} held-out prompts ({retrained} retrained "
-            f"with new seeds)")  # fmt: skip
-    while pending:
+    pending: dict[Any, Unit] = {}
+    while waiting or pending:
+        while waiting and len(pending) < concurrent:
+            unit = waiting.pop(0)
+            pending[task.remote(unit, config, shared, prompts, train_storage)] = unit
         [ready], _ = ray.wait(list(pending), num_returns=1)
         unit = pending.pop(ready)
         directory = unit.directory(root)
@@ -160,11 +184,16 @@ def run_units(
             broken = {k: v for k, v in metrics.items() if not math.isfinite(v)}
             if broken:
                 raise FloatingPointError(f"non-finite metrics {broken}")
-        except Exception as err:  # recorded (Ray already retried a lost worker); confirmed with fewer seeds
-            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"[:500]
-            failure = json.dumps({"reason": reason}) + "\n"
-            write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
-            say(f"5/6 confirmation: {unit.trial} seed {unit.seed} failed ({reason})")
+        except Exception as err:  # the configuration is confirmed with fewer seeds
+            cause = getattr(err, "cause", None) or err  # a Ray task's error carries the task's own
+            text = str(cause).strip()
+            reason = f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
+            failed[unit.trial, unit.seed] = reason
+            if is_deterministic(err):
+                failure = json.dumps({"reason": reason}) + "\n"
+                write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
+            say(f"5/6 confirmation: {unit.trial} seed {unit.seed} failed ({reason[:300]})"
+                + ("" if is_deterministic(err) else "; --resume runs it again"))  # fmt: skip
             continue
         write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
         record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.retrained,
@@ -173,28 +202,30 @@ def run_units(
         shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys([o.metric for o in config.objective_pair]
                                                                              + ["kl/ref"]))  # fmt: skip
         say(f"5/6 confirmation: {unit.trial} seed {unit.seed} done: {shown}")
-    return pd.DataFrame([_row(unit, unit.directory(root)) for unit in units])
+    return pd.DataFrame([_row(u, u.directory(root), failed.get((u.trial, u.seed))) for u in units])
 
 
 def _done(directory: Path) -> bool:
     return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
-def _row(unit: Unit, directory: Path) -> dict[str, Any]:
+def _row(unit: Unit, directory: Path, failed: str | None = None) -> dict[str, Any]:
     row = {"trial": unit.trial, "seed": unit.seed, "retrained": unit.retrained}
     if (directory / "metrics.json").is_file():
         record = json.loads((directory / "metrics.json").read_text())
         return {**row, "status": "ok", "reason": None, **record["metrics"],
                 **{k: v for k, v in record.items() if k.startswith("time/")}}  # fmt: skip
-    reason = json.loads((directory / "failure.json").read_text())["reason"] if _done(directory) else "not run"
-    return {**row, "status": "error", "reason": reason}
+    if (directory / "failure.json").is_file():
+        failed = json.loads((directory / "failure.json").read_text())["reason"]
+    return {**row, "status": "error", "reason": (failed or "not run")[:500]}
 
 
 def confirmed_columns(
     table: pd.DataFrame, seeds: pd.DataFrame, constraints: list[Constraint], objectives: Sequence[Objective]
 ) -> pd.DataFrame:
-    """``table`` (the search's results) with the confirmation's columns (``CONFIRMED``) for every trial that has a
-    confirmed seed: each metric's mean over its seeds, the number of seeds, feasibility under ``constraints`` and
+    """``table`` (the search's results) with the confirmation's columns (``CONFIRMED``) for every trial ``seeds``
+    names: each metric's mean over its evaluated seeds, their number, feasibility under ``constraints`` (a trial none
+    of whose seeds was evaluated is infeasible: ``NO_SEED``) and
     whether it is on the confirmed frontier (Pareto over ``objectives``, each in its direction, among the confirmed
     feasible trials); NaN / False elsewhere."""
     from alignray.sweep.pareto import pareto_mask
@@ -207,9 +238,11 @@ def confirmed_columns(
         table[CONFIRMED + metric] = table["trial"].map(means[metric]).astype(float)
     table[CONFIRMED + "seeds"] = table["trial"].map(ok.groupby("trial").size()).fillna(0).astype(int)
     confirmed = table[CONFIRMED + "seeds"] > 0
+    candidates = set(seeds.loc[seeds["trial"] != BASE_UNIT, "trial"])
     values = [{m: row[CONFIRMED + m] for m in metrics} for _, row in table.iterrows()]
     table[CONFIRMED + "violations"] = [
-        violations(v, constraints) if c else None for v, c in zip(values, confirmed, strict=True)
+        violations(v, constraints) if c else (NO_SEED if t in candidates else None)
+        for v, c, t in zip(values, confirmed, table["trial"], strict=True)
     ]
     table[CONFIRMED + "feasible"] = confirmed & table[CONFIRMED + "violations"].isna()
     mask = np.zeros(len(table), dtype=bool)
@@ -222,10 +255,13 @@ def confirmed_columns(
 
 
 def confirmed_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The confirmed trials of ``table`` as results rows: each metric column holds its confirmed value (the mean over
-    seeds on the confirmation prompts), ``feasible``, ``violations`` and ``pareto`` the confirmation's, and
-    ``search/<metric>`` the search's figure it replaced."""
-    rows = table[table.get(CONFIRMED + "seeds", pd.Series(0, index=table.index)) > 0].copy()
+    """The configurations ``table`` sent to confirmation (its search frontier, ``pareto``) as results rows: each
+    metric column holds its confirmed value (the mean over seeds on the confirmation prompts; NaN when every seed
+    failed), ``feasible``, ``violations`` and ``pareto`` the confirmation's, ``seeds`` how many were evaluated, and
+    ``search/<metric>`` the search's figure it replaced. Empty when the table has no confirmation."""
+    if CONFIRMED + "seeds" not in table.columns:
+        return table.iloc[:0]
+    rows = table[table["pareto"].astype(bool)].copy()
     for column in [c for c in table.columns if c.startswith(CONFIRMED)]:
         name = column[len(CONFIRMED) :]
         if name in METRICS and name in rows.columns:

@@ -172,15 +172,17 @@ def _tune_storage(config: SweepConfig) -> str:
 def _plan(config: SweepConfig) -> Plan:
     """Decide what the stages share. Ray starts here; what only the cluster can tell (a trial that does not fit,
     local Tune storage on several nodes) is refused as ``SweepRefused`` before the experiment directory is made."""
+    from alignray.data.prompts import imdb_prompt_reviews
     from alignray.metrics import evaluation_prompts
     from alignray.world import load_tokenizer
 
     config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)
     tokenizer = load_tokenizer(config.policy, "policy")
-    drawn = evaluation_prompts(config.policy, config.eval_prompts + config.confirmation_prompts, config.seed,
-                               tokenizer)  # fmt: skip
-    prompts, confirmation = split_prompts(config, drawn)
+    pool = len(imdb_prompt_reviews("eval"))
+    prompts, confirmation = split_prompts(
+        config, lambda n: evaluation_prompts(config.policy, min(n, pool), config.seed, tokenizer)
+    )
     _init_ray()
     config = _resolve_gpus(config)
     try:
@@ -641,7 +643,7 @@ def _confirm(
     units = confirmation_units(config, front, checkpoints)
     train_storage = f"{plan.tune_storage.rstrip('/')}/{plan.study}/train"
     seeds = run_units(units, config, pd.read_parquet(data), plan.confirmation, plan.out / "confirm", plan.resources,
-                      train_storage, _say, _write_atomic)  # fmt: skip
+                      plan.concurrent, train_storage, _say, _write_atomic)  # fmt: skip
     _write_atomic(plan.out / "confirmation.parquet", lambda p: seeds.to_parquet(p, index=False))
     base_row = seeds[(seeds["trial"] == "base") & (seeds["status"] == "ok")]
     if base_row.empty:
@@ -657,7 +659,8 @@ def _confirm(
     volume = hypervolume(signed(feasible[[CONFIRMED + o.metric for o in objectives]].to_numpy(), objectives),
                          signed(reference, objectives))  # fmt: skip
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
-    final = table[table[CONFIRMED + "pareto"]].drop(columns="pareto")
+    final = confirmed_view(table)  # the confirmed figures under the metric names, the search's as search/<metric>
+    final = final[final["pareto"]].drop(columns="pareto")
     _write_atomic(plan.out / "pareto.csv", lambda p: final.to_csv(p, index=False))
     seconds = round(time.monotonic() - started, 1)
     _say(f"5/6 confirmation: {len(feasible)} of {len(front)} frontier configurations confirmed feasible on "
