@@ -238,8 +238,8 @@ def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(
     # held-out prompts: the search's 8 are the first of one seeded draw, the confirmation's the next 8 others
     policy = argv[argv.index("--policy") + 1]
     drawn = evaluation_prompts(policy, 40, 0)
-    search = list(pd.read_parquet(out / "base" / "samples.parquet").drop_duplicates("prompt_id")["prompt"])
-    held_out = list(pd.read_parquet(out / "confirm" / "base" / "samples.parquet").drop_duplicates("prompt_id")["prompt"])
+    search, held_out = (list(pd.read_parquet(out / path).drop_duplicates("prompt_id")["prompt"])
+                        for path in ("base/samples.parquet", "confirm/base/samples.parquet"))  # fmt: skip
     assert search == drawn[:8] and len(held_out) == 8 and not set(held_out) & set(search)
     assert held_out == [p for p in dict.fromkeys(drawn[8:]) if p not in set(search)][:8]
     # the final frontier: confirmed, feasible, Pareto-optimal at the confirmed figures, within the search's
