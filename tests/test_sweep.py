@@ -259,6 +259,21 @@ def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(
     assert f"The confirmed frontier holds {len(final)} of the {len(searched)}" in report
 
 
+def test_trials_run_one_after_another_in_reused_workers(tmp_path, micro_world, ray_cluster):
+    """reuse_workers (the default): four trials, two at a time, run in the two worker processes the first two started,
+    not in four fresh ones (the per-trial start-up that bench/overhead.py measures)."""
+    from jobs.sweep import main
+
+    world, _ = micro_world
+    out = tmp_path / "exp"
+    main(["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
+          "--num-trials", "4", "--divergences", "reverse_kl", "js_divergence", "--confirmation-prompts", "0",
+          *MICRO_SWEEP[:-2]])  # fmt: skip
+    table = pd.read_parquet(out / "results.parquet")
+    assert (table["status"] == "ok").all() and len(table) == 4
+    assert table["worker/pid"].nunique() <= 2, table[["trial", "worker/pid"]]
+
+
 def test_nan_trial_is_errored_with_its_reason_and_failed_in_the_study(sweep):
     out, summary, _ = sweep
     table = pd.read_parquet(out / "results.parquet")

@@ -137,6 +137,10 @@ class SweepConfig:
     """Each trial: GPUs it holds (default: 1 when the cluster has GPUs, else 0)."""
     max_concurrent_trials: int | None = None
     """Trials at once (default: what the cluster's CPUs and GPUs hold)."""
+    reuse_workers: bool = True
+    """Run each trial in the worker process an earlier trial left (Tune's reuse_actors): Python, torch and the
+    libraries load once per worker instead of once per trial, which was most of a trial slot's time spent neither
+    training nor evaluating (bench/overhead.py measures both). Off: a fresh process per trial."""
     max_failures: int = 1
     """Retries of a trial that crashed: its worker or node died, or it raised (e.g. CUDA out of memory). A trial
     that meets NaN or a bad value fails the same way again: it is recorded and never retried."""

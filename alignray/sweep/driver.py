@@ -356,7 +356,7 @@ def _search(plan: Plan, data: Path, constraints: list[Constraint]) -> list:
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_searcher(config, study, seeded=not grids, constraints=constraints), num_samples=trials,
-            max_concurrent_trials=plan.concurrent,
+            max_concurrent_trials=plan.concurrent, reuse_actors=config.reuse_workers,
         ),
         run_config=tune.RunConfig(
             name=study if not grids else f"{study}-{len(grids) + 1}",

@@ -4,7 +4,8 @@ The trial trains in its own process (``workers_per_trial > 1``: a Ray Train ``To
 Train V2 pattern, its run named by the trial id), then evaluates with the same batched generation and scoring code
 the Ray Data actors run, in this process: Ray Data actors would run outside the trial's placement group and can hang
 when trials hold every CPU or GPU. It reports the fixed metric names once, with a checkpoint holding the model
-(``model/``) and the evaluation samples (``samples.parquet``).
+(``model/``) and the evaluation samples (``samples.parquet``). With ``reuse_workers`` a worker process runs one trial
+after another (``worker/pid`` names it): each trial frees its memory when it ends.
 
 A trial that raises, or whose objectives are not finite, ends as an errored Tune trial: OptunaSearch then marks
 its Optuna trial FAIL. Reporting NaN instead would make Optuna drop the trial with only a warning. A deterministic
@@ -18,6 +19,7 @@ the scratch holds a full model and the preference data while the trial runs.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -110,6 +112,7 @@ def run_trial(
         data = scratch / "preferences.parquet"  # this node only: multi-node Ray Train would need shared storage
         pairs.to_parquet(data, index=False)
         report = _train_and_evaluate(params, config, str(data), prompts, scratch, train_storage, failure)
+        report["worker/pid"] = os.getpid()  # the process that ran it: reused workers run several trials
         report["time/total_s"] = time.monotonic() - started
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
         (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -118,6 +121,9 @@ def run_trial(
             drop_train_run(train_storage, context.get_trial_id())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        gc.collect()  # the worker may run the next trial (reuse_workers): it starts with this one's memory freed
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def drop_train_run(train_storage: str, run_name: str) -> None:
