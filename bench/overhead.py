@@ -1,11 +1,12 @@
 """A trial slot's overhead with a fresh worker process per trial and with workers reused, side by side, one run.
 
-Two searches of the same trials on tiny-imdb: the same points to evaluate, one preference data set, one reference
-pass and one base evaluation, no confirmation. The first starts a fresh process per trial (``reuse_workers`` off, the
-old behaviour: Python, torch and the libraries load for every trial); the second runs each trial in a worker an
-earlier trial left. Overhead: the share of the search stage's trial-slot time (search seconds × trials at once) spent
-neither training nor evaluating, the figure ``bench/sweep.py`` prints. Last line:
-``RESULT trial_overhead_fraction <overhead with workers reused>``.
+Four searches of the same trials on tiny-imdb, in the order fresh, reused, reused, fresh (so that neither mode gains
+from going first or last), each in a Ray session of its own: the same points to evaluate, one preference data set,
+one reference pass and one base evaluation (made by the first), no confirmation. "fresh" starts a process per trial
+(``reuse_workers`` off, the old behaviour: Python, torch and the libraries load for every trial); "reused" runs each
+trial in a worker an earlier trial left. Overhead: the share of the search stage's trial-slot time (search seconds ×
+trials at once) spent neither training nor evaluating, the figure ``bench/sweep.py`` prints; each mode's is the mean
+of its two searches. Last line: ``RESULT trial_overhead_fraction <overhead with workers reused>``.
 """
 
 from __future__ import annotations
@@ -49,23 +50,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         base = SweepConfig(num_trials=args.trials, points_to_evaluate=POINTS[: args.trials], confirmation_prompts=0)
-        searches = {"fresh": False, "reused": True}
-        found, volumes = {}, {}
-        for name, reuse in searches.items():
-            config = dataclasses.replace(base, output=str(root / name), reuse_workers=reuse)
-            if name != "fresh":  # one preference set, one reference pass, one base evaluation for both
+        found: dict[str, list[tuple[float, float]]] = {"fresh": [], "reused": []}
+        volumes = set()
+        for i, name in enumerate(("fresh", "reused", "reused", "fresh")):
+            out = root / f"{i}-{name}"
+            if i:  # one preference set, one reference pass, one base evaluation for all
                 for shared in ("preferences", "base"):
-                    shutil.copytree(root / "fresh" / shared, root / name / shared)
-            summary = run_sweep(config)
-            found[name], volumes[name] = overhead(root / name, summary), summary["hypervolume"]
-    ray.shutdown()  # its workers' last log lines come before the results
-    same = "the same" if volumes["fresh"] == volumes["reused"] else "different"
-    print(f"hypervolume: fresh {volumes['fresh']:.4f}, reused {volumes['reused']:.4f} ({same} trials' results)")
-    for name, (share, seconds) in found.items():
-        print(f"workers {name:6s}: {share:.1%} of trial-slot time is neither training nor evaluating "
-              f"({seconds:.1f} s a trial)")  # fmt: skip
-    print(f"overhead ratio, reused / fresh: {found['reused'][0] / found['fresh'][0]:.2f}")
-    print(f"RESULT trial_overhead_fraction {found['reused'][0]:.3f}")
+                    shutil.copytree(root / "0-fresh" / shared, out / shared)
+            summary = run_sweep(dataclasses.replace(base, output=str(out), reuse_workers=name == "reused"))
+            ray.shutdown()  # the next search starts a Ray session of its own
+            found[name].append(overhead(out, summary))
+            volumes.add(round(summary["hypervolume"], 12))
+    print(f"hypervolume of each search: {sorted(volumes)} (one value: the same trials gave the same results)")
+    for name, runs in found.items():
+        shares = ", ".join(f"{share:.1%} ({seconds:.1f} s a trial)" for share, seconds in runs)
+        print(f"workers {name:6s}: {shares} of trial-slot time neither training nor evaluating")
+    fresh, reused = (sum(share for share, _ in found[name]) / 2 for name in ("fresh", "reused"))
+    print(f"mean overhead: fresh {fresh:.1%}, reused {reused:.1%}; ratio reused / fresh {reused / fresh:.2f}")
+    print(f"RESULT trial_overhead_fraction {reused:.3f}")
 
 
 if __name__ == "__main__":

@@ -526,6 +526,20 @@ def test_errors_that_repeat_are_recorded_and_others_retried():
     assert not is_deterministic(WorkerGroupError("w", {0: FloatingPointError("nan"), 1: RuntimeError("died")}))
 
 
+def test_a_failure_is_recorded_where_any_worker_of_a_retry_finds_it(tmp_path):
+    """Failures live under the experiment by trial id, not in the trial's directory (Tune places it differently for a
+    fresh worker and a reused one, and on another node)."""
+    from alignray.sweep.trial import Failures
+
+    storage = str(tmp_path / "exp" / "failures")
+    assert Failures(storage, "abc12").read() is None
+    Failures(storage, "abc12").record("FloatingPointError: non-finite loss", {"beta": 0.1})
+    assert Failures(storage, "abc12").read() == "FloatingPointError: non-finite loss"  # a new worker reads it
+    assert Failures(f"file://{storage}", "abc12").read() == "FloatingPointError: non-finite loss"  # a URI alike
+    assert Failures(storage, "def34").read() is None
+    assert json.loads((tmp_path / "exp" / "failures" / "abc12.json").read_text())["params"] == {"beta": 0.1}
+
+
 def test_quiet_libraries_hides_future_warnings_and_loading_bars():
     import warnings
 

@@ -482,7 +482,7 @@ class InteractiveInfo:
 
 def _hover(row: pd.Series) -> str:
     keys = ["trial", "divergence", "loss_type", "beta", "alpha", "learning_rate"]
-    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/", "constraint/"))]
+    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/", "constraint/", "worker/"))]
     parts = [f"{k}: {num(row[k])}" for k in keys + metrics if k in row.index and num(row[k]) != ""]
     violations = row.get("violations")
     if isinstance(violations, str) and violations:

@@ -23,7 +23,7 @@ SWEEP_FILE = "sweep.json"
 """The experiment's record: its config, study name and, once finished, its summary."""
 STUDY_NAME = re.compile(r"alignray-[0-9a-f]{8}")
 """A study's generated name, which also names its Tune experiment under the storage path."""
-RESUMABLE = ("num_trials", "max_failures", "max_concurrent_trials")
+RESUMABLE = ("num_trials", "max_failures", "max_concurrent_trials", "reuse_workers")
 """The options ``--resume`` takes anew; every other one is the saved sweep's, and giving another value is refused."""
 
 
@@ -178,7 +178,7 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
     if "preset" in set(given):
         raise ValueError(
             "--preset cannot be given with --resume: a resumed sweep keeps the settings it was started with; drop "
-            "--preset (and give only --num-trials, --max-failures or --max-concurrent-trials)"
+            "--preset (and give only --num-trials, --max-failures, --max-concurrent-trials or --reuse-workers)"
         )
     # a sweep saved before the constraints existed keeps running without them: its trials never measured them
     unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}

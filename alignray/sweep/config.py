@@ -157,8 +157,8 @@ class SweepConfig:
     """Keep every trial's model, not only the frontier's."""
     resume: bool = False
     """Continue the sweep in output with its saved config (finished trials are kept, not repeated); only
-    num_trials (more trials), max_failures and max_concurrent_trials may be given anew, and the last two apply to the
-    added trials only (Tune restores its own settings for the trials it had)."""
+    num_trials (more trials), max_failures, max_concurrent_trials and reuse_workers may be given anew, and the last
+    three apply to the added trials only (Tune restores its own settings for the trials it had)."""
     overwrite: bool = False
     """Delete an existing experiment in output and start again."""
 

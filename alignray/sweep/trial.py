@@ -10,11 +10,13 @@ after another (``worker/pid`` names it): each trial frees its memory when it end
 A trial that raises, or whose objectives are not finite, ends as an errored Tune trial: OptunaSearch then marks
 its Optuna trial FAIL. Reporting NaN instead would make Optuna drop the trial with only a warning. A deterministic
 failure (``DETERMINISTIC``: a non-finite loss or metric, a bad value; in a multi-worker trial, when every failed Ray
-Train worker raised one) is recorded in ``failure.json`` so that Tune's retry (``max_failures``) does not train the
-same failure again. Any other error (a dead worker or node, CUDA out of memory) is retried.
+Train worker raised one) is recorded as ``<experiment>/failures/<trial id>.json`` (``Failures``) so that Tune's retry
+(``max_failures``) does not train the same failure again. Any other error (a dead worker or node, CUDA out of memory)
+is retried.
 
-The trial works in a scratch directory outside the trial directory: Tune syncs the trial directory to storage, and
-the scratch holds a full model and the preference data while the trial runs.
+The trial works in a scratch directory outside the trial's directories: Tune syncs them to storage, and the scratch
+holds a full model and the preference data while the trial runs. Its training curves go to its working directory,
+where Tune runs it whether the worker is fresh or reused (the driver syncs it, ``sync_artifacts``).
 """
 
 from __future__ import annotations
@@ -34,10 +36,9 @@ import pandas as pd
 from alignray.sweep.config import SweepConfig
 from alignray.train_config import TrainConfig
 
-__all__ = ["DETERMINISTIC", "FAILURE_FILE", "FAULT_VARIABLE", "TrialFailed", "drop_train_run", "is_deterministic",
+__all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "is_deterministic",
            "run_trial", "train_config"]  # fmt: skip
 
-FAILURE_FILE = "failure.json"
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
 """Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
 (a crash, retried), ``nan:<divergence>`` makes their first objective NaN (deterministic, recorded, not retried).
@@ -84,10 +85,12 @@ def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: st
 
 
 def run_trial(
-    params: dict[str, Any], config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str
-) -> None:
+    params: dict[str, Any], config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str,
+    failure_storage: str,
+) -> None:  # fmt: skip
     """The Tune function trainable: train, evaluate, check, report (see the module docstring). A multi-worker
-    trial's Ray Train run is named by the trial id under ``train_storage``, which every node reaches."""
+    trial's Ray Train run is named by the trial id under ``train_storage``, and a deterministic failure is recorded
+    as ``<trial id>.json`` under ``failure_storage``; every node reaches both."""
     import torch
     from ray import tune
 
@@ -96,10 +99,10 @@ def run_trial(
     started = time.monotonic()
     quiet_libraries()  # the job log shows the sweep's progress, not each trial's warnings and loading bars
     context = tune.get_context()
-    trial_dir = Path(context.get_trial_dir())
-    failure = trial_dir / FAILURE_FILE
-    if failure.exists():
-        raise TrialFailed(json.loads(failure.read_text())["reason"])
+    failure = Failures(failure_storage, context.get_trial_id())
+    recorded = failure.read()
+    if recorded is not None:
+        raise TrialFailed(recorded)
     finished = tune.get_checkpoint()
     if finished is not None:  # restored after its report (the driver died): report it again, do not retrain
         with finished.as_directory() as directory:
@@ -107,7 +110,7 @@ def run_trial(
         tune.report(report, checkpoint=finished)
         return
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
-    scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-"))  # never inside trial_dir, which Tune syncs
+    scratch = Path(tempfile.mkdtemp(prefix="alignray-trial-"))  # never in the trial's directories, which Tune syncs
     try:
         data = scratch / "preferences.parquet"  # this node only: multi-node Ray Train would need shared storage
         pairs.to_parquet(data, index=False)
@@ -140,9 +143,38 @@ def drop_train_run(train_storage: str, run_name: str) -> None:
         filesystem.delete_dir(path)
 
 
+class Failures:
+    """A trial's deterministic failure, recorded as ``<trial id>.json`` under ``storage`` (a local path or a cloud
+    URI), where a retry finds it on any node and in any worker: not in the trial's directory, which Tune places
+    differently for a fresh worker and a reused one."""
+
+    def __init__(self, storage: str, trial_id: str) -> None:
+        from pyarrow import fs
+
+        if "://" in storage:
+            self.filesystem, root = fs.FileSystem.from_uri(storage)
+        else:
+            self.filesystem, root = fs.LocalFileSystem(), storage
+        self.root, self.path = root.rstrip("/"), f"{root.rstrip('/')}/{trial_id}.json"
+
+    def read(self) -> str | None:
+        """The recorded reason, or None."""
+        from pyarrow import fs
+
+        if self.filesystem.get_file_info(self.path).type == fs.FileType.NotFound:
+            return None
+        with self.filesystem.open_input_stream(self.path) as source:
+            return json.loads(source.read())["reason"]
+
+    def record(self, reason: str, params: dict[str, Any]) -> None:
+        self.filesystem.create_dir(self.root, recursive=True)
+        with self.filesystem.open_output_stream(self.path) as sink:
+            sink.write((json.dumps({"reason": reason, "params": params}) + "\n").encode())
+
+
 def _train_and_evaluate(
     params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], scratch: Path, train_storage: str,
-    failure: Path,
+    failure: Failures,
 ) -> dict[str, float]:  # fmt: skip
     """Train and evaluate into ``scratch/checkpoint`` (model/, samples.parquet); the metrics and timings to report.
     A deterministic failure is recorded in ``failure`` before it is raised."""
@@ -155,7 +187,7 @@ def _train_and_evaluate(
         run = train_config(params, config, data, str(scratch / "run"))
         trained = train(
             run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True,
-            logging_dir=tune.get_context().get_trial_dir(),
+            logging_dir=os.getcwd(),  # the trial's working directory, in a fresh worker or a reused one: synced
         )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
@@ -179,7 +211,7 @@ def _train_and_evaluate(
             raise FloatingPointError(f"non-finite objectives {broken}")
     except Exception as err:
         if is_deterministic(err):  # the same parameters would fail the same way again: recorded, not retried
-            failure.write_text(json.dumps({"reason": f"{type(err).__name__}: {err}", "params": params}) + "\n")
+            failure.record(f"{type(err).__name__}: {err}", params)
         raise
 
     checkpoint = scratch / "checkpoint"
