@@ -362,9 +362,6 @@ def _search(plan: Plan, data: Path, constraints: list[Constraint]) -> list:
             name=study if not grids else f"{study}-{len(grids) + 1}",
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            # a trial writes its training curves into its working directory (where Tune runs it, in a fresh
-            # worker or a reused one): synced into the trial's directory in storage
-            sync_config=tune.SyncConfig(sync_artifacts=True),
             progress_reporter=_reporter(config),
             verbose=1,
         ),

@@ -15,8 +15,9 @@ Train worker raised one) is recorded as ``<experiment>/failures/<trial id>.json`
 is retried.
 
 The trial works in a scratch directory outside the trial's directories: Tune syncs them to storage, and the scratch
-holds a full model and the preference data while the trial runs. Its training curves go to its working directory,
-where Tune runs it whether the worker is fresh or reused (the driver syncs it, ``sync_artifacts``).
+holds a full model and the preference data while the trial runs. Its training curves (TensorBoard events) travel
+in its checkpoint (``tensorboard/``), which reaches the trial's directory in storage whether the worker is fresh or
+reused; ``tensorboard --logdir <tune storage>`` finds them there.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def _train_and_evaluate(
         run = train_config(params, config, data, str(scratch / "run"))
         trained = train(
             run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True,
-            logging_dir=os.getcwd(),  # the trial's working directory, in a fresh worker or a reused one: synced
+            logging_dir=str(scratch / "tensorboard"),  # kept with the checkpoint: Ray 2.60 gives a reused worker
+            # another trial directory (working_dirs/, never synced) than a fresh one (driver_artifacts/)
         )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_here(
@@ -217,6 +219,8 @@ def _train_and_evaluate(
     checkpoint = scratch / "checkpoint"
     checkpoint.mkdir()
     shutil.move(str(scratch / "run" / "model"), checkpoint / "model")
+    if (scratch / "tensorboard").is_dir():  # a multi-worker trial's curves go through Ray Train instead
+        shutil.move(str(scratch / "tensorboard"), checkpoint / "tensorboard")
     samples.to_parquet(checkpoint / "samples.parquet", index=False)  # ids: the report's token-metric intervals
     return {
         **{k: float(v) for k, v in metrics.items()},
