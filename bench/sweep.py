@@ -22,7 +22,7 @@ import pandas as pd
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
-from alignray.sweep.objectives import signed
+from alignray.sweep.objectives import objective_points, signed
 from alignray.sweep.pareto import hypervolume_curve
 from alignray.train import build_trainer, load_preferences
 from alignray.train_config import TrainConfig
@@ -31,7 +31,7 @@ from alignray.train_config import TrainConfig
 def curve(out: Path, config: SweepConfig, reference: tuple[float, float]) -> list[float]:
     table = pd.read_parquet(out / "results.parquet")
     objectives = config.objective_pair
-    points = signed(table[[o.metric for o in objectives]].to_numpy(dtype=float), objectives)
+    points = objective_points(table, objectives)
     points[(table["status"] != "ok").to_numpy()] = np.nan
     return hypervolume_curve(points, signed(reference, objectives))
 

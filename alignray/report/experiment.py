@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from alignray.sweep.confirm import CONFIRMED, confirmed_view
-from alignray.sweep.objectives import Objective, parse_objectives, signed, with_objectives
+from alignray.sweep.objectives import Objective, objective_points, parse_objectives, signed, with_objectives
 from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
 __all__ = [
@@ -47,11 +47,6 @@ BASE = "base"
 """The base SFT policy's name where trials are named by id (``Experiment.samples``, intervals by trial)."""
 KL = "kl/ref"
 """The KL to the reference (SFT) policy, nats per completion: the reward–KL panel's axis and the KL budget's metric."""
-
-
-def objective_points(rows: pd.DataFrame, objectives: tuple[Objective, Objective]) -> np.ndarray:
-    """The rows' two objectives (n, 2), signed (``alignray.sweep.objectives.signed``): maximised either way."""
-    return signed(rows[[o.metric for o in objectives]].to_numpy(dtype=np.float64), objectives)
 
 
 def feasible_mask(rows: pd.DataFrame) -> pd.Series:
@@ -124,6 +119,12 @@ class Experiment:
             return self.search_frontier
         ok = confirmed[feasible_mask(confirmed)]
         return self.objectives[0].best_first(ok[pareto_mask(objective_points(ok, self.objectives))])
+
+    @property
+    def frontier_base(self) -> dict[str, float]:
+        """The base policy's metrics on the prompts ``frontier`` was measured on: the confirmation's when the sweep
+        confirmed, else the search's."""
+        return self.confirmed_base if self.confirmed is not None else self.base
 
     def confirmation_samples(self, trial: str) -> list[pd.DataFrame]:
         """The confirmation samples of ``trial`` (or the base policy, ``"base"``), one frame per seed evaluated."""

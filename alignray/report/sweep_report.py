@@ -208,7 +208,7 @@ def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paire
     """A pick's differences against the base policy in both objectives, each with its paired interval and whether
     it is better or worse in the objective's direction, and what the pick gives up."""
     parts, lost = [], []
-    base = experiment.confirmed_base if experiment.confirmed is not None else experiment.base
+    base = experiment.frontier_base
     for objective in experiment.objectives:
         metric = objective.metric
         if metric not in paired:
@@ -275,7 +275,7 @@ def _pick(
                 f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
 
     base = intervals.get(BASE, {})
-    base_values = experiment.confirmed_base if confirmed is not None else experiment.base
+    base_values = experiment.frontier_base
     base_text = ", ".join(f"{m} {base[m] if m in base else num(base_values.get(m))}" for m in (reward, diversity))
     if confirmed is None:
         text = [

@@ -39,7 +39,7 @@ import pandas as pd
 from alignray.metrics import METRICS
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.constraints import Constraint, violations
-from alignray.sweep.objectives import Objective, signed
+from alignray.sweep.objectives import Objective, objective_points
 
 __all__ = ["CONFIRMED", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "run_units",
            "split_prompts"]  # fmt: skip
@@ -111,14 +111,12 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
     ``retrained``) on the confirmation prompts; (metrics, samples, train seconds)."""
     import torch
 
-    from alignray.metrics import evaluate_here
-    from alignray.sweep.trial import drop_train_run, train_config
+    from alignray.sweep.trial import drop_train_run, evaluate_model, train_config
     from alignray.train import train
     from alignray.world import quiet_libraries
 
     quiet_libraries()
-    threads = max(1, int(config.cpus_per_trial))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     scratch = Path(tempfile.mkdtemp(prefix="alignray-confirm-"))
     run_name = f"confirm-{unit.trial}-seed-{unit.seed}"
     try:
@@ -134,10 +132,7 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
             model = str(scratch / "run" / "model")
         else:
             model = str(Path(unit.checkpoint.to_directory(str(scratch / "checkpoint"))) / "model")
-        metrics, samples = evaluate_here(
-            model, config.policy, config.reward, prompts, samples_per_prompt=config.eval_samples_per_prompt,
-            max_new_tokens=config.max_new_tokens, seed=unit.seed, threads=threads,
-        )  # fmt: skip
+        metrics, samples = evaluate_model(model, config, prompts, unit.seed)
         if unit.retrained and config.workers_per_trial > 1:
             drop_train_run(train_storage, run_name)
         return metrics, samples, trained
@@ -248,8 +243,7 @@ def confirmed_columns(
     mask = np.zeros(len(table), dtype=bool)
     feasible = table[CONFIRMED + "feasible"].to_numpy(dtype=bool)
     if feasible.any():
-        values = table.loc[feasible, [CONFIRMED + o.metric for o in objectives]].to_numpy()
-        mask[feasible] = pareto_mask(signed(values, objectives))
+        mask[feasible] = pareto_mask(objective_points(table.loc[feasible], objectives, CONFIRMED))
     table[CONFIRMED + "pareto"] = mask
     return table
 

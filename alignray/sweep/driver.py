@@ -54,7 +54,7 @@ from alignray.sweep.confirm import (
     split_prompts,
 )
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
-from alignray.sweep.objectives import signed
+from alignray.sweep.objectives import objective_points, signed
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
@@ -266,25 +266,21 @@ def _score_reference(
     appended), then the base policy's evaluation samples and metrics."""
     import torch
 
-    from alignray.metrics import evaluate_here
+    from alignray.sweep.trial import evaluate_model
     from alignray.train import PREFERENCE_COLUMNS, build_trainer, load_preferences
     from alignray.train_config import TrainConfig
     from alignray.trainer import REFERENCE_COLUMNS
     from alignray.world import quiet_libraries
 
     quiet_libraries()
-    threads = max(1, int(config.cpus_per_trial))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "preferences.parquet"
         pairs.to_parquet(data, index=False)
         run = TrainConfig(data=str(data), policy=config.policy, max_length=config.max_length)
         trainer = build_trainer(run, load_preferences(data), scratch)
         scored = trainer.train_dataset.select_columns([*PREFERENCE_COLUMNS, *REFERENCE_COLUMNS]).to_pandas()
-    metrics, samples = evaluate_here(
-        config.policy, config.policy, config.reward, prompts, config.eval_samples_per_prompt, config.max_new_tokens,
-        config.seed, threads=threads,
-    )  # fmt: skip
+    metrics, samples = evaluate_model(config.policy, config, prompts, config.seed)
     return scored, samples, metrics
 
 
@@ -458,7 +454,7 @@ def frontier(table: pd.DataFrame, config: SweepConfig) -> pd.Series:
         ok = ok & table["feasible"].to_numpy(dtype=bool)
     if ok.any():
         objectives = config.objective_pair
-        mask[ok] = pareto_mask(signed(table.loc[ok, [o.metric for o in objectives]].to_numpy(), objectives))
+        mask[ok] = pareto_mask(objective_points(table.loc[ok], objectives))
     return pd.Series(mask, index=table.index)
 
 
@@ -595,8 +591,7 @@ def _frontier(
     reference = hypervolume_reference(config, base)
     feasible = table[table["feasible"]]
     objectives = config.objective_pair
-    volume = hypervolume(signed(feasible[[o.metric for o in objectives]].to_numpy(), objectives),
-                         signed(reference, objectives))  # fmt: skip
+    volume = hypervolume(objective_points(feasible, objectives), signed(reference, objectives))
     finished = int((table["status"] == "ok").sum())
     if finished and feasible.empty:
         bounds = "; ".join(f"{c.metric} <= {c.bound:.4g}" for c in constraints)
@@ -656,8 +651,7 @@ def _confirm(
     table = confirmed_columns(table, seeds, constraints, objectives)
     feasible = table[table[CONFIRMED + "feasible"]]
     reference = hypervolume_reference(config, base)
-    volume = hypervolume(signed(feasible[[CONFIRMED + o.metric for o in objectives]].to_numpy(), objectives),
-                         signed(reference, objectives))  # fmt: skip
+    volume = hypervolume(objective_points(feasible, objectives, CONFIRMED), signed(reference, objectives))
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     final = confirmed_view(table)  # the confirmed figures under the metric names, the search's as search/<metric>
     final = final[final["pareto"]].drop(columns="pareto")

@@ -18,7 +18,8 @@ import pandas as pd
 from alignray.metrics import METRICS
 from alignray.registry import unknown_name
 
-__all__ = ["DIRECTIONS", "Objective", "parse_objective", "parse_objectives", "signed", "with_objectives"]
+__all__ = ["DIRECTIONS", "Objective", "objective_points", "parse_objective", "parse_objectives", "signed",
+           "with_objectives"]  # fmt: skip
 
 DIRECTIONS = ("max", "min")
 """An objective's direction: maximised or minimised."""
@@ -84,6 +85,12 @@ def parse_objectives(specs: Sequence[str]) -> tuple[Objective, Objective]:
 def signed(values: Any, objectives: Iterable[Objective]) -> np.ndarray:
     """``values`` (n, 2), or one point (2,), with each column times its objective's sign: maximised either way."""
     return np.asarray(values, dtype=np.float64) * np.array([o.sign for o in objectives], dtype=np.float64)
+
+
+def objective_points(rows: pd.DataFrame, objectives: Sequence[Objective], prefix: str = "") -> np.ndarray:
+    """The rows' two objectives (n, 2), signed: maximised either way. ``prefix``: read ``<prefix><metric>`` (the
+    confirmation's ``confirmed/`` columns)."""
+    return signed(rows[[prefix + o.metric for o in objectives]].to_numpy(dtype=np.float64), objectives)
 
 
 def with_objectives(config: dict[str, Any]) -> dict[str, Any]:

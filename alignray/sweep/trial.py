@@ -37,8 +37,8 @@ import pandas as pd
 from alignray.sweep.config import SweepConfig
 from alignray.train_config import TrainConfig
 
-__all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "is_deterministic",
-           "run_trial", "train_config"]  # fmt: skip
+__all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "evaluate_model",
+           "is_deterministic", "run_trial", "train_config"]  # fmt: skip
 
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
 """Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
@@ -135,13 +135,21 @@ def drop_train_run(train_storage: str, run_name: str) -> None:
     full model for each checkpoint, which the frontier's bookkeeping would otherwise never delete."""
     from pyarrow import fs
 
-    if "://" in train_storage:
-        filesystem, root = fs.FileSystem.from_uri(train_storage)
-    else:
-        filesystem, root = fs.LocalFileSystem(), train_storage
-    path = f"{root.rstrip('/')}/{run_name}"
+    filesystem, root = _filesystem(train_storage)
+    path = f"{root}/{run_name}"
     if filesystem.get_file_info(path).type != fs.FileType.NotFound:
         filesystem.delete_dir(path)
+
+
+def _filesystem(storage: str):
+    """``storage`` (a local path or a cloud URI) as a pyarrow file system and the path on it, without a final /."""
+    from pyarrow import fs
+
+    if "://" in storage:
+        filesystem, root = fs.FileSystem.from_uri(storage)
+    else:
+        filesystem, root = fs.LocalFileSystem(), storage
+    return filesystem, root.rstrip("/")
 
 
 class Failures:
@@ -150,13 +158,8 @@ class Failures:
     differently for a fresh worker and a reused one."""
 
     def __init__(self, storage: str, trial_id: str) -> None:
-        from pyarrow import fs
-
-        if "://" in storage:
-            self.filesystem, root = fs.FileSystem.from_uri(storage)
-        else:
-            self.filesystem, root = fs.LocalFileSystem(), storage
-        self.root, self.path = root.rstrip("/"), f"{root.rstrip('/')}/{trial_id}.json"
+        self.filesystem, self.root = _filesystem(storage)
+        self.path = f"{self.root}/{trial_id}.json"
 
     def read(self) -> str | None:
         """The recorded reason, or None."""
@@ -173,6 +176,18 @@ class Failures:
             sink.write((json.dumps({"reason": reason, "params": params}) + "\n").encode())
 
 
+def evaluate_model(model: str, config: SweepConfig, prompts: list[str], seed: int) -> tuple[dict[str, float], Any]:
+    """``model`` evaluated as every policy of the sweep is, in this process: ``eval_samples_per_prompt`` samples of
+    ``max_new_tokens`` per prompt, sampled at ``seed``, scored by the reward, KL to the sweep's policy; the metrics and
+    the samples."""
+    from alignray.metrics import evaluate_here
+
+    return evaluate_here(
+        model, config.policy, config.reward, prompts, samples_per_prompt=config.eval_samples_per_prompt,
+        max_new_tokens=config.max_new_tokens, seed=seed, threads=max(1, int(config.cpus_per_trial)),
+    )  # fmt: skip
+
+
 def _train_and_evaluate(
     params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], scratch: Path, train_storage: str,
     failure: Failures,
@@ -181,7 +196,6 @@ def _train_and_evaluate(
     A deterministic failure is recorded in ``failure`` before it is raised."""
     from ray import tune
 
-    from alignray.metrics import evaluate_here
     from alignray.train import train
 
     try:
@@ -192,16 +206,7 @@ def _train_and_evaluate(
             # another trial directory (working_dirs/, never synced) than a fresh one (driver_artifacts/)
         )  # fmt: skip
         evaluated = time.monotonic()
-        metrics, samples = evaluate_here(
-            str(scratch / "run" / "model"),
-            config.policy,
-            config.reward,
-            prompts,
-            samples_per_prompt=config.eval_samples_per_prompt,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            threads=max(1, int(config.cpus_per_trial)),
-        )
+        metrics, samples = evaluate_model(str(scratch / "run" / "model"), config, prompts, config.seed)
         eval_seconds = time.monotonic() - evaluated
         fault, _, target = os.environ.get(FAULT_VARIABLE, "").partition(":")
         if target == params["divergence"] and fault == "raise":
