@@ -4,6 +4,10 @@
 (``<out>/model``, safetensors) and ``<out>/metrics.json``. With ``config.workers > 1`` the same trainer runs in each
 worker of a ``TorchTrainer`` (gloo on CPUs, NCCL on GPUs), wrapped by Ray's ``prepare_trainer`` and reporting with
 ``RayTrainReportCallback``; the last checkpoint becomes ``<out>/model``.
+
+``save_points > 1`` keeps the model at evenly spaced steps along the run as well (the Trainer's own ``save_steps``,
+as a fraction of the run, with ``save_only_model``): ``<out>/points/step-<n>/``, each a ``save_pretrained`` policy
+like ``<out>/model``, whose step the returned ``points`` list.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datasets import Dataset, load_dataset
 from transformers import PrinterCallback
 from transformers.integrations import TensorBoardCallback
 
-from alignray.train_config import TrainConfig
+from alignray.train_config import POINTS, TrainConfig
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
 from alignray.world import load_policy, policy_context
 
@@ -77,6 +81,8 @@ def _fdpo_args(config: TrainConfig, output_dir: str, **overrides: Any) -> FDPOCo
         "save_strategy": "no",
         "dataloader_num_workers": 0,
     }
+    if config.save_points > 1:  # a checkpoint (the model only) after each save_points-th of the steps
+        settings |= {"save_strategy": "steps", "save_steps": 1 / config.save_points, "save_only_model": True}
     return FDPOConfig(**(settings | overrides))
 
 
@@ -135,10 +141,15 @@ def train(
         trainer.save_model(str(out / "model"))
         _drop_pickles(out / "model")
         metrics = _summary(trainer.state.log_history)
+        metrics["global_step"] = float(trainer.state.global_step)
+        for checkpoint in (out / "trainer").glob("checkpoint-*"):
+            _keep_point(checkpoint, out, int(trainer.state.global_step))
         shutil.rmtree(out / "trainer", ignore_errors=True)
     seconds = time.monotonic() - started
+    points = sorted(int(p.name.removeprefix("step-")) for p in (out / POINTS).glob("step-*"))
     result = {
         "config": dataclasses.asdict(config),
+        "points": points,
         "pairs": len(data),
         "seconds": round(seconds, 2),
         "pairs_per_second": round(len(data) * config.epochs / seconds, 2),
@@ -155,9 +166,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     config = TrainConfig(**loop_config["config"])
     data = load_preferences(config.data)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(
-            config, data, scratch, save_strategy="epoch", logging_strategy="epoch", save_only_model=True
-        )
+        saves = {} if config.save_points > 1 else {"save_strategy": "epoch"}  # else save_points' steps
+        trainer = build_trainer(config, data, scratch, logging_strategy="epoch", save_only_model=True, **saves)
         trainer.add_callback(RayTrainReportCallback())
         prepare_trainer(trainer).train()
 
@@ -185,9 +195,32 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
         shutil.rmtree(out / "model", ignore_errors=True)
         shutil.copytree(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME, out / "model")
     _drop_pickles(out / "model")
+    final = _step(out / "model")
+    for checkpoint, _ in result.best_checkpoints if config.save_points > 1 else ():  # every one is kept
+        with checkpoint.as_directory() as directory:
+            _keep_point(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME, out, final, copy=True)
     if storage_path is None:
         shutil.rmtree(storage, ignore_errors=True)
     return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+
+
+def _step(checkpoint: Path) -> int:
+    """The optimizer step at which the Trainer saved ``checkpoint`` (its ``trainer_state.json``)."""
+    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def _keep_point(checkpoint: Path, out: Path, final: int, copy: bool = False) -> None:
+    """Keep a Trainer checkpoint saved before the ``final`` step as ``<out>/points/step-<n>/`` (moved, or copied)."""
+    step = _step(checkpoint)
+    if step >= final:
+        return
+    target = out / POINTS / f"step-{step}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (shutil.copytree if copy else shutil.move)(str(checkpoint), str(target))
+    _drop_pickles(target)
+    for state in ("trainer_state.json", "rng_state.pth"):
+        (target / state).unlink(missing_ok=True)
 
 
 def _drop_pickles(directory: Path) -> None:

@@ -9,7 +9,11 @@ from alignray.config import check_learning_rates, check_positive, coerce_fields
 from alignray.divergences import get_divergence
 from alignray.losses import check_loss_type
 
-__all__ = ["TrainConfig"]
+__all__ = ["POINTS", "TrainConfig"]
+
+POINTS = "points"
+"""The directory under a run's ``out`` that holds the models saved along training (``save_points``), ``step-<n>/``
+each."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class TrainConfig:
     """Give each Ray Train worker a GPU (workers > 1); a single run uses a GPU whenever one is present."""
     precompute_ref: bool = True
     """Score the reference policy once before training instead of at every step."""
+    save_points: int = 1
+    """Models kept along the run, evenly spaced in optimizer steps (the Trainer's ``save_steps`` as a fraction): 3
+    keeps the model after a third and two thirds of the steps (``points/step-<n>/``) beside the final one
+    (``model/``). 1: the final model only."""
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -55,7 +63,7 @@ class TrainConfig:
             )
         get_divergence(self.divergence, **self.divergence_params).check_trainable()
         check_loss_type(self.loss_type)
-        check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers"))
+        check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers", "save_points"))
         check_learning_rates(self, "learning_rate")
         if self.use_gpu and self.workers == 1:
             raise ValueError("use_gpu=True is for Ray Train workers (workers > 1); a single run finds a GPU itself")

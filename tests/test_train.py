@@ -115,3 +115,32 @@ def test_two_ray_train_workers_train_report_and_checkpoint(tmp_path, micro_world
     assert "loss" in result["metrics"] and "rewards/margins" in result["metrics"]
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert _changed(out / "policy", tmp_path / "model")
+
+
+def test_save_points_keep_the_model_along_the_run(tmp_path, micro_world, preferences):
+    """16 pairs in batches of 2 are 8 steps: thirds of them are saved at steps 3 and 6, beside the final model; each
+    point is a loadable policy that differs from the start and from the end."""
+    world, _ = micro_world
+    config = TrainConfig(
+        data=str(preferences), policy=str(world / "policy"), out=str(tmp_path), batch_size=2, learning_rate=1e-3,
+        max_length=64, save_points=3,
+    )  # fmt: skip
+    result = train(config)
+    assert result["points"] == [3, 6] and result["metrics"]["global_step"] == 8
+    for step in (3, 6):
+        point = tmp_path / "points" / f"step-{step}"
+        assert (point / "model.safetensors").is_file() and (point / "config.json").is_file()
+        assert not list(point.glob("*.bin")) and not (point / "trainer_state.json").exists()
+        assert _changed(world / "policy", point) and _changed(point, tmp_path / "model")
+    assert not (tmp_path / "trainer").exists()
+
+
+def test_save_points_on_ray_train_workers(tmp_path, micro_world, preferences, ray_cluster):
+    out, _ = micro_world
+    config = TrainConfig(
+        data=str(preferences), policy=str(out / "policy"), out=str(tmp_path), batch_size=2, workers=2,
+        learning_rate=1e-3, max_length=64, save_points=2,
+    )  # fmt: skip
+    result = train(config)  # 16 pairs, 2 workers of 2: 4 steps, halves at 2
+    assert result["points"] == [2]
+    assert _changed(tmp_path / "points" / "step-2", tmp_path / "model")

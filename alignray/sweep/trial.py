@@ -4,7 +4,15 @@ The trial trains in its own process (``workers_per_trial > 1``: a Ray Train ``To
 Train V2 pattern, its run named by the trial id), then evaluates with the same batched generation and scoring code
 the Ray Data actors run, in this process: Ray Data actors would run outside the trial's placement group and can hang
 when trials hold every CPU or GPU. It reports the fixed metric names once, with a checkpoint holding the model
-(``model/``) and the evaluation samples (``samples.parquet``). With ``reuse_workers`` a worker process runs one trial
+(``model/``) and the evaluation samples (``samples.parquet``).
+
+**Trajectories.** With ``eval_points`` k > 1 the run also keeps its model after each k-th of its steps, and the trial
+evaluates each of them the same way: the checkpoint holds ``points/step-<n>/`` (``model/``, ``samples.parquet``) and
+``points.json`` (each point's step and metrics), and every point is a frontier candidate of its own. Optuna is told
+the final point only, whichever point turns out best: the sampler models what a configuration gives after the
+whole training budget, the one thing a trial's parameters decide. Telling it the best point instead would mix that
+with how long to train, which no parameter of the study controls, and a point picked for being best on the search
+prompts would tell the sampler a selection-biased value. With ``reuse_workers`` a worker process runs one trial
 after another (``worker/pid`` names it): each trial frees its memory when it ends.
 
 A trial that raises, or whose objectives are not finite, ends as an errored Tune trial: OptunaSearch then marks
@@ -22,6 +30,7 @@ reused; ``tensorboard --logdir <tune storage>`` finds them there.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import math
@@ -35,7 +44,7 @@ from typing import Any
 import pandas as pd
 
 from alignray.sweep.config import SweepConfig
-from alignray.train_config import TrainConfig
+from alignray.train_config import POINTS, TrainConfig
 
 __all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "evaluate_model",
            "is_deterministic", "run_trial", "train_config"]  # fmt: skip
@@ -116,6 +125,7 @@ def run_trial(
         data = scratch / "preferences.parquet"  # this node only: multi-node Ray Train would need shared storage
         pairs.to_parquet(data, index=False)
         report = _train_and_evaluate(params, config, str(data), prompts, scratch, train_storage, failure)
+        report.pop("points")  # in points.json: Tune's results keep the final point's flat metrics
         report["worker/pid"] = os.getpid()  # the process that ran it: reused workers run several trials
         report["time/total_s"] = time.monotonic() - started
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
@@ -199,7 +209,8 @@ def _train_and_evaluate(
     from alignray.train import train
 
     try:
-        run = train_config(params, config, data, str(scratch / "run"))
+        run = dataclasses.replace(train_config(params, config, data, str(scratch / "run")),
+                                  save_points=config.eval_points)  # fmt: skip
         trained = train(
             run, run_name=tune.get_context().get_trial_id(), storage_path=train_storage, quiet=True,
             logging_dir=str(scratch / "tensorboard"),  # kept with the checkpoint: Ray 2.60 gives a reused worker
@@ -207,6 +218,8 @@ def _train_and_evaluate(
         )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_model(str(scratch / "run" / "model"), config, prompts, config.seed)
+        points = [(step, *evaluate_model(str(scratch / "run" / POINTS / f"step-{step}"), config, prompts,
+                                         config.seed)) for step in trained["points"]]  # fmt: skip
         eval_seconds = time.monotonic() - evaluated
         fault, _, target = os.environ.get(FAULT_VARIABLE, "").partition(":")
         if target == params["divergence"] and fault == "raise":
@@ -227,10 +240,19 @@ def _train_and_evaluate(
     if (scratch / "tensorboard").is_dir():  # a multi-worker trial's curves go through Ray Train instead
         shutil.move(str(scratch / "tensorboard"), checkpoint / "tensorboard")
     samples.to_parquet(checkpoint / "samples.parquet", index=False)  # ids: the report's token-metric intervals
+    for step, _, point_samples in points:
+        where = checkpoint / POINTS / f"step-{step}"
+        where.mkdir(parents=True)
+        shutil.move(str(scratch / "run" / POINTS / f"step-{step}"), where / "model")
+        point_samples.to_parquet(where / "samples.parquet", index=False)
+    trajectory = [{"step": step, "metrics": {k: float(v) for k, v in m.items()}} for step, m, _ in points]
+    (checkpoint / "points.json").write_text(json.dumps(trajectory, indent=2) + "\n")
     return {
+        "points": trajectory,
         **{k: float(v) for k, v in metrics.items()},
         **{f"train/{k}": v for k, v in trained["metrics"].items()},
         "train/pairs": trained["pairs"],
+        "train/step": trained["metrics"].get("global_step", math.nan),
         "time/train_s": trained["seconds"],
         "time/eval_s": eval_seconds,
     }
