@@ -110,18 +110,34 @@ def _to_strings(value: Any) -> tuple[str, ...]:
         raise _Refused("holds something other than strings") from None
 
 
+def _to_floats(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str):
+        raise _Refused("is a single string, not a list")
+    if not isinstance(value, list | tuple):
+        raise _Refused("is not a list")
+    try:
+        return tuple(_to_float(item) for item in value)
+    except _Refused:
+        raise _Refused("holds something other than finite numbers") from None
+
+
+FLOATS = "tuple[float, ...]"
+"""The kind ``_field_types`` gives a ``tuple[float, ...]`` field."""
+
 _CONVERTERS: dict[Any, tuple[Any, str]] = {
     int: (_to_int, "an integer"),
     float: (_to_float, "a finite number"),
     bool: (_to_bool, "true or false"),
     str: (_to_str, "a string"),
     tuple: (_to_strings, "a list of strings (YAML: [a, b]; command line: --flag a b)"),
+    FLOATS: (_to_floats, "a list of numbers (YAML: [0.5, 1.5]; command line: --flag 0.5 1.5, or --flag alone for none)"),
 }
 
 
 @cache
 def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
-    """Each field's type (``tuple`` for ``tuple[str, ...]``) and whether it takes None."""
+    """Each field's type (``tuple`` for ``tuple[str, ...]``, ``FLOATS`` for ``tuple[float, ...]``) and whether it
+    takes None."""
     types_ = {}
     for name, annotation in typing.get_type_hints(cls).items():
         optional = False
@@ -129,7 +145,9 @@ def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
             args = typing.get_args(annotation)
             optional = type(None) in args
             (annotation,) = [a for a in args if a is not type(None)]
-        types_[name] = (tuple if typing.get_origin(annotation) is tuple else annotation, optional)
+        if typing.get_origin(annotation) is tuple:
+            annotation = FLOATS if typing.get_args(annotation)[0] is float else tuple
+        types_[name] = (annotation, optional)
     return types_
 
 
@@ -144,7 +162,7 @@ def coerce_fields(config: Any) -> None:
     - ``bool``: a bool, or one of true/false, yes/no, on/off, 1/0 as a string;
     - ``str``: a string (an integer becomes its digits, as typed on the command line); a bool is refused;
     - ``tuple[str, ...]``: a list or tuple of strings; a bare string is refused rather than split into characters
-      or taken as one item, since either guess can be wrong;
+      or taken as one item, since either guess can be wrong; ``tuple[float, ...]`` likewise, of numbers;
     - ``X | None``: None, or an X as above.
 
     The ValueError names the field, the value received and what is allowed:
@@ -254,7 +272,7 @@ def _parser(
         parser.add_argument(  # values stay text here: the dataclass converts them as it converts YAML's
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            nargs="+" if kind is tuple else "?" if kind is bool else None,
+            nargs="+" if kind is tuple else "*" if kind == FLOATS else "?" if kind is bool else None,
             const="true" if kind is bool else None,  # a bare --flag means true
             help=f"{docs.get(field.name, '')} ({default})".replace("%", "%%"),  # argparse formats help with %
         )

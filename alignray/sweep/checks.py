@@ -184,7 +184,9 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
     unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}
     # ... and one saved before the confirmation existed is not confirmed: it never asked for it
     unconfirmed = {} if "confirmation_prompts" in record["config"] else {"confirmation_prompts": 0}
-    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, **unconfirmed,
+    # ... and one saved before trajectories and derived candidates existed gets neither
+    final_only = {} if "eval_points" in record["config"] else {"eval_points": 1, "derive_lambdas": (), "soups": False}
+    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, **unconfirmed, **final_only,
                            "output": config.output, "resume": True, "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}

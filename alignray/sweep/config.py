@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,17 @@ class SweepConfig:
     run, so that the report's intervals hold training randomness. On tiny-imdb each costs a trial's training (~45 s)
     and the frontier holds 2-4 configurations, so 1 keeps make sweep within 10 minutes on 2 cores; 0: the search's
     models are measured on the confirmation prompts only."""
+    eval_points: int = 3
+    """Each trial: models evaluated along its training, evenly spaced in steps (3: after a third, two thirds and
+    all of them); every one is a frontier candidate (``<trial>@<step>`` in results.parquet, the final one the trial
+    id), and Optuna is told the final one. Each costs an evaluation (~7 s on tiny-imdb). 1: the final model only."""
+    derive_lambdas: tuple[float, ...] = (0.5, 1.5)
+    """Derived candidates, after the search: each model on the feasible search frontier moved along its line from the
+    base policy, θ_base + λ(θ − θ_base), for each λ (λ < 1 interpolates towards the base, λ > 1 extrapolates away
+    from it: ExPO, Zheng et al. 2024). Each costs an evaluation; () for none."""
+    soups: bool = True
+    """Derived candidates: the weight average of each pair of models on the feasible search frontier (rewarded soups,
+    Ramé et al. 2023: every trial starts from the same policy, so their weights average)."""
     workers_per_trial: int = 1
     """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
     cpus_per_trial: float = 1.0
@@ -192,7 +204,7 @@ class SweepConfig:
             floats=("beta_min", "beta_max", "learning_rate_min", "learning_rate_max", "grid_learning_rate", "epochs"),
             ints=("num_prompts", "samples_per_prompt", "k", "max_new_tokens", "num_trials", "startup_trials",
                   "batch_size", "max_length", "eval_prompts", "eval_samples_per_prompt", "workers_per_trial",
-                  "max_concurrent_trials"),
+                  "max_concurrent_trials", "eval_points"),
         )  # fmt: skip
         for low, high in (("beta_min", "beta_max"), ("learning_rate_min", "learning_rate_max")):
             if getattr(self, low) > getattr(self, high):
@@ -215,6 +227,14 @@ class SweepConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
         if self.confirmation_prompts == 1:
             raise ValueError("confirmation_prompts=1 gives no interval; use at least 2, or 0 for no confirmation")
+        if self.eval_points > 10:
+            raise ValueError(f"eval_points={self.eval_points} must be <= 10: each costs a trial an evaluation")
+        for value in self.derive_lambdas:
+            if not (math.isfinite(value) and 0 < value <= 4 and value != 1):
+                raise ValueError(
+                    f"derive_lambdas: {value!r} must lie in (0, 4] and not be 1 (λ=1 is the trial's own model; "
+                    "beyond 4 the extrapolation leaves the region where the base's neighbourhood says anything)"
+                )
         if self.max_failures < 0:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         for name in ("max_kl", "max_nonword_increase"):
