@@ -130,7 +130,7 @@ _CONVERTERS: dict[Any, tuple[Any, str]] = {
     bool: (_to_bool, "true or false"),
     str: (_to_str, "a string"),
     tuple: (_to_strings, "a list of strings (YAML: [a, b]; command line: --flag a b)"),
-    FLOATS: (_to_floats, "a list of numbers (YAML: [0.5, 1.5]; command line: --flag 0.5 1.5, or --flag alone for none)"),
+    FLOATS: (_to_floats, "a list of numbers (YAML: [0.5, 1.5]; command line: --flag 0.5 1.5, --flag alone: none)"),
 }
 
 

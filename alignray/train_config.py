@@ -63,7 +63,10 @@ class TrainConfig:
             )
         get_divergence(self.divergence, **self.divergence_params).check_trainable()
         check_loss_type(self.loss_type)
-        check_positive(self, floats=("beta", "learning_rate", "epochs"), ints=("batch_size", "max_length", "workers", "save_points"))
+        check_positive(
+            self, floats=("beta", "learning_rate", "epochs"),
+            ints=("batch_size", "max_length", "workers", "save_points"),
+        )  # fmt: skip
         check_learning_rates(self, "learning_rate")
         if self.use_gpu and self.workers == 1:
             raise ValueError("use_gpu=True is for Ray Train workers (workers > 1); a single run finds a GPU itself")

@@ -8,6 +8,10 @@ best exactly because it won. After the search, each configuration on its feasibl
 - retrained with ``replicates`` new seeds (``seed + 1``, ..., ``seed + replicates``: the order of the preference
   data and the sampling of the evaluation both change) and evaluated,
 
+a point along a trial's training taken at the same step of each seed's run, and a derived candidate
+(``alignray.sweep.derive``) rebuilt from each seed's parents, so that it is confirmed as the recipe it is; candidates
+that share a trial's run share its training (``confirmation_units``),
+
 every seed on the **confirmation prompts**: ``confirmation_prompts`` evaluation prompts held out from the search's
 (the continuation of the same seeded draw of evaluation reviews: other reviews, never seen by the search). The base
 policy is evaluated on them too, once. A configuration's confirmed metrics are the means over its seeds
@@ -41,7 +45,7 @@ from alignray.sweep.config import SweepConfig
 from alignray.sweep.constraints import Constraint, violations
 from alignray.sweep.objectives import Objective, objective_points
 
-__all__ = ["CONFIRMED", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "run_units",
+__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "run_units",
            "split_prompts"]  # fmt: skip
 
 CONFIRMED = "confirmed/"
@@ -53,22 +57,39 @@ NO_SEED = "no seed evaluated: every seed failed (confirmation.parquet holds the 
 
 
 @dataclasses.dataclass(frozen=True)
-class Unit:
-    """One model to evaluate on the confirmation prompts: a frontier trial at one seed (the search's own run,
-    ``checkpoint`` set, or a new training run), or the base policy (``trial`` "base")."""
+class Candidate:
+    """A frontier candidate as confirmation rebuilds it at each seed: the model at ``models[0]`` of a trial's run
+    (``weights`` None: a trained candidate, a trial's final model or a point along its training), or the weight
+    arithmetic of ``alignray.sweep.derive`` over ``models`` with ``weights`` (a derived one). Each model is a Tune
+    trial id and the model's path in its run (``alignray.sweep.derive.model_path``)."""
 
-    trial: str
+    id: str
+    models: tuple[tuple[str, str], ...]
+    weights: tuple[float, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One Ray task of the confirmation: the ``candidates`` that share trials' runs, evaluated at one seed, each
+    trial's run the search's own (``checkpoints``: Tune trial id to its checkpoint) or trained anew at ``seed``
+    (``checkpoints`` None, ``params``: Tune trial id to its parameters); no candidates: the base policy."""
+
     seed: int
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    checkpoint: Any = None
-    """The search's Tune checkpoint of this trial (its ``model/``), when the unit is the search's own run."""
+    candidates: tuple[Candidate, ...] = ()
+    params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    checkpoints: dict[str, Any] | None = None
 
     @property
     def retrained(self) -> bool:
-        return self.trial != BASE_UNIT and self.checkpoint is None
+        return bool(self.candidates) and self.checkpoints is None
 
-    def directory(self, root: Path) -> Path:
-        return root / BASE_UNIT if self.trial == BASE_UNIT else root / self.trial / f"seed-{self.seed}"
+    @property
+    def names(self) -> list[str]:
+        """The candidates' ids ("base" for the base policy), as ``confirmation.parquet`` names them."""
+        return [c.id for c in self.candidates] or [BASE_UNIT]
+
+    def directory(self, root: Path, name: str) -> Path:
+        return root / BASE_UNIT if name == BASE_UNIT else root / name / f"seed-{self.seed}"
 
 
 def split_prompts(config: SweepConfig, draw: Callable[[int], list[str]]) -> tuple[list[str], list[str]]:
@@ -91,15 +112,42 @@ def split_prompts(config: SweepConfig, draw: Callable[[int], list[str]]) -> tupl
         wanted += config.confirmation_prompts - len(held_out)
 
 
-def confirmation_units(config: SweepConfig, front: pd.DataFrame, checkpoints: dict[str, Any]) -> list[Unit]:
-    """The base policy, then per frontier trial its search run and ``replicates`` new seeds."""
-    units = [Unit(BASE_UNIT, config.seed)]
+def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataFrame,
+                       checkpoints: dict[str, Any]) -> list[Unit]:  # fmt: skip
+    """The base policy, then, for each group of frontier candidates (``front``) built from the same trials' runs (a
+    trial's final model, its points, the models derived from them; a soup joins its parents' groups), one unit at
+    the search's seed from the trials' ``checkpoints`` (retrained when one is missing) and one per new seed
+    (``replicates``) that trains each run of the group once. ``table``: the results, where derived candidates' parents
+    are found."""
+    from alignray.sweep.derive import DERIVED, model_path
+
+    trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
+    candidates = []
     for _, row in front.iterrows():
-        params = {k: row[k] for k in ("divergence", "beta", "learning_rate", "alpha", "loss_type")
-                  if k in row and not _missing(row[k])}  # fmt: skip
-        units.append(Unit(row["trial"], config.seed, params, checkpoints.get(row["trial"])))
-        units += [Unit(row["trial"], config.seed + i, params) for i in range(1, config.replicates + 1)]
+        if row["kind"] == DERIVED:
+            parents = [trained.loc[p] for p in row["parents"]]
+            models = tuple((p["tune_trial"], model_path(p)) for p in parents)
+            candidates.append(Candidate(row["trial"], models, tuple(float(w) for w in row["weights"])))
+        else:
+            candidates.append(Candidate(row["trial"], ((row["tune_trial"], model_path(row)),)))
+    groups: list[tuple[set[str], list[Candidate]]] = []  # trials' runs and the candidates built from them
+    for candidate in candidates:
+        runs = {run for run, _ in candidate.models}
+        joined = [g for g in groups if g[0] & runs]
+        groups = [g for g in groups if not g[0] & runs]
+        groups.append((runs.union(*(g[0] for g in joined)), [c for g in joined for c in g[1]] + [candidate]))
+    units = [Unit(config.seed)]
+    for runs, members in groups:
+        params = {run: _params(trained.loc[run]) for run in sorted(runs)}
+        kept = {run: checkpoints[run] for run in runs if checkpoints.get(run) is not None}
+        search = Unit(config.seed, tuple(members), params, kept if len(kept) == len(runs) else None)
+        units += [search] + [Unit(config.seed + i, tuple(members), params) for i in range(1, config.replicates + 1)]
     return units
+
+
+def _params(row: pd.Series) -> dict[str, Any]:
+    return {k: row[k] for k in ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+            if k in row and not _missing(row[k])}  # fmt: skip
 
 
 def _missing(value: Any) -> bool:
@@ -107,35 +155,51 @@ def _missing(value: Any) -> bool:
 
 
 def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str):
-    """Runs as a Ray task in a trial's resources: the unit's model (trained here on ``pairs`` at the unit's seed when
-    ``retrained``) on the confirmation prompts; (metrics, samples, train seconds)."""
+    """Runs as a Ray task in a trial's resources: each of the unit's candidates (its trials' runs trained here on
+    ``pairs`` at the unit's seed when ``retrained``, derived ones rebuilt from them) on the confirmation prompts;
+    ([(name, metrics, samples)], train seconds)."""
     import torch
 
+    from alignray.sweep.derive import combine, fetch_model
     from alignray.sweep.trial import drop_train_run, evaluate_model, train_config
     from alignray.train import train
     from alignray.world import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
+    if not unit.candidates:
+        return [(BASE_UNIT, *evaluate_model(config.policy, config, prompts, unit.seed))], 0.0
     scratch = Path(tempfile.mkdtemp(prefix="alignray-confirm-"))
-    run_name = f"confirm-{unit.trial}-seed-{unit.seed}"
     try:
-        trained = 0.0
-        if unit.trial == BASE_UNIT:
-            model = config.policy
-        elif unit.retrained:
+        trained, runs = 0.0, {}
+        if unit.retrained:
             data = scratch / "preferences.parquet"
             pairs.to_parquet(data, index=False)
-            run = train_config(unit.params, config, str(data), str(scratch / "run"))
-            run = dataclasses.replace(run, seed=unit.seed)
-            trained = train(run, run_name=run_name, storage_path=train_storage, quiet=True)["seconds"]
-            model = str(scratch / "run" / "model")
-        else:
-            model = str(Path(unit.checkpoint.to_directory(str(scratch / "checkpoint"))) / "model")
-        metrics, samples = evaluate_model(model, config, prompts, unit.seed)
-        if unit.retrained and config.workers_per_trial > 1:
-            drop_train_run(train_storage, run_name)
-        return metrics, samples, trained
+            for run, params in unit.params.items():
+                name = f"confirm-{run}-seed-{unit.seed}"
+                out = scratch / "runs" / run
+                train_run = dataclasses.replace(train_config(params, config, str(data), str(out)), seed=unit.seed,
+                                                save_points=config.eval_points)  # fmt: skip
+                trained += train(train_run, run_name=name, storage_path=train_storage, quiet=True)["seconds"]
+                if config.workers_per_trial > 1:
+                    drop_train_run(train_storage, name)
+                runs[run] = out
+
+        def model(run: str, path: str) -> Path:  # the model at ``path`` of a trial's run (as laid out in the
+            if unit.retrained:  # Tune checkpoint, model/ or points/step-<n>/model; a training run: model/,
+                return runs[run] / path.removesuffix("/model")  # points/step-<n>/)
+            target = scratch / "runs" / run / path
+            return target if target.is_dir() else fetch_model(unit.checkpoints[run], path, target)
+
+        evaluated = []
+        for i, candidate in enumerate(unit.candidates):
+            if candidate.weights is None:
+                path = model(*candidate.models[0])
+            else:
+                parents = [(model(*m), w) for m, w in zip(candidate.models, candidate.weights, strict=True)]
+                path = combine(config.policy, parents, scratch / f"derived-{i}")
+            evaluated.append((candidate.id, *evaluate_model(str(path), config, prompts, unit.seed)))
+        return evaluated, trained
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -145,22 +209,24 @@ def run_units(
     resources: dict[str, float], concurrent: int, train_storage: str, say, write_atomic,
 ) -> pd.DataFrame:  # fmt: skip
     """Evaluate every unit not done yet under ``root`` as Ray tasks in ``resources`` each, ``concurrent`` at a time
-    (the search's count: a multi-worker unit's Ray Train workers need room beside the tasks), saving each as it
-    finishes; one row per unit: trial, seed, retrained, status, reason, metrics and training seconds.
+    (the search's count: a multi-worker unit's Ray Train workers need room beside the tasks), saving each candidate
+    as it finishes; one row per candidate and seed: trial (the candidate's id), seed, retrained, status, reason,
+    metrics and training seconds.
 
     A unit that fails the same way whenever it runs (``alignray.sweep.trial.is_deterministic``: NaN, a bad value) is
-    recorded in its ``failure.json`` and not run again; any other failure (Ray already retried a lost worker
-    ``max_failures`` times) is reported and left to run again on ``--resume``."""
+    recorded in each of its candidates' ``failure.json`` and not run again, as is a candidate whose metrics are not
+    finite; any other failure (Ray already retried a lost worker ``max_failures`` times) is reported and left to run
+    again on ``--resume``."""
     import ray
 
     from alignray.sweep.trial import is_deterministic
 
-    waiting = [unit for unit in units if not _done(unit.directory(root))]
-    failed: dict[tuple[str, int], str] = {}  # (trial, seed) -> reason
+    waiting = [unit for unit in units if not all(_done(unit.directory(root, n)) for n in unit.names)]
+    failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
     if waiting:
         retrained = sum(u.retrained for u in waiting)
-        say(f"5/6 confirmation: {len(waiting)} models on {len(prompts)} held-out prompts ({retrained} retrained "
-            f"with new seeds), {concurrent} at once")  # fmt: skip
+        say(f"5/6 confirmation: {sum(len(u.names) for u in waiting)} models in {len(waiting)} tasks on "
+            f"{len(prompts)} held-out prompts ({retrained} tasks train with new seeds), {concurrent} at once")
         task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
             _evaluate_unit
         )
@@ -172,40 +238,52 @@ def run_units(
             pending[task.remote(unit, config, shared, prompts, train_storage)] = unit
         [ready], _ = ray.wait(list(pending), num_returns=1)
         unit = pending.pop(ready)
-        directory = unit.directory(root)
-        directory.mkdir(parents=True, exist_ok=True)
         try:
-            metrics, samples, trained = ray.get(ready)
-            broken = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-            if broken:
-                raise FloatingPointError(f"non-finite metrics {broken}")
-        except Exception as err:  # the configuration is confirmed with fewer seeds
+            evaluated, trained = ray.get(ready)
+        except Exception as err:  # its candidates are confirmed with fewer seeds
             cause = getattr(err, "cause", None) or err  # a Ray task's error carries the task's own
             text = str(cause).strip()
             reason = f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
-            failed[unit.trial, unit.seed] = reason
-            if is_deterministic(err):
-                failure = json.dumps({"reason": reason}) + "\n"
-                write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
-            say(f"5/6 confirmation: {unit.trial} seed {unit.seed} failed ({reason[:300]})"
-                + ("" if is_deterministic(err) else "; --resume runs it again"))  # fmt: skip
+            for name in unit.names:
+                _failed(unit, name, reason, is_deterministic(err), root, failed, say, write_atomic)
             continue
-        write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
-        record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.retrained,
-                  "time/train_s": trained}  # fmt: skip
-        write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
-        shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys([o.metric for o in config.objective_pair]
-                                                                             + ["kl/ref"]))  # fmt: skip
-        say(f"5/6 confirmation: {unit.trial} seed {unit.seed} done: {shown}")
-    return pd.DataFrame([_row(u, u.directory(root), failed.get((u.trial, u.seed))) for u in units])
+        for name, metrics, samples in evaluated:
+            broken = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+            if broken:
+                _failed(unit, name, f"FloatingPointError: non-finite metrics {broken}", True, root, failed, say,
+                        write_atomic)  # fmt: skip
+                continue
+            directory = unit.directory(root, name)
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
+            record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.retrained,
+                      "time/train_s": trained}  # fmt: skip
+            write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
+            shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys(
+                [o.metric for o in config.objective_pair] + ["kl/ref"]))  # fmt: skip
+            say(f"5/6 confirmation: {name} seed {unit.seed} done: {shown}")
+    return pd.DataFrame([_row(u, n, u.directory(root, n), failed.get((n, u.seed))) for u in units for n in u.names])
+
+
+def _failed(unit: Unit, name: str, reason: str, deterministic: bool, root: Path, failed: dict, say,
+            write_atomic) -> None:  # fmt: skip
+    """Note a candidate's failure at the unit's seed; a deterministic one is recorded in its ``failure.json``."""
+    failed[name, unit.seed] = reason
+    if deterministic:
+        directory = unit.directory(root, name)
+        directory.mkdir(parents=True, exist_ok=True)
+        failure = json.dumps({"reason": reason}) + "\n"
+        write_atomic(directory / "failure.json", lambda p: p.write_text(failure))
+    say(f"5/6 confirmation: {name} seed {unit.seed} failed ({reason[:300]})"
+        + ("" if deterministic else "; --resume runs it again"))  # fmt: skip
 
 
 def _done(directory: Path) -> bool:
     return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
-def _row(unit: Unit, directory: Path, failed: str | None = None) -> dict[str, Any]:
-    row = {"trial": unit.trial, "seed": unit.seed, "retrained": unit.retrained}
+def _row(unit: Unit, name: str, directory: Path, failed: str | None = None) -> dict[str, Any]:
+    row = {"trial": name, "seed": unit.seed, "retrained": unit.retrained}
     if (directory / "metrics.json").is_file():
         record = json.loads((directory / "metrics.json").read_text())
         return {**row, "status": "ok", "reason": None, **record["metrics"],

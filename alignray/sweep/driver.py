@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ import pandas as pd
 
 from alignray.metrics import METRICS
 from alignray.sweep.checks import SWEEP_FILE, masked_url
-from alignray.sweep.config import SweepConfig
+from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.confirm import (
     CONFIRMED,
     confirmation_units,
@@ -54,6 +55,7 @@ from alignray.sweep.confirm import (
     split_prompts,
 )
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
+from alignray.sweep.derive import DERIVED
 from alignray.sweep.objectives import objective_points, signed
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
@@ -63,7 +65,7 @@ __all__ = ["HV_DIVERSITY_SLACK", "Plan", "SweepRefused", "collect_results", "fea
 
 log = logging.getLogger(__name__)
 
-PARAM_COLUMNS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
+PARAM_COLUMNS = PARAMETERS
 
 
 class SweepRefused(ValueError):
@@ -387,6 +389,11 @@ def _trial_id(result) -> tuple[str, int]:
     return str(result.metrics.get("trial_id") or Path(result.path).name), 0
 
 
+def _checkpoints(grids: list) -> dict[str, Any]:
+    """Each trial's Tune checkpoint (None when it has none), by trial id."""
+    return {_trial_id(result)[0]: result.checkpoint for grid in grids for result in grid}
+
+
 def _reason(result) -> str:
     text = str(result.error).strip().splitlines()
     lines = [line for line in text if re.match(r"^\w*(Error|Exception|TrialFailed)\b", line)]
@@ -402,9 +409,11 @@ def _config(result) -> dict[str, Any]:
 
 
 def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | None = None) -> pd.DataFrame:
-    """One row per trial of the sweep's experiments (``grids``, in order), in the order trials were created:
+    """One row per trained candidate of the sweep's experiments (``grids``, in order), in the order trials were
+    created: each trial's final model (``kind`` "trial", ``trial`` its Tune id), then the points along its training
+    (``kind`` "point", ``trial`` ``<id>@<step>``; ``alignray.sweep.trial``), each with ``tune_trial`` and ``step``:
     parameters, status, reason, metrics, timings, and ``optuna_trial``, the study trial's number (``numbers``: Tune
-    trial id to number)."""
+    trial id to number; the final model's row only, the one Optuna was told)."""
     rows, offset = [], 0
     for grid in grids:
         for result in grid:
@@ -412,25 +421,48 @@ def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | 
             ok = result.error is None and config.objective_pair[0].metric in result.metrics
             metrics = {k: v for k, v in result.metrics.items() if "/" in k} if ok else {}
             trial, index = _trial_id(result)
-            rows.append(
-                {
-                    "trial": trial,
-                    "index": offset + index,
-                    "optuna_trial": (numbers or {}).get(trial),
-                    "status": "ok" if ok else "error",
-                    "reason": None if ok else _reason(result),
-                    **params,
-                    **metrics,
-                    "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
-                }
-            )
+            final = {
+                "trial": trial,
+                "kind": "trial",
+                "tune_trial": trial,
+                "step": metrics.get("train/step", np.nan),
+                "index": offset + index,
+                "optuna_trial": (numbers or {}).get(trial),
+                "status": "ok" if ok else "error",
+                "reason": None if ok else _reason(result),
+                **params,
+                **metrics,
+                "checkpoint": result.checkpoint.path if ok and result.checkpoint else None,
+            }
+            rows.append(final)
+            for point in _points(result) if ok else []:
+                finite = all(math.isfinite(point["metrics"].get(o.metric, np.nan)) for o in config.objective_pair)
+                rows.append({
+                    **{k: v for k, v in final.items() if k not in metrics and k != "optuna_trial"},
+                    "trial": f"{trial}@{point['step']}", "kind": "point", "step": point["step"],
+                    "status": "ok" if finite else "error", "reason": None if finite else "non-finite objectives",
+                    **point["metrics"],
+                })  # fmt: skip
         offset += len(grid)
-    table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values(["index", "step"], kind="stable").reset_index(drop=True)
     table["optuna_trial"] = table["optuna_trial"].astype("Int64")
     for column in (*(o.metric for o in config.objective_pair), "kl/ref", "fluency/ref_perplexity"):
         if column not in table:  # every trial errored: the columns the frontier and the report read stay, empty
             table[column] = np.nan
     return table
+
+
+def _points(result) -> list[dict[str, Any]]:
+    """The points along a finished trial's training (its checkpoint's ``points.json``; none before trajectories)."""
+    if result.checkpoint is None:
+        return []
+    fs, path = result.checkpoint.filesystem, f"{result.checkpoint.path}/points.json"
+    from pyarrow.fs import FileType
+
+    if fs.get_file_info(path).type == FileType.NotFound:
+        return []
+    with fs.open_input_stream(path) as source:
+        return json.loads(source.read())
 
 
 def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:
@@ -466,26 +498,50 @@ def _study_numbers(config: SweepConfig, study: str) -> dict[str, int]:
     return {t.user_attrs[TUNE_TRIAL_ATTR]: t.number for t in loaded.trials if TUNE_TRIAL_ATTR in t.user_attrs}
 
 
-def _keep_models(grids: list, table: pd.DataFrame, out: Path, keep_all: bool) -> None:
-    """Copy every finished trial's evaluation samples to ``samples/<trial>.parquet`` and the frontier's checkpoints
-    to ``frontier/<trial>/``; delete the other models unless ``keep_all``."""
+def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
+    """Copy every evaluated candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
+    to ``frontier/<id>/`` (a derived one rebuilt from its parents and saved there); delete the trials' other models
+    unless ``keep_all_models``, keeping the parents of derived frontier models, which confirmation rebuilds them
+    from."""
     from pyarrow.fs import FileType
 
+    from alignray.sweep.derive import combine, fetch_model, model_path
+
+    out = plan.out
     target = out / "frontier"
     shutil.rmtree(target, ignore_errors=True)
     (out / "samples").mkdir(exist_ok=True)
-    by_trial = {_trial_id(result)[0]: result for grid in grids for result in grid}
-    for _, row in table.iterrows():
-        result = by_trial.get(row["trial"])
-        if result is None or result.checkpoint is None:
+    checkpoints = _checkpoints(grids)
+    trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
+    needed = set()  # (trial id, model path) of every model the frontier or its derived models are built from
+    for _, row in table[table["pareto"]].iterrows():
+        parents = trained.loc[list(row["parents"])] if row["kind"] == DERIVED else trained.loc[[row["trial"]]]
+        needed |= {(p["tune_trial"], model_path(p)) for _, p in parents.iterrows()}
+    for _, row in table[table["status"] == "ok"].iterrows():
+        samples = out / "samples" / f"{row['trial']}.parquet"
+        if row["kind"] == DERIVED:
+            shutil.copyfile(out / DERIVED / row["trial"] / "samples.parquet", samples)
+            if row["pareto"]:
+                with tempfile.TemporaryDirectory() as scratch:
+                    parents = [(fetch_model(checkpoints[trained.loc[p, "tune_trial"]], model_path(trained.loc[p]),
+                                            Path(scratch) / p), w) for p, w in zip(row["parents"], row["weights"],
+                                                                                  strict=True)]  # fmt: skip
+                    combine(plan.config.policy, parents, target / row["trial"] / "model")
+                shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
             continue
-        fs, path = result.checkpoint.filesystem, result.checkpoint.path
-        with fs.open_input_stream(f"{path}/samples.parquet") as source:
-            (out / "samples" / f"{row['trial']}.parquet").write_bytes(source.read())
+        checkpoint = checkpoints.get(row["tune_trial"])
+        if checkpoint is None:
+            continue
+        fs, model = checkpoint.filesystem, model_path(row)
+        where = f"{checkpoint.path}/{model.rpartition('/')[0] or '.'}"  # the model's samples lie beside it
+        with fs.open_input_stream(f"{where}/samples.parquet") as source:
+            samples.write_bytes(source.read())
         if row["pareto"]:
-            result.checkpoint.to_directory(str(target / row["trial"]))
-        elif not keep_all and fs.get_file_info(f"{path}/model").type != FileType.NotFound:  # gone on a rerun
-            fs.delete_dir(f"{path}/model")
+            fetch_model(checkpoint, model, target / row["trial"] / "model")
+            shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
+        elif (not plan.config.keep_all_models and (row["tune_trial"], model) not in needed
+              and fs.get_file_info(f"{checkpoint.path}/{model}").type != FileType.NotFound):  # fmt: skip
+            fs.delete_dir(f"{checkpoint.path}/{model}")  # gone already on a rerun
 
 
 def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
@@ -582,32 +638,49 @@ def _reference_rule(config: SweepConfig) -> str:
 def _frontier(
     plan: Plan, grids: list, base: dict[str, float], constraints: list[Constraint]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Stage 4: the results table with its feasibility and frontier (feasible trials only), the frontier's models,
-    ``results.parquet``, ``pareto.csv`` and the hypervolume of the feasible trials; the summary, also written to
-    ``sweep.json``."""
+    """Stage 4: the results table of every candidate (each trial's final model and the points along its training,
+    then the derived candidates of their feasible frontier, ``alignray.sweep.derive``) with its feasibility and
+    frontier (feasible candidates only), the frontier's models, ``results.parquet``, ``pareto.csv`` and the
+    hypervolume of the feasible candidates; the summary, also written to ``sweep.json``."""
+    from alignray.sweep.derive import derive, model_path
+
     config = plan.config
     table = feasibility(collect_results(grids, config, _study_numbers(config, plan.study)), constraints)
     table["pareto"] = frontier(table, config)
+    if (config.derive_lambdas or config.soups) and table["pareto"].any():
+        checkpoints = _checkpoints(grids)
+        sources = {row["trial"]: (checkpoints[row["tune_trial"]], model_path(row))
+                   for _, row in table[table["pareto"]].iterrows()}  # fmt: skip
+        derived = derive(table, config, plan.prompts, plan.out / DERIVED, plan.resources, sources, _say,
+                         _write_atomic)  # fmt: skip
+        if not derived.empty:
+            table = feasibility(pd.concat([table, derived], ignore_index=True), constraints)
+            table["pareto"] = frontier(table, config)
     reference = hypervolume_reference(config, base)
     feasible = table[table["feasible"]]
     objectives = config.objective_pair
     volume = hypervolume(objective_points(feasible, objectives), signed(reference, objectives))
     finished = int((table["status"] == "ok").sum())
+    kinds = {kind: int((table["kind"] == kind).sum()) for kind in ("trial", "point", DERIVED)}
     if finished and feasible.empty:
         bounds = "; ".join(f"{c.metric} <= {c.bound:.4g}" for c in constraints)
-        _say(f"4/6 frontier: none of the {finished} finished trials met the constraints ({bounds}): there is no "
-             "frontier to recommend; results.parquet says what each broke")  # fmt: skip
+        _say(f"4/6 frontier: none of the {finished} evaluated candidates met the constraints ({bounds}): there is "
+             "no frontier to recommend; results.parquet says what each broke")  # fmt: skip
     else:
-        _say(f"4/6 frontier: {len(feasible)} of {finished} finished trials within the constraints; saving models, "
-             "results.parquet, pareto.csv")  # fmt: skip
-    _keep_models(grids, table, plan.out, config.keep_all_models)
+        front = table[table["pareto"]]
+        shown = ", ".join(f"{(front['kind'] == k).sum()} {k}s" for k in kinds if (front["kind"] == k).any())
+        _say(f"4/6 frontier: {len(feasible)} of {finished} evaluated candidates ({kinds['trial']} trials' final "
+             f"models, {kinds['point']} points along them, {kinds[DERIVED]} derived) within the constraints; "
+             f"frontier: {shown}; saving models, results.parquet, pareto.csv")  # fmt: skip
+    _keep_models(plan, grids, table)
     _write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     front = table[table["pareto"]].drop(columns="pareto")
     _write_atomic(plan.out / "pareto.csv", lambda p: front.to_csv(p, index=False))
     summary = {
         "study": plan.study,
-        "trials": len(table),
-        "errors": int((table["status"] != "ok").sum()),
+        "trials": kinds["trial"],
+        "candidates": kinds,
+        "errors": int((table.loc[table["kind"] == "trial", "status"] != "ok").sum()),
         "frontier": table.loc[table["pareto"], "trial"].tolist(),
         "hypervolume": volume,
         "reference_point": list(reference),
@@ -634,8 +707,8 @@ def _confirm(
         _say(f"5/6 confirmation: none ({why}); the search's figures stand")
         return table, {}, {**summary, "confirmation": {"skipped": why}}
     started = time.monotonic()
-    checkpoints = {_trial_id(result)[0]: result.checkpoint for grid in grids for result in grid}
-    units = confirmation_units(config, front, checkpoints)
+    checkpoints = _checkpoints(grids)
+    units = confirmation_units(config, front, table, checkpoints)
     train_storage = f"{plan.tune_storage.rstrip('/')}/{plan.study}/train"
     seeds = run_units(units, config, pd.read_parquet(data), plan.confirmation, plan.out / "confirm", plan.resources,
                       plan.concurrent, train_storage, _say, _write_atomic)  # fmt: skip
@@ -657,7 +730,7 @@ def _confirm(
     final = final[final["pareto"]].drop(columns="pareto")
     _write_atomic(plan.out / "pareto.csv", lambda p: final.to_csv(p, index=False))
     seconds = round(time.monotonic() - started, 1)
-    _say(f"5/6 confirmation: {len(feasible)} of {len(front)} frontier configurations confirmed feasible on "
+    _say(f"5/6 confirmation: {len(feasible)} of {len(front)} frontier candidates confirmed feasible on "
          f"{len(plan.confirmation)} held-out prompts, {1 + config.replicates} seeds each, in {seconds} s")  # fmt: skip
     confirmation = {
         "prompts": len(plan.confirmation),

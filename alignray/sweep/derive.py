@@ -1,0 +1,223 @@
+"""Derived candidates: new models made from the search frontier's weights, for the price of one evaluation each.
+
+Every trial starts from the same base policy, so its weights are the base's plus a task vector, and weight
+arithmetic on those vectors gives models that no trial trained (``Recipe``: θ = θ_base + Σ w_i (θ_i − θ_base)):
+
+- **interpolation and extrapolation** of one model (one parent, weight λ): λ < 1 moves it back towards the base
+  (less reward, the base's diversity), λ > 1 further away from it (ExPO, Zheng et al. 2024: more reward, as if
+  trained longer);
+- **soups** of two models (two parents, weight ½ each; rewarded soups, Ramé et al. 2023): a mix between two frontier
+  points.
+
+After the search (``derive``: between the frontier and the confirmation), each model on the feasible search frontier
+gets one recipe per ``derive_lambdas`` and, with ``soups``, each two neighbours along it from different trials a
+soup. Each derived model is built and
+evaluated once on the search's prompts in a Ray task (trial resources), and becomes a row of ``results.parquet``
+(``kind`` "derived", its ``parents``, ``weights`` and ``recipe``), subject to the same constraints as the trials.
+Optuna never sees one: a derived model is no point of the study's space. One that reaches the frontier is confirmed
+like a trained one (rebuilt from each seed's parents) and saved with ``save_pretrained`` under ``frontier/<id>/``.
+
+Directory: ``derived/<id>/`` with ``metrics.json`` and ``samples.parquet`` (or ``failure.json``); a candidate already
+evaluated is reused, so a rerun or ``--resume`` evaluates nothing twice. Models are rebuilt, never stored, unless
+on the frontier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alignray.sweep.config import PARAMETERS
+
+__all__ = ["DERIVED", "Recipe", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
+           "model_path", "recipe_of"]  # fmt: skip
+
+DERIVED = "derived"
+"""The ``kind`` of a derived candidate in ``results.parquet`` (trained ones: "trial", the final model, and "point",
+a model along its training)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """θ_base + Σ w_i (θ_i − θ_base) over the trained candidates ``parents`` with ``weights``."""
+
+    parents: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        """The candidate's id: ``<parent>~x<λ>`` (one parent), ``<a>+<b>`` (a soup)."""
+        if len(self.parents) == 1:
+            return f"{self.parents[0]}~x{self.weights[0]:g}"
+        return "+".join(self.parents)
+
+    @property
+    def text(self) -> str:
+        """The recipe in words, for the report."""
+        if len(self.parents) == 1:
+            how = "interpolated towards the base" if self.weights[0] < 1 else "extrapolated from the base (ExPO)"
+            return f"base + {self.weights[0]:g}·({self.parents[0]} − base): {how}"
+        return "soup: " + " + ".join(f"{w:g}·{p}" for p, w in zip(self.parents, self.weights, strict=True))
+
+
+def derive_recipes(front: pd.DataFrame, lambdas: Sequence[float], soups: bool) -> list[Recipe]:
+    """The recipes for the trained frontier candidates ``front`` (rows with ``trial`` and ``tune_trial``, in their
+    order along the frontier): one per λ of each, and with ``soups`` the even mix of each two neighbours along the
+    frontier that come from different trials (a soup fills the gap between them; two points of one run would only
+    retrace its trajectory, and all pairs would grow as the square of the frontier)."""
+    ids, runs = front["trial"].tolist(), front["tune_trial"].tolist()
+    recipes = [Recipe((parent,), (float(lam),)) for parent in ids for lam in lambdas]
+    if soups:
+        recipes += [Recipe((ids[i], ids[i + 1]), (0.5, 0.5)) for i in range(len(ids) - 1) if runs[i] != runs[i + 1]]
+    return recipes
+
+
+def recipe_of(row: dict[str, Any]) -> Recipe:
+    """The recipe of a derived row of ``results.parquet``."""
+    return Recipe(tuple(row["parents"]), tuple(float(w) for w in row["weights"]))
+
+
+def model_path(row: dict[str, Any]) -> str:
+    """Where a trained candidate's model lies in its trial's checkpoint: ``model`` (the final one) or
+    ``points/step-<n>/model``."""
+    from alignray.train_config import POINTS
+
+    return "model" if row["kind"] == "trial" else f"{POINTS}/step-{int(row['step'])}/model"
+
+
+def fetch_model(checkpoint: Any, path: str, target: Path) -> Path:
+    """Copy ``path`` from a Tune checkpoint (local or in cloud storage) to ``target``."""
+    from pyarrow import fs
+
+    target.mkdir(parents=True, exist_ok=True)
+    fs.copy_files(f"{checkpoint.path}/{path}", str(target), source_filesystem=checkpoint.filesystem,
+                  destination_filesystem=fs.LocalFileSystem())  # fmt: skip
+    return target
+
+
+def combine(base: str, parents: Sequence[tuple[str | Path, float]], out: Path) -> Path:
+    """Save θ_base + Σ w (θ_parent − θ_base) to ``out`` (``save_pretrained``: safetensors, with the base's tokenizer).
+
+    Parameters are combined by name over ``named_parameters`` (tied weights once), in float32 whatever the models'
+    dtype, then cast back; buffers stay the base's. ``parents`` are model directories fine-tuned from ``base``."""
+    import torch
+
+    from alignray.world import load_policy
+
+    model, tokenizer = load_policy(base, device="cpu")
+    with torch.no_grad():
+        start = {name: p.detach().float().clone() for name, p in model.named_parameters()}
+        moved = {name: torch.zeros_like(p) for name, p in start.items()}
+        for path, weight in parents:
+            parent, _ = load_policy(str(path), device="cpu")
+            theirs = dict(parent.named_parameters())
+            missing = set(start) - set(theirs)
+            if missing:
+                raise ValueError(f"{path} lacks parameters of the base policy {sorted(missing)[:3]}: not fine-tuned "
+                                 "from it")  # fmt: skip
+            for name in start:
+                moved[name] += weight * (theirs[name].float() - start[name])
+            del parent, theirs
+        for name, p in model.named_parameters():
+            p.copy_((start[name] + moved[name]).to(p.dtype))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_and_evaluate(recipe: Recipe, sources: dict[str, tuple[Any, str]], config, prompts: list[str], seed: int):
+    """Runs as a Ray task: the recipe's model from its parents (``sources``: parent id to its Tune checkpoint and the
+    model's path in it), evaluated as every policy of the sweep is; (metrics, samples)."""
+    import torch
+
+    from alignray.sweep.trial import evaluate_model
+    from alignray.world import quiet_libraries
+
+    quiet_libraries()
+    torch.set_num_threads(max(1, int(config.cpus_per_trial)))
+    scratch = Path(tempfile.mkdtemp(prefix="alignray-derive-"))
+    try:
+        parents = [(fetch_model(*sources[p], scratch / f"parent-{i}"), w)
+                   for i, (p, w) in enumerate(zip(recipe.parents, recipe.weights, strict=True))]  # fmt: skip
+        model = combine(config.policy, parents, scratch / "model")
+        return evaluate_model(str(model), config, prompts, seed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def derive(
+    table: pd.DataFrame, config, prompts: list[str], root: Path, resources: dict[str, float], sources: dict[str, Any],
+    say, write_atomic,
+) -> pd.DataFrame:  # fmt: skip
+    """The derived candidates of ``table``'s feasible frontier (``pareto``, trained rows), each evaluated once on the
+    search's ``prompts`` under ``root`` (done ones reused), as results rows: kind, trial (the recipe's id), parents,
+    weights, recipe, lambda, the parents' parameters where they share them, status, reason and metrics. ``sources``:
+    each trained candidate's Tune checkpoint and model path."""
+    import ray
+
+    from alignray.sweep.trial import is_deterministic
+
+    front = table[table["pareto"] & table["kind"].isin(["trial", "point"])]
+    front = config.objective_pair[0].best_first(front)  # in order along the frontier
+    recipes = derive_recipes(front, config.derive_lambdas, config.soups)
+    waiting = [r for r in recipes if not _done(root / r.id)]
+    if waiting:
+        say(f"4/6 derived candidates: {len(waiting)} of {len(recipes)} to build and evaluate from the "
+            f"{len(front)} frontier models (λ {list(config.derive_lambdas)}{', soups' if config.soups else ''})")
+        task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
+            build_and_evaluate
+        )
+        pending = {task.remote(r, {p: sources[p] for p in r.parents}, config, prompts, config.seed): r
+                   for r in waiting}  # fmt: skip
+        while pending:  # Ray runs as many at once as the cluster's resources hold
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            recipe = pending.pop(ready)
+            directory = root / recipe.id
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                metrics, samples = ray.get(ready)
+            except Exception as err:
+                cause = getattr(err, "cause", None) or err
+                text = str(cause).strip()
+                reason = f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
+                if is_deterministic(err):
+                    failure = json.dumps({"reason": reason}) + "\n"
+                    write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
+                say(f"4/6 derived candidate {recipe.id} failed ({reason[:300]})")
+                continue
+            write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
+            record = json.dumps({"metrics": {k: float(v) for k, v in metrics.items()}}, indent=2) + "\n"
+            write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(r))
+    by_id = table.set_index("trial")
+    return pd.DataFrame([_row(r, root / r.id, by_id) for r in recipes])
+
+
+def _done(directory: Path) -> bool:
+    return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
+
+
+def _row(recipe: Recipe, directory: Path, table: pd.DataFrame) -> dict[str, Any]:
+    """A derived candidate's results row: the parameters its parents share, its recipe, its metrics or why none."""
+    parents = table.loc[list(recipe.parents)]
+    shared = {k: parents[k].iloc[0] for k in PARAMETERS if k in parents and parents[k].nunique(dropna=False) == 1}
+    row = {
+        "trial": recipe.id, "kind": DERIVED, "parents": list(recipe.parents), "weights": list(recipe.weights),
+        "recipe": recipe.text, "lambda": recipe.weights[0] if len(recipe.parents) == 1 else math.nan,
+        **shared, "divergence": shared.get("divergence", "soup"),
+    }  # fmt: skip
+    if (directory / "metrics.json").is_file():
+        metrics = json.loads((directory / "metrics.json").read_text())["metrics"]
+        return {**row, "status": "ok", "reason": None, **metrics}
+    failed = "not evaluated (--resume evaluates it)"
+    if (directory / "failure.json").is_file():
+        failed = json.loads((directory / "failure.json").read_text())["reason"]
+    return {**row, "status": "error", "reason": failed[:500]}
