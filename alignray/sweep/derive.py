@@ -25,7 +25,6 @@ on the frontier.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import shutil
