@@ -15,6 +15,7 @@ from alignray.sweep.config import SweepConfig
 from alignray.sweep.confirm import (
     CONFIRMED,
     NO_SEED,
+    Candidate,
     Unit,
     confirmation_units,
     confirmed_columns,
@@ -53,16 +54,17 @@ def _seed(trial: str, seed: int, reward: float, entropy: float, kl: float) -> di
 
 def test_the_units_are_the_base_then_each_frontier_trial_at_its_search_run_and_new_seeds():
     config = SweepConfig(seed=7, replicates=2)
-    table = _search_table()
-    units = confirmation_units(config, table[table["pareto"]], {"a": "checkpoint-a"})
-    assert [(u.trial, u.seed, u.retrained) for u in units] == [
-        ("base", 7, False),
-        ("a", 7, False), ("a", 8, True), ("a", 9, True),
-        ("b", 7, True), ("b", 8, True), ("b", 9, True),  # no checkpoint kept: its search run is retrained too
-        ("c", 7, True), ("c", 8, True), ("c", 9, True),
+    table = _search_table().assign(kind="trial", tune_trial=lambda t: t["trial"])
+    units = confirmation_units(config, table[table["pareto"]], table, {"a": "checkpoint-a"})
+    assert [(u.names, u.seed, u.retrained) for u in units] == [
+        (["base"], 7, False),
+        (["a"], 7, False), (["a"], 8, True), (["a"], 9, True),
+        (["b"], 7, True), (["b"], 8, True), (["b"], 9, True),  # no checkpoint kept: its search run is retrained too
+        (["c"], 7, True), (["c"], 8, True), (["c"], 9, True),
     ]  # fmt: skip
-    assert units[1].checkpoint == "checkpoint-a" and units[2].checkpoint is None
-    assert units[1].params == {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4, "loss_type": "sigmoid"}
+    assert units[1].checkpoints == {"a": "checkpoint-a"} and units[2].checkpoints is None
+    assert units[1].params == {"a": {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4,
+                                     "loss_type": "sigmoid"}}  # fmt: skip
 
 
 def test_confirmed_columns_average_the_seeds_recheck_the_constraints_and_make_the_frontier():
@@ -137,12 +139,14 @@ def test_the_confirmation_prompts_stop_where_the_pool_ends():
 
 def test_a_rerun_evaluates_no_unit_twice(tmp_path):
     """Units with a saved result (or a recorded failure) are read back: no Ray task starts (Ray is not even up)."""
-    units = [Unit("base", 0), Unit("a", 0, checkpoint="kept"), Unit("a", 1, {"divergence": "reverse_kl"})]
+    a = (Candidate("a", (("a", "model"),)),)
+    units = [Unit(0), Unit(0, a, {"a": {}}, {"a": "kept"}), Unit(1, a, {"a": {"divergence": "reverse_kl"}})]
     for unit, metrics in zip(units[:2], [{"reward/mean": 0.1}, {"reward/mean": 0.4}], strict=True):
-        unit.directory(tmp_path).mkdir(parents=True)
-        (unit.directory(tmp_path) / "metrics.json").write_text(json.dumps({"metrics": metrics, "time/train_s": 0}))
-    units[2].directory(tmp_path).mkdir(parents=True)
-    (units[2].directory(tmp_path) / "failure.json").write_text(json.dumps({"reason": "ValueError: bad"}))
+        directory = unit.directory(tmp_path, unit.names[0])
+        directory.mkdir(parents=True)
+        (directory / "metrics.json").write_text(json.dumps({"metrics": metrics, "time/train_s": 0}))
+    units[2].directory(tmp_path, "a").mkdir(parents=True)
+    (units[2].directory(tmp_path, "a") / "failure.json").write_text(json.dumps({"reason": "ValueError: bad"}))
     said = []
     rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path, {"cpu": 1, "gpu": 0}, 1, "-", said.append,
                      None)  # fmt: skip

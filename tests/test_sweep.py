@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -191,13 +192,15 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
 
     out, summary, _ = sweep
     table = pd.read_parquet(out / "results.parquet")
-    assert len(table) == 4 and table["trial"].is_unique
-    ok = table[table["status"] == "ok"]
+    trials = table[table["kind"] == "trial"]
+    assert len(trials) == 4 and table["trial"].is_unique and summary["candidates"]["trial"] == 4
+    ok = table[table["status"] == "ok"]  # every candidate: final models, points along them, derived ones
     points = ok[["reward/mean", DIVERSITY]].to_numpy()
     np.testing.assert_array_equal(ok["pareto"].to_numpy(), _brute_force_front(points))
     assert not table.loc[table["status"] != "ok", "pareto"].any()
     assert sorted(table.loc[table["pareto"], "trial"]) == sorted(summary["search_frontier"])
-    for trial in summary["search_frontier"]:
+    assert set(table["kind"]) == {"trial", "point", "derived"}
+    for trial in summary["search_frontier"]:  # trained and derived alike
         assert (out / "frontier" / trial / "model" / "model.safetensors").is_file()
         samples = pd.read_parquet(out / "frontier" / trial / "samples.parquet")
         assert {"prompt_id", "completion", "reward", "tokens"} <= set(samples.columns) and len(samples) == 8
@@ -205,12 +208,55 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     reference = (base["reward/mean"], 0.95 * base[DIVERSITY])  # default: base reward, 95% of its diversity
     assert summary["reference_point"] == pytest.approx(list(reference))
     assert summary["hypervolume"] == pytest.approx(_dominated_area(points, reference), rel=1e-9, abs=1e-12)
-    first = table.sort_values("index").iloc[0]  # the point to evaluate runs first, before the sampler's picks
+    first = trials.sort_values("index").iloc[0]  # the point to evaluate runs first, before the sampler's picks
     assert (first["divergence"], first["beta"], first["learning_rate"]) == ("forward_kl", 0.5, 1e-3)
     assert (out / "report.md").read_text().count("base (SFT)") == 1
     assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(ok["trial"])
     # timings are reported beside the metrics
-    assert (ok["time/train_s"] > 0).all() and (ok["time/eval_s"] > 0).all()
+    done = trials[trials["status"] == "ok"]
+    assert (done["time/train_s"] > 0).all() and (done["time/eval_s"] > 0).all()
+
+
+def test_trajectory_points_are_tagged_with_their_trial_and_step(sweep):
+    """eval_points 3 (the default): each finished trial's final model and two models along its training, at a third
+    and two thirds of its steps, each its own candidate named <trial>@<step>, evaluated on the same prompts."""
+    out, _, _ = sweep
+    table = pd.read_parquet(out / "results.parquet")
+    for _, final in table[(table["kind"] == "trial") & (table["status"] == "ok")].iterrows():
+        assert final["tune_trial"] == final["trial"] and final["step"] == final["train/step"] > 0
+        points = table[(table["kind"] == "point") & (table["tune_trial"] == final["trial"])]
+        steps = sorted(points["step"])
+        assert len(steps) == 2 and steps == [math.ceil(final["step"] / 3), 2 * math.ceil(final["step"] / 3)]
+        assert list(points["trial"]) == [f"{final['trial']}@{int(s)}" for s in points["step"]]
+        assert points["optuna_trial"].isna().all() and (points["status"] == "ok").all()
+        for column in ("divergence", "beta", "learning_rate", "checkpoint"):
+            assert (points[column] == final[column]).all()
+        samples = [pd.read_parquet(out / "samples" / f"{t}.parquet") for t in [*points["trial"], final["trial"]]]
+        assert all(list(s["prompt"]) == list(samples[-1]["prompt"]) for s in samples)  # the same prompts
+        assert samples[0]["completion"].tolist() != samples[-1]["completion"].tolist() or (
+            points["kl/ref"].iloc[0] != final["kl/ref"])  # another model  # fmt: skip
+    # errored trials have no points
+    errored = table[(table["kind"] == "trial") & (table["status"] != "ok")]
+    assert len(errored) and (table.loc[table["tune_trial"].isin(errored["trial"]), "kind"] == "trial").all()
+
+
+def test_derived_candidates_carry_their_recipe_and_are_judged_like_trials(sweep):
+    out, summary, _ = sweep
+    table = pd.read_parquet(out / "results.parquet")
+    derived = table[table["kind"] == "derived"]
+    assert len(derived) == summary["candidates"]["derived"] > 0
+    trained = table[table["kind"] != "derived"].set_index("trial")
+    for _, row in derived.iterrows():
+        parents = list(row["parents"])
+        assert set(parents) <= set(trained.index) and trained.loc[parents, "feasible"].all()
+        if len(parents) == 1:
+            assert row["trial"] == f"{parents[0]}~x{row['lambda']:g}" and row["lambda"] in (0.5, 1.5)
+        else:  # a soup of two frontier neighbours from different trials
+            assert list(row["weights"]) == [0.5, 0.5] and trained.loc[parents, "tune_trial"].nunique() == 2
+        assert pd.isna(row["optuna_trial"]) and pd.isna(row["tune_trial"]) and row["recipe"]
+    # judged like trials: the same constraint columns, and the frontier over every kind
+    ok = derived[derived["status"] == "ok"]
+    assert len(ok) and ok["violations"].isna().eq(ok["feasible"]).all()
 
 
 def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(sweep):
@@ -270,6 +316,7 @@ def test_trials_run_one_after_another_in_reused_workers(tmp_path, micro_world, r
           "--num-trials", "4", "--divergences", "reverse_kl", "js_divergence", "--confirmation-prompts", "0",
           *MICRO_SWEEP[:-2]])  # fmt: skip
     table = pd.read_parquet(out / "results.parquet")
+    table = table[table["kind"] == "trial"]
     assert (table["status"] == "ok").all() and len(table) == 4
     assert table["worker/pid"].nunique() <= 2, table[["trial", "worker/pid"]]
 
@@ -277,6 +324,7 @@ def test_trials_run_one_after_another_in_reused_workers(tmp_path, micro_world, r
 def test_nan_trial_is_errored_with_its_reason_and_failed_in_the_study(sweep):
     out, summary, _ = sweep
     table = pd.read_parquet(out / "results.parquet")
+    table = table[table["kind"] == "trial"]
     forward = table[table["divergence"] == "forward_kl"]
     assert len(forward) >= 1 and (forward["status"] == "error").all()
     assert forward["reason"].str.contains("non-finite objectives").all()
@@ -345,7 +393,8 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     reported = json.loads(checkpoint.read_text())
 
     summary = main(["--output", str(out), "--resume"])
-    table = pd.read_parquet(out / "results.parquet").sort_values("index")
+    results = pd.read_parquet(out / "results.parquet")
+    table = results[results["kind"] == "trial"].sort_values("index")
     assert len(table) == 4 and table["trial"].is_unique and summary["trials"] == 4
     assert (table["status"] == "ok").all()
     restored = table.set_index("trial").loc[first_trial]
@@ -368,7 +417,7 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
     reference = (-10.0, 0.95 * base[DIVERSITY])
     assert summary["reference_point"] == pytest.approx(list(reference))
-    area = _dominated_area(table[["reward/mean", DIVERSITY]].to_numpy(), reference)
+    area = _dominated_area(results[["reward/mean", DIVERSITY]].to_numpy(), reference)
     assert area > 0 and summary["hypervolume"] == pytest.approx(area, rel=1e-9)
 
 
@@ -457,9 +506,13 @@ def test_make_sweep_stops_only_the_head_it_started(tmp_path):
 def test_trials_leave_no_model_or_preference_copy_in_the_tune_directory(sweep):
     out, _, _ = sweep
     table = pd.read_parquet(out / "results.parquet")
-    frontier_ids = set(table.loc[table["pareto"], "trial"])
+    trained = table[table["kind"] != "derived"].set_index("trial")
+    front = table[table["pareto"]]
+    parents = [p for ps in front["parents"].dropna() for p in ps]
+    built_from = [*front.loc[front["kind"] != "derived", "trial"], *parents]
     weights = list((out / "tune").rglob("*.safetensors"))
-    assert {p.relative_to(out / "tune").parts[1].split("_")[2] for p in weights} <= frontier_ids
+    assert {p.relative_to(out / "tune").parts[1].split("_")[2] for p in weights} <= set(
+        trained.loc[built_from, "tune_trial"])  # fmt: skip
     assert all(any(part.startswith("checkpoint_") for part in p.parts) for p in weights)
     assert not list((out / "tune").rglob("preferences.parquet"))
     assert not list((out / "tune").rglob("alignray-trial-*"))
@@ -469,10 +522,19 @@ def test_results_and_study_join_both_ways(sweep):
     from alignray.sweep.searcher import TUNE_TRIAL_ATTR
 
     out, summary, _ = sweep
-    table = pd.read_parquet(out / "results.parquet")
+    results = pd.read_parquet(out / "results.parquet")
+    table = results[results["kind"] == "trial"]
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
     by_number = {t.number: t for t in study.trials}
     assert table["optuna_trial"].notna().all() and table["optuna_trial"].is_unique
+    # the sampler's history is the study: one trial per Tune trial, told its final model; no point along a training
+    # and no derived candidate is in it
+    assert results.loc[results["kind"] != "trial", "optuna_trial"].isna().all()
+    assert sorted(t.user_attrs[TUNE_TRIAL_ATTR] for t in study.trials) == sorted(table["trial"])
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            final = table.set_index("trial").loc[trial.user_attrs[TUNE_TRIAL_ATTR]]
+            assert trial.values[0] == pytest.approx(final["reward/mean"])
     for _, row in table.iterrows():
         trial = by_number[int(row["optuna_trial"])]
         assert trial.user_attrs[TUNE_TRIAL_ATTR] == row["trial"]
@@ -605,6 +667,7 @@ def test_resume_with_more_trials_adds_them_to_the_same_study(sweep):
     before = pd.read_parquet(out / "results.parquet")
     extended = main(["--output", str(out), "--resume", "--num-trials", "5"])
     table = pd.read_parquet(out / "results.parquet")
+    before, table = before[before["kind"] == "trial"], table[table["kind"] == "trial"]
     assert extended["trials"] == 5 and len(table) == 5 and table["trial"].is_unique
     kept = table.set_index("trial").loc[before["trial"]]
     np.testing.assert_allclose(kept["time/train_s"].fillna(-1), before["time/train_s"].fillna(-1))  # not retrained
@@ -730,11 +793,11 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
         for i in range(2)
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
-    monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
+    monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
     plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11}
     table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
-    assert "none of the 2 finished trials met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
+    assert "none of the 2 evaluated candidates met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
         capsys.readouterr().out
     )
     assert summary["feasible"] == 0 and summary["frontier"] == [] and summary["hypervolume"] == 0.0
@@ -771,7 +834,8 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
 
     from alignray.sweep import driver
 
-    config = SweepConfig(output=str(tmp_path), objectives=REWARD_KL, max_nonword_increase=None)  # max_kl 10
+    config = SweepConfig(output=str(tmp_path), objectives=REWARD_KL, max_nonword_increase=None,  # max_kl 10
+                         derive_lambdas=(), soups=False)  # fmt: skip
     trials = {  # trial: (reward/mean, kl/ref)
         "aaaa1": (0.50, 8.0),  # the most reward within the KL budget
         "bbbb2": (0.30, 2.0),
@@ -787,7 +851,7 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
         for i, (trial, (reward, kl)) in enumerate(trials.items())
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
-    monkeypatch.setattr(driver, "_keep_models", lambda grids, table, out, keep_all: None)
+    monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
     plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "kl/ref": 0.0}
     table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))

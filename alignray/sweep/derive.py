@@ -119,10 +119,10 @@ def combine(base: str, parents: Sequence[tuple[str | Path, float]], out: Path) -
         for path, weight in parents:
             parent, _ = load_policy(str(path), device="cpu")
             theirs = dict(parent.named_parameters())
-            missing = set(start) - set(theirs)
-            if missing:
-                raise ValueError(f"{path} lacks parameters of the base policy {sorted(missing)[:3]}: not fine-tuned "
-                                 "from it")  # fmt: skip
+            differ = sorted(set(start) ^ set(theirs)) or [n for n in start if theirs[n].shape != start[n].shape]
+            if differ:
+                raise ValueError(f"{path} has other parameters than the base policy {base} ({', '.join(differ[:3])}): "
+                                 "it was not fine-tuned from it")  # fmt: skip
             for name in start:
                 moved[name] += weight * (theirs[name].float() - start[name])
             del parent, theirs

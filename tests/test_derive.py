@@ -1,0 +1,167 @@
+"""Derived candidates (``alignray.sweep.derive``): weight arithmetic on the micro world's policy, the recipes a
+frontier gets, which models the frontier keeps, and how confirmation groups candidates that share trials' runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alignray.sweep.config import SweepConfig
+from alignray.sweep.confirm import Candidate, confirmation_units
+from alignray.sweep.derive import Recipe, combine, derive_recipes
+
+TEXT = "This movie was a wonderful surprise, and the cast"
+
+
+def _log_probs(model_dir: Path) -> torch.Tensor:
+    """The per-token log-probs of ``TEXT`` under the model in ``model_dir``."""
+    from alignray.world import load_policy
+
+    model, tokenizer = load_policy(str(model_dir), device="cpu")
+    ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1]
+    return torch.log_softmax(logits.float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+
+
+def _fine_tuned(base: Path, out: Path, seed: int) -> Path:
+    """A stand-in for a trial's model: the base policy with every parameter moved by seeded noise."""
+    from alignray.world import load_policy
+
+    model, tokenizer = load_policy(str(base), device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(micro_world, tmp_path_factory):
+    world, _ = micro_world
+    root = tmp_path_factory.mktemp("derive")
+    return world / "policy", _fine_tuned(world / "policy", root / "a", 1), _fine_tuned(world / "policy", root / "b", 2)
+
+
+def test_interpolation_at_zero_is_the_base_and_at_one_the_trial(models, tmp_path):
+    base, trial, _ = models
+    at_zero = combine(str(base), [(trial, 0.0)], tmp_path / "zero")
+    at_one = combine(str(base), [(trial, 1.0)], tmp_path / "one")
+    torch.testing.assert_close(_log_probs(at_zero), _log_probs(base), rtol=0, atol=1e-5)
+    torch.testing.assert_close(_log_probs(at_one), _log_probs(trial), rtol=0, atol=1e-5)
+    assert not torch.allclose(_log_probs(base), _log_probs(trial), atol=1e-3)  # the two really differ
+    assert (tmp_path / "one" / "model.safetensors").is_file() and not list((tmp_path / "one").glob("*.bin"))
+
+
+def test_extrapolation_and_soups_are_the_task_vectors_arithmetic(models, tmp_path):
+    base, a, b = models
+    weights = {name: load_file(path / "model.safetensors") for name, path in (("base", base), ("a", a), ("b", b))}
+    expo = load_file(combine(str(base), [(a, 1.5)], tmp_path / "expo") / "model.safetensors")
+    soup = load_file(combine(str(base), [(a, 0.5), (b, 0.5)], tmp_path / "soup") / "model.safetensors")
+    for name, start in weights["base"].items():
+        if not start.is_floating_point():
+            continue
+        torch.testing.assert_close(expo[name], start + 1.5 * (weights["a"][name] - start), rtol=0, atol=1e-5)
+        torch.testing.assert_close(soup[name], (weights["a"][name] + weights["b"][name]) / 2, rtol=0, atol=1e-5)
+
+
+def test_a_model_not_fine_tuned_from_the_base_is_refused(models, tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    base, _, _ = models
+    config = AutoConfig.from_pretrained(base)
+    config.n_layer += 1  # another architecture: one more block
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "other")
+    shutil.copy(base / "tokenizer.json", tmp_path / "other")
+    with pytest.raises(ValueError, match="has other parameters than the base policy .*not fine-tuned from it"):
+        combine(str(base), [(tmp_path / "other", 1.5)], tmp_path / "bad")
+
+
+def test_the_recipes_are_each_lambda_and_soups_of_neighbours_from_different_trials():
+    front = pd.DataFrame({"trial": ["a@3", "a", "b", "c@2"], "tune_trial": ["a", "a", "b", "c"]})
+    recipes = derive_recipes(front, (0.5, 1.5), soups=True)
+    assert [r.id for r in recipes] == ["a@3~x0.5", "a@3~x1.5", "a~x0.5", "a~x1.5", "b~x0.5", "b~x1.5", "c@2~x0.5",
+                                       "c@2~x1.5", "a+b", "b+c@2"]  # fmt: skip
+    assert recipes[-1] == Recipe(("b", "c@2"), (0.5, 0.5)) and "soup" in recipes[-1].text
+    assert "ExPO" in recipes[1].text and "towards the base" in recipes[0].text
+    assert derive_recipes(front, (), soups=False) == []
+
+
+def _results(trials: dict[str, tuple[str, str, float | None, bool]], derived: list[dict] = ()) -> pd.DataFrame:
+    """A results table: id -> (kind, tune trial, step, on the frontier), then derived rows."""
+    rows = [{"trial": t, "kind": kind, "tune_trial": tune, "step": step, "status": "ok", "pareto": front,
+             "divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4, "alpha": np.nan, "loss_type": "sigmoid"}
+            for t, (kind, tune, step, front) in trials.items()]  # fmt: skip
+    return pd.DataFrame([*rows, *({"kind": "derived", "status": "ok", **d} for d in derived)])
+
+
+def test_confirmation_rebuilds_each_candidate_from_the_runs_it_shares():
+    """A point and the final model of one trial share its run; a soup joins its two parents' runs into one group; a
+    group's units are its search run (from the checkpoints) and each new seed."""
+    table = _results(
+        {"a@3": ("point", "a", 3, True), "a": ("trial", "a", 9, True), "b": ("trial", "b", 9, False),
+         "c": ("trial", "c", 9, True), "d": ("trial", "d", 9, False)},
+        [{"trial": "a~x1.5", "parents": ["a"], "weights": [1.5], "pareto": True},
+         {"trial": "c+b", "parents": ["c", "b"], "weights": [0.5, 0.5], "pareto": True}],
+    )  # fmt: skip
+    units = confirmation_units(SweepConfig(replicates=1), table[table["pareto"]], table,
+                               {"a": "ckpt-a", "b": "ckpt-b", "c": None})  # fmt: skip
+    assert [(u.names, u.seed, u.retrained) for u in units] == [
+        (["base"], 0, False),
+        (["a@3", "a", "a~x1.5"], 0, False), (["a@3", "a", "a~x1.5"], 1, True),
+        (["c", "c+b"], 0, True), (["c", "c+b"], 1, True),  # c kept no checkpoint: its search run is retrained
+    ]  # fmt: skip
+    assert units[1].checkpoints == {"a": "ckpt-a"} and sorted(units[3].params) == ["b", "c"]
+    assert units[1].candidates[0] == Candidate("a@3", (("a", "points/step-3/model"),))
+    assert units[3].candidates[1] == Candidate("c+b", (("c", "model"), ("b", "model")), (0.5, 0.5))
+
+
+def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(models, tmp_path):
+    """Weights are kept for the frontier's candidates (copied to frontier/<id>/model; a derived one built there) and
+    for the parents of its derived ones, which confirmation rebuilds them from; every other model is deleted."""
+    from ray.tune import Checkpoint
+
+    from alignray.sweep import driver
+
+    base, a, b = models
+    grids, root = [[]], tmp_path / "tune"
+    for index, (trial, model) in enumerate((("aaaaa1", a), ("bbbbb2", b)), start=1):
+        checkpoint = root / f"run_trial_{trial}_{index}_beta=0.1" / "checkpoint_000000"
+        for where in (checkpoint, checkpoint / "points" / "step-3"):
+            shutil.copytree(model, where / "model")
+            pd.DataFrame({"prompt": [str(where)]}).to_parquet(where / "samples.parquet")
+        grids[0].append(SimpleNamespace(path=str(checkpoint.parent), checkpoint=Checkpoint.from_directory(checkpoint)))
+    out = tmp_path / "exp"
+    (out / "derived" / "bbbbb2~x1.5").mkdir(parents=True)
+    pd.DataFrame({"prompt": ["derived"]}).to_parquet(out / "derived" / "bbbbb2~x1.5" / "samples.parquet")
+    table = _results(
+        {"aaaaa1@3": ("point", "aaaaa1", 3, True), "aaaaa1": ("trial", "aaaaa1", 9, False),
+         "bbbbb2@3": ("point", "bbbbb2", 3, False), "bbbbb2": ("trial", "bbbbb2", 9, False)},
+        [{"trial": "bbbbb2~x1.5", "parents": ["bbbbb2"], "weights": [1.5], "pareto": True}],
+    )  # fmt: skip
+    config = SweepConfig(output=str(out), policy=str(base))
+    plan = driver.Plan(config, out, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(root))
+    driver._keep_models(plan, grids, table)
+
+    kept = sorted(str(p.parent.relative_to(root)) for p in root.rglob("model.safetensors"))
+    assert kept == [
+        "run_trial_aaaaa1_1_beta=0.1/checkpoint_000000/points/step-3/model",  # on the frontier
+        "run_trial_bbbbb2_2_beta=0.1/checkpoint_000000/model",  # the parent of a derived frontier model
+    ]
+    assert sorted(p.name for p in (out / "frontier").iterdir()) == ["aaaaa1@3", "bbbbb2~x1.5"]
+    built = load_file(out / "frontier" / "bbbbb2~x1.5" / "model" / "model.safetensors")
+    start, parent = load_file(base / "model.safetensors"), load_file(b / "model.safetensors")
+    for name, value in built.items():
+        torch.testing.assert_close(value, start[name] + 1.5 * (parent[name] - start[name]), rtol=0, atol=1e-5)
+    assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(table["trial"])
+    point = pd.read_parquet(out / "samples" / "aaaaa1@3.parquet")["prompt"].item()
+    assert point.endswith("points/step-3")  # each candidate's own samples
