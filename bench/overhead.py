@@ -37,6 +37,7 @@ POINTS = tuple(
 def overhead(out: Path, summary: dict) -> tuple[float, float]:
     """The share of trial-slot time spent neither training nor evaluating, and the seconds per trial it makes."""
     table = pd.read_parquet(out / "results.parquet")
+    table = table[table["kind"] == "trial"]  # a trial's timings are on its final model's row
     busy = (table["time/train_s"].fillna(0) + table["time/eval_s"].fillna(0)).sum()
     slots = summary["search_seconds"] * summary["concurrent_trials"]
     return 1 - busy / slots, (slots - busy) / len(table)
@@ -49,7 +50,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        base = SweepConfig(num_trials=args.trials, points_to_evaluate=POINTS[: args.trials], confirmation_prompts=0)
+        base = SweepConfig(num_trials=args.trials, points_to_evaluate=POINTS[: args.trials], confirmation_prompts=0,
+                           derive_lambdas=(), soups=False)  # the trials only: no derived candidates to evaluate
         found: dict[str, list[tuple[float, float]]] = {"fresh": [], "reused": []}
         volumes = set()
         for i, name in enumerate(("fresh", "reused", "reused", "fresh")):

@@ -1,7 +1,9 @@
 """Searches on equal budgets on tiny-imdb: Optuna (TPE), random search and the seeds' hand grid, one run.
 
 All three share one preference data set, one reference pass and one base evaluation (so one hypervolume reference
-point), and run the grid's 16 trials each, with no confirmation (the search is what is compared). Printed: the
+point), and run the grid's 16 trials each, with no confirmation and no derived candidates (the search is what is
+compared; bench/frontier.py measures what those add), each trial evaluated at 3 points of its training as by default.
+The hypervolume after each trial counts that trial's final model, the point Optuna is told. Printed: the
 hypervolume after each trial per search; how many Optuna trials reach the grid's final hypervolume; the per-trial
 overhead (search-stage time not spent training or evaluating, as a fraction of the trial slots' time); and training
 pairs/s with the shared reference log-probs vs a reference forward at every step. Last line:
@@ -30,6 +32,7 @@ from alignray.train_config import TrainConfig
 
 def curve(out: Path, config: SweepConfig, reference: tuple[float, float]) -> list[float]:
     table = pd.read_parquet(out / "results.parquet")
+    table = table[table["kind"] == "trial"]  # the final model of each trial, in the order trials ran
     objectives = config.objective_pair
     points = objective_points(table, objectives)
     points[(table["status"] != "ok").to_numpy()] = np.nan
@@ -55,11 +58,11 @@ def main() -> None:
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
+        plain = {"confirmation_prompts": 0, "derive_lambdas": (), "soups": False}
         searches = {
-            "grid": SweepConfig(output=str(root / "grid"), search="grid", confirmation_prompts=0),
-            "optuna": SweepConfig(output=str(root / "optuna"), num_trials=args.trials, confirmation_prompts=0),
-            "random": SweepConfig(output=str(root / "random"), num_trials=args.trials, sampler="random",
-                                  confirmation_prompts=0),
+            "grid": SweepConfig(output=str(root / "grid"), search="grid", **plain),
+            "optuna": SweepConfig(output=str(root / "optuna"), num_trials=args.trials, **plain),
+            "random": SweepConfig(output=str(root / "random"), num_trials=args.trials, sampler="random", **plain),
         }
         summaries, curves = {}, {}
         for name, config in searches.items():

@@ -464,7 +464,7 @@ def test_sweep_report_and_study_through_optunas_api(sweep):
         assert (out / name).is_file(), name
     assert (out / "report.md").read_text().count("| base (SFT) |") == 1
     table = pd.read_parquet(out / "results.parquet")
-    ok = table[table["status"] == "ok"]
+    ok = table[(table["status"] == "ok") & (table["kind"] == "trial")]
     samples = pd.read_parquet(out / "samples" / f"{ok['trial'].iloc[0]}.parquet")
     assert "completion_ids" in samples.columns  # token-metric intervals need them
     # the live view: optuna-dashboard reads this storage; every finished trial is listed with both objectives

@@ -546,11 +546,11 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
 
 def _format_table(table: pd.DataFrame, config: SweepConfig, base: dict[str, float]) -> str:
     first, second = config.objective_pair
-    columns = ["trial", "divergence", "alpha", "beta", "learning_rate", first.metric, second.metric, "kl/ref",
-               "fluency/ref_perplexity", "fluency/nonword_rate"]  # fmt: skip
+    metrics = [first.metric, second.metric, "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
+    columns = ["trial", "kind", "divergence", "alpha", "beta", "learning_rate", *metrics]
     columns = [c for c in dict.fromkeys(columns) if c in table]  # kl/ref may be an objective
     shown = first.best_first(table.loc[table["pareto"], columns])
-    base_row = {"trial": "base (SFT)", **{k: base.get(k) for k in columns[5:]}}
+    base_row = {"trial": "base (SFT)", **{k: base.get(k) for k in metrics}}
     shown = pd.concat([pd.DataFrame([base_row]), shown], ignore_index=True)[columns]
     return shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
 
