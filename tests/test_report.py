@@ -22,6 +22,7 @@ from alignray.report import (
     Interval,
     PromptTable,
     divergence_table,
+    hypervolume_figure,
     load_experiment,
     metric_intervals,
     paired_difference,
@@ -1054,3 +1055,205 @@ def test_a_frontier_that_does_not_hold_up_on_confirmation_is_said_so(tmp_path, c
     assert f"None of the {searched} configurations on the search's feasible frontier held up on confirmation" in pick
     assert ("every seed failed" if case == "failed" else "kl/ref") in pick
     assert "No trial met the constraints" not in pick
+
+
+# --- candidates beyond the trials: points along training, derived models ------------------------------------------
+
+EXPO, HALF, SOUP = "6895fda7~x1.5", "6895fda7~x0.5", "bd1b3444+e47b56ee"
+"""The derived candidates of ``_with_candidates``: the highest-reward trial extrapolated (ExPO; more reward than any
+other candidate, so on the frontier) and interpolated towards the base, and a soup of two divergences."""
+STEPS = (10, 20)
+
+
+def _with_candidates(tmp_path: Path) -> Path:
+    """A copy of the fixture recorded as a sweep with candidates: each trial's final model (kind "trial", step 30),
+    two points along its training (steps 10 and 20: reward a third and two thirds of the way from the base policy's
+    to the final model's, diversity above the final model's by 0.02 and 0.01, so dd903de4@10 is the most diverse
+    candidate of all) and the derived ``EXPO``, ``HALF`` (base + λ·(6895fda7 − base)) and ``SOUP`` (the mean of its
+    parents, infeasible); ``pareto`` recomputed over the feasible candidates, as the sweep does."""
+    out = tmp_path / "candidates"
+    shutil.copytree(FIXTURE, out)
+    results = pd.read_parquet(out / "results.parquet")
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    reward, diversity = "reward/mean", "diversity/token_entropy"
+    results = results.assign(kind="trial", tune_trial=results["trial"], step=30.0, feasible=True, violations=None)
+    rows = [results]
+    for step in STEPS:
+        share = step / 30
+        points = results.assign(trial=results["trial"] + f"@{step}", kind="point", step=float(step))
+        points[reward] = base[reward] + share * (results[reward] - base[reward])
+        points[diversity] = results[diversity] + 0.03 - share * 0.03
+        points["kl/ref"] = share**2 * results["kl/ref"]
+        rows.append(points)
+    by_id = results.set_index("trial")
+    derived = []
+    for lam, name in ((1.5, EXPO), (0.5, HALF)):
+        parent = by_id.loc["6895fda7"]
+        how = "interpolated towards the base" if lam < 1 else "extrapolated from the base (ExPO)"
+        row = {**parent.to_dict(), "trial": name, "parents": ["6895fda7"], "weights": [lam], "lambda": lam,
+               "recipe": f"base + {lam:g}·(6895fda7 − base): {how}", "kl/ref": lam**2 * parent["kl/ref"]}  # fmt: skip
+        for metric in (reward, diversity):
+            row[metric] = base[metric] + lam * (parent[metric] - base[metric])
+        derived.append(row)
+    a, b = by_id.loc["bd1b3444"], by_id.loc["e47b56ee"]
+    soup = (a[[reward, diversity, "kl/ref"]] + b[[reward, diversity, "kl/ref"]]) / 2
+    derived.append({**a.to_dict(), **soup.to_dict(), "trial": SOUP, "divergence": "soup", "beta": np.nan,
+                    "alpha": np.nan, "learning_rate": np.nan, "parents": ["bd1b3444", "e47b56ee"],
+                    "weights": [0.5, 0.5], "lambda": np.nan, "recipe": "soup: 0.5·bd1b3444 + 0.5·e47b56ee",
+                    "feasible": False, "violations": "fluency/nonword_rate 0.3 > 0.15"})  # fmt: skip
+    derived = pd.DataFrame(derived).assign(kind="derived", tune_trial=None, step=np.nan, index=np.nan)
+    table = pd.concat([*rows, derived], ignore_index=True)
+    ok = table["feasible"].to_numpy(dtype=bool)
+    pareto = np.zeros(len(table), dtype=bool)
+    pareto[ok] = pareto_mask(table.loc[ok, [reward, diversity]].to_numpy(dtype=float))
+    table["pareto"] = pareto
+    table.to_parquet(out / "results.parquet")
+    record = json.loads((out / "sweep.json").read_text())
+    record["summary"]["candidates"] = {"trial": 10, "point": 20, "derived": 3}
+    (out / "sweep.json").write_text(json.dumps(record))
+    return out
+
+
+def test_an_experiment_recorded_before_candidates_holds_trials_only(report):
+    experiment = load_experiment(FIXTURE)
+    results = experiment.results
+    assert "kind" not in pd.read_parquet(FIXTURE / "results.parquet").columns
+    assert (results["kind"] == "trial").all() and list(results["tune_trial"]) == list(results["trial"])
+    assert experiment.kinds == {"trial": 10, "point": 0, "derived": 0} and not experiment.has_candidates
+    assert all(not group.paths and not group.points.trials for group in pareto_info(experiment).groups)
+    assert pareto_info(experiment).derived.trials == ()
+    out, _ = report
+    text = (out / "report.md").read_text()
+    assert "Candidates beyond the trials" not in text and "## Every trial" in text and "| kind |" not in text
+
+
+def test_groups_hold_trained_candidates_and_the_frontier_every_kind(tmp_path):
+    from alignray.report.experiment import group_rows, groups
+
+    experiment = load_experiment(_with_candidates(tmp_path))
+    assert experiment.kinds == {"trial": 10, "point": 20, "derived": 3}
+    assert [group[0] for group in groups(experiment)] == ["forward_kl", "js_divergence", "alpha_divergence"]
+    grouped = [t for group in groups(experiment) for t in group_rows(experiment, group)["trial"]]
+    assert sorted(grouped) == sorted(experiment.trained["trial"]) and len(grouped) == 30  # no derived one, no soup
+    front = set(experiment.frontier["trial"])
+    assert front == _frontier_trials(experiment.feasible) and {EXPO, "dd903de4@10"} <= front
+    assert experiment.frontier.iloc[0]["trial"] == EXPO  # the most reward of all: the top pick is derived
+    assert all(row["trial"] != SOUP for row in matched_kl(experiment).chosen.values())
+
+
+def test_hypervolume_counts_each_trial_with_its_points_then_the_derived_candidates(tmp_path):
+    experiment = load_experiment(_with_candidates(tmp_path))
+    (curve,) = hypervolume_info({"A": experiment}).curves
+    assert list(curve.steps) == list(range(1, 12)) and curve.derived and not curve.errored.any()
+    reference = tuple(experiment.summary["reference_point"])
+    trained = experiment.trained
+    for step, trial in enumerate(experiment.results.sort_values("index")["tune_trial"].dropna().unique(), 1):
+        made = trained[trained["index"] <= trained.loc[trained["tune_trial"] == trial, "index"].iloc[0]]
+        points = made[["reward/mean", "diversity/token_entropy"]].to_numpy()
+        assert curve.values[step - 1] == pytest.approx(_dominated_area(points, reference)), trial
+    every = experiment.feasible[["reward/mean", "diversity/token_entropy"]].to_numpy()
+    assert curve.values[-1] == pytest.approx(_dominated_area(every, reference)) and curve.values[-1] > curve.values[-2]
+    figure = hypervolume_figure({"A": experiment})
+    (last,) = [line for line in figure.axes[0].lines if line.get_gid() == "derived"]
+    assert list(last.get_xdata()) == [11]
+
+
+def test_pareto_figure_draws_each_trials_path_in_step_order_and_derived_candidates_apart(tmp_path):
+    experiment = load_experiment(_with_candidates(tmp_path))
+    rows = experiment.results.set_index("trial")
+    info = pareto_info(experiment)
+    paths = {path.trial: path for group in info.groups for path in group.paths}
+    assert sorted(paths) == sorted(experiment.results.loc[experiment.results["kind"] == "trial", "trial"])
+    for trial, path in paths.items():
+        assert path.candidates == (f"{trial}@10", f"{trial}@20", trial) and list(path.steps) == [10, 20, 30]
+        assert list(path.x) == list(rows.loc[list(path.candidates), "diversity/token_entropy"])
+        assert list(path.y) == list(rows.loc[list(path.candidates), "reward/mean"])
+    for group in info.groups:  # final models and points apart, both of the group's divergence
+        for trials, kind in ((group.trials, "trial"), (group.points, "point")):
+            assert trials.trials and all(rows.loc[t, "kind"] == kind for t in trials.trials), (group.name, kind)
+            assert all(rows.loc[t, "divergence"] == group.name for t in trials.trials)
+    assert set(info.derived.trials) == {EXPO, HALF, SOUP} and info.derived.infeasible == (SOUP,)
+    assert dict(zip(info.derived.trials, info.derived.labels, strict=True)) == {
+        EXPO: "×1.5 of β=0.0887", HALF: "×0.5 of β=0.0887", SOUP: "soup"}  # fmt: skip
+    parent = rows.loc["6895fda7"]
+    assert sorted(info.recipes) == sorted(
+        (parent["diversity/token_entropy"], parent["reward/mean"], rows.loc[d, "diversity/token_entropy"],
+         rows.loc[d, "reward/mean"]) for d in (EXPO, HALF))  # fmt: skip
+    labels = dict(zip(info.frontier.trials, info.frontier.labels, strict=True))
+    assert labels[EXPO] == "×1.5 of β=0.0887" and labels["dd903de4@10"] == "β=1.66 @10"
+
+    left = draw_pareto(info).axes[0]
+    drawn = [line for line in left.lines if line.get_gid() == "path"]
+    assert len(drawn) == len(paths) == 10
+    expected = {tuple(zip(p.x, p.y, strict=True)) for p in paths.values()}
+    assert {tuple(zip(line.get_xdata(), line.get_ydata(), strict=True)) for line in drawn} == expected
+    assert all(line.get_linewidth() < 1 and line.get_alpha() <= 0.5 for line in drawn)
+    small = [line for line in left.lines if line.get_gid() == "point"]
+    final = [line for line in left.lines if line.get_label() in {group.name for group in info.groups}]
+    assert sum(len(line.get_xdata()) for line in small) == 20
+    assert max(line.get_markersize() for line in small) < min(line.get_markersize() for line in final)
+    (crosses,) = [line for line in left.lines if line.get_gid() == "derived"]
+    assert sorted(zip(crosses.get_xdata(), crosses.get_ydata(), strict=True)) == sorted(
+        (rows.loc[d, "diversity/token_entropy"], rows.loc[d, "reward/mean"]) for d in (EXPO, HALF))  # fmt: skip
+    assert crosses.get_marker() == "X" and crosses.get_label() == "derived (weight arithmetic)"
+    hollow = [line for line in left.lines if line.get_gid() == "infeasible"]
+    assert [(x, y) for line in hollow for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)] == [
+        (rows.loc[SOUP, "diversity/token_entropy"], rows.loc[SOUP, "reward/mean"])]  # fmt: skip
+    assert len([line for line in left.lines if line.get_gid() == "recipe"]) == 2
+    texts = [t.get_text() for t in left.texts] + [t.get_text() for t in left.get_legend().get_texts()]
+    assert not [t for t in texts if "nan" in t.lower()]
+
+
+def test_interactive_frontier_hovers_each_candidates_kind_step_and_recipe(tmp_path):
+    experiment = load_experiment(_with_candidates(tmp_path))
+    info = interactive_info({"A": experiment})
+    assert len([trace for trace in info.traces if trace.kind == "path"]) == 10
+    hovers = {re.match(r"trial: ([^<]+)<br>", text).group(1): (text, small)
+              for trace in info.traces if trace.kind == "trials"
+              for text, small in zip(trace.hover, trace.small, strict=True)}  # fmt: skip
+    assert sorted(hovers) == sorted(experiment.trained["trial"])
+    assert "point at step 10 of trial dd903de4" in hovers["dd903de4@10"][0] and hovers["dd903de4@10"][1]
+    assert not hovers["dd903de4"][1] and "point at" not in hovers["dd903de4"][0]
+    (derived,) = [trace for trace in info.traces if trace.kind == "derived"]
+    assert len(derived.hover) == 3 and derived.symbols.count("x-open") == 1  # the infeasible soup
+    assert any("derived: base + 1.5·(6895fda7 − base): extrapolated from the base (ExPO)" in h for h in derived.hover)
+    figure = draw_interactive(info)
+    assert "derived (weight arithmetic)" in [trace.name for trace in figure.data]
+    assert not [h for trace in info.traces for h in trace.hover if "nan" in h.lower()]
+
+
+def test_report_names_each_derived_candidates_recipe_and_the_frontier_ones(tmp_path):
+    out = _with_candidates(tmp_path)
+    experiment = load_experiment(out)
+    text = write_report(out, resamples=50)["report.md"].read_text()
+    assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE)
+    assert text.startswith("# Sweep ") and "33 candidates (0 errored): 10 trials, 20 points along their training, 3 " \
+        "derived by weight arithmetic" in text  # fmt: skip
+    section = _section(text, "Candidates beyond the trials")
+    front = set(experiment.search_frontier["trial"])
+    counts = {kind: len(front & set(experiment.results.loc[experiment.results["kind"] == kind, "trial"]))
+              for kind in ("trial", "point", "derived")}  # fmt: skip
+    assert (f"10 trials ({counts['trial']} on the search's frontier); 20 points along "
+            f"training ({counts['point']} on the search's frontier); 3 derived by weight arithmetic "
+            f"({counts['derived']} on the search's frontier)") in section  # fmt: skip
+    rows = experiment.results.set_index("trial")
+    for derived in (EXPO, HALF, SOUP):
+        (line,) = [line for line in section.splitlines() if line.startswith(f"| {derived} |")]
+        assert f"| {rows.loc[derived, 'recipe']} |" in line
+        assert line.endswith("| yes |") == (derived in front), line
+    assert f"| {SOUP} |" in section and "| broke fluency/nonword_rate 0.3 > 0.15 |" in section
+    points = [line for line in section.splitlines() if re.match(r"\| \w+@\d+ \|", line)]
+    assert {line.split(" | ")[0][2:] for line in points} == front & set(rows.index[rows["kind"] == "point"])
+    assert "| dd903de4@10 | dd903de4 | 10 | js_divergence β=1.66 lr=0.0014 @10 |" in section
+    pick = _section(text, "What to pick")
+    assert pick.strip().startswith(f"The frontier holds {len(front)} of 33 finished candidates: 10 trials, 20 points "
+                                   "along training, 3 derived by weight arithmetic.")  # fmt: skip
+    (best,) = [line for line in pick.splitlines() if line.startswith("- Highest reward: ")]
+    assert (f"**derived by weight arithmetic**, js_divergence ×1.5 of β=0.0887 (candidate `{EXPO}`: base + "
+            "1.5·(6895fda7 − base): extrapolated from the base (ExPO))") in best  # fmt: skip
+    (widest,) = [line for line in pick.splitlines() if line.startswith("- Highest diversity on the frontier: ")]
+    assert "(point `dd903de4@10`: trial `dd903de4` at step 10, a model saved along its training)" in widest
+    every = _section(text, "Every candidate")
+    assert "| trial | index | status | kind | step |" in every and f"| {SOUP} |  | ok | derived |  | soup |" in every
+    table = divergence_table(experiment, {})
+    assert "candidate" in table and not set(table["trial"]) & {EXPO, HALF, SOUP}

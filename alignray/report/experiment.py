@@ -3,6 +3,14 @@
 (a divergence, and its loss type when the sweep had several), each group's own frontier, each group's representative at
 a common KL cap, the hypervolume's reference point and the hypervolume after each trial.
 
+Candidates: each row of ``results.parquet`` is a model, its ``kind`` one of ``KINDS``: "trial", a Tune trial's final
+model (``trial`` its Tune id); "point", a model saved along a trial's training (``trial`` "<tune id>@<step>"); and
+"derived", a model made by weight arithmetic on others after the search (``parents``, ``weights``, ``recipe``). Points
+and trials carry ``tune_trial`` and ``step``. Every candidate counts for feasibility and every overall frontier; the
+groups (by divergence, so per-divergence frontiers and the matched-KL comparison) hold trained candidates only,
+trials and points: a soup of two divergences is no divergence. An experiment recorded before candidates has no
+``kind``: ``load_experiment`` makes each row a "trial", its own ``tune_trial``.
+
 Objectives: the sweep's two (``Experiment.objectives``), each maximised or minimised; "best" and every frontier
 follow their directions. An experiment recorded before they were configurable maximised its ``reward_metric`` and
 ``diversity_metric``.
@@ -23,12 +31,17 @@ import numpy as np
 import pandas as pd
 
 from alignray.sweep.confirm import CONFIRMED, confirmed_view
+from alignray.sweep.derive import DERIVED
 from alignray.sweep.objectives import Objective, objective_points, parse_objectives, signed, with_objectives
 from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
 __all__ = [
     "BASE",
+    "DERIVED",
+    "KINDS",
     "KL",
+    "POINT",
+    "TRIAL",
     "Experiment",
     "MatchedKL",
     "feasible_mask",
@@ -40,6 +53,7 @@ __all__ = [
     "matched_kl",
     "objective_points",
     "reference_point",
+    "search_steps",
     "selected",
 ]
 
@@ -47,6 +61,12 @@ BASE = "base"
 """The base SFT policy's name where trials are named by id (``Experiment.samples``, intervals by trial)."""
 KL = "kl/ref"
 """The KL to the reference (SFT) policy, nats per completion: the reward–KL panel's axis and the KL budget's metric."""
+TRIAL = "trial"
+"""The ``kind`` of a Tune trial's final model."""
+POINT = "point"
+"""The ``kind`` of a model saved along a trial's training, at ``step``."""
+KINDS = (TRIAL, POINT, DERIVED)
+"""The kinds of candidate, in the order the report names them."""
 
 
 def feasible_mask(rows: pd.DataFrame) -> pd.Series:
@@ -78,7 +98,24 @@ class Experiment:
 
     @property
     def finished(self) -> pd.DataFrame:
+        """The candidates that finished (``status`` "ok"), of every kind."""
         return self.results[self.results["status"] == "ok"]
+
+    @property
+    def trained(self) -> pd.DataFrame:
+        """The finished trained candidates: trials and the points along their training, not derived ones."""
+        ok = self.finished
+        return ok[ok["kind"] != DERIVED]
+
+    @property
+    def kinds(self) -> dict[str, int]:
+        """How many candidates of each kind the experiment holds, in ``KINDS`` order (kinds it lacks: 0)."""
+        return {kind: int((self.results["kind"] == kind).sum()) for kind in KINDS}
+
+    @property
+    def has_candidates(self) -> bool:
+        """Whether the experiment holds candidates other than trials' final models (points or derived ones)."""
+        return bool((self.results["kind"] != TRIAL).any())
 
     @property
     def feasible(self) -> pd.DataFrame:
@@ -139,6 +176,7 @@ class Experiment:
         paths = [self.directory / "base" / "samples.parquet"] if trial == BASE else [
             self.directory / "samples" / f"{trial}.parquet",
             self.directory / "frontier" / trial / "samples.parquet",
+            self.directory / "derived" / trial / "samples.parquet",
         ]  # fmt: skip
         for path in paths:
             if path.is_file():
@@ -156,7 +194,7 @@ def load_experiment(directory: str | Path) -> Experiment:
             raise ValueError(f"experiment_dir={str(directory)!r} has no {name}: it is not a finished sweep; run "
                              f"`python jobs/sweep.py --output {directory}` (or --resume it)")  # fmt: skip
     record = json.loads((directory / "sweep.json").read_text())
-    results = pd.read_parquet(directory / "results.parquet")
+    results = _with_kinds(pd.read_parquet(directory / "results.parquet"))
     base = json.loads((directory / "base" / "metrics.json").read_text())["metrics"]
     config = with_objectives(record["config"])
     for objective in parse_objectives(config["objectives"]):
@@ -165,6 +203,24 @@ def load_experiment(directory: str | Path) -> Experiment:
     confirmed = directory / "confirm" / BASE / "metrics.json"
     confirmed_base = json.loads(confirmed.read_text())["metrics"] if confirmed.is_file() else None
     return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base)
+
+
+def _with_kinds(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with the candidates' columns: a table recorded before candidates gets ``kind`` "trial",
+    ``tune_trial`` its ``trial`` and ``step`` NaN; a table without derived candidates, empty ``parents`` and
+    ``recipe``."""
+    results = results.copy()
+    if "kind" not in results.columns:
+        results["kind"] = TRIAL
+    if "tune_trial" not in results.columns:
+        results["tune_trial"] = results["trial"].where(results["kind"] != DERIVED)
+    for column in ("step", "lambda"):
+        if column not in results.columns:
+            results[column] = np.nan
+    for column in ("parents", "weights", "recipe"):
+        if column not in results.columns:
+            results[column] = None
+    return results
 
 
 def reference_point(experiment: Experiment) -> tuple[float, float]:
@@ -178,19 +234,38 @@ def reference_point(experiment: Experiment) -> tuple[float, float]:
     return experiment.base[first.metric], worse
 
 
+def search_steps(experiment: Experiment) -> list[pd.DataFrame]:
+    """The candidates in the order the sweep made them, one frame per step: each Tune trial in creation order
+    (``index``) with the points along its training, which arrive with it (by ``step``, the final model last); then,
+    when the sweep derived any, all derived candidates together, made after the search."""
+    results = experiment.results
+    trained = results[results["kind"] != DERIVED].sort_values(["index", "step"], kind="stable")
+    steps = [rows for _, rows in trained.groupby("tune_trial", sort=False, dropna=False)]
+    derived = results[results["kind"] == DERIVED]
+    return steps + ([derived] if len(derived) else [])
+
+
 def hypervolume_history(experiment: Experiment, reference: tuple[float, float]) -> tuple[np.ndarray, list[float]]:
-    """Hypervolume after each trial against ``reference`` (the objectives' own units), in creation order; errored
-    and infeasible trials add nothing."""
-    table = experiment.results.sort_values("index")
+    """Hypervolume after each step of ``search_steps`` against ``reference`` (the objectives' own units): after each
+    trial in creation order (with its points), then, when the sweep derived candidates, once more after all of them
+    (the last step), so the last value is the hypervolume of every feasible candidate; errored and infeasible
+    candidates add nothing."""
+    steps = search_steps(experiment)
+    if not steps:
+        return np.arange(1, 1), []
+    table = pd.concat(steps)
     points = objective_points(table, experiment.objectives)
     points[~feasible_mask(table).to_numpy()] = np.nan
-    return np.arange(1, len(table) + 1), hypervolume_curve(points, signed(reference, experiment.objectives))
+    curve = hypervolume_curve(points, signed(reference, experiment.objectives))
+    ends = np.cumsum([len(rows) for rows in steps]) - 1
+    return np.arange(1, len(steps) + 1), [curve[i] for i in ends]
 
 
 def groups(experiment: Experiment) -> list[tuple[str, ...]]:
-    """The groups of finished trials: (divergence,), or (divergence, loss type) when the sweep had several loss
-    types; in the sweep's order of divergences."""
-    ok = experiment.finished
+    """The groups of finished trained candidates (trials and their points; derived ones belong to no divergence):
+    (divergence,), or (divergence, loss type) when the sweep had several loss types; in the sweep's order of
+    divergences."""
+    ok = experiment.trained
     keys = ["divergence", "loss_type"] if ok["loss_type"].nunique() > 1 else ["divergence"]
     order = [d for d in experiment.config.get("divergences", []) if d in set(ok["divergence"])]
     order += sorted(set(ok["divergence"]) - set(order))
@@ -199,8 +274,8 @@ def groups(experiment: Experiment) -> list[tuple[str, ...]]:
 
 
 def group_rows(experiment: Experiment, group: tuple[str, ...]) -> pd.DataFrame:
-    """The finished trials of one group."""
-    ok = experiment.finished
+    """The finished trained candidates (trials and points) of one group."""
+    ok = experiment.trained
     rows = ok[ok["divergence"] == group[0]]
     if len(group) > 1:
         rows = rows[rows["loss_type"] == group[1]]

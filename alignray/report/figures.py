@@ -2,7 +2,8 @@
 without a figure), one draws it; the figure function runs both (as Optuna's ``_get_pareto_front_info`` and
 ``_get_pareto_front_plot``).
 
-- ``pareto_figure``: every trial by divergence, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
+- ``pareto_figure``: every candidate, trials by divergence with each one's path through the points along its training,
+  derived candidates apart, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
 - ``reward_kl_figure``: reward (the first objective that is not KL) against KL to the reference policy, the base at
   KL 0, the KL budget (``reward_kl_info``, ``draw_reward_kl``).
 - ``reward_histograms``: sample rewards of frontier models over the base policy's (``histogram_info``,
@@ -14,7 +15,9 @@ without a figure), one draws it; the figure function runs both (as Optuna's ``_g
 
 The first objective is on y, the second on x; each axis says whether higher or lower is better. Infeasible trials
 (``experiment.feasible_mask``) are drawn hollow (marker face "none"; plotly's "-open" symbols),
-under one legend entry, ``HOLLOW``; no frontier holds them.
+under one legend entry, ``HOLLOW``; no frontier holds them. Points along training are drawn smaller than trials' final
+models, in their trial's marker; derived candidates (weight arithmetic, no divergence of their own) with ``DERIVED``'s
+marker, grey.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ import pandas as pd
 
 from alignray.report.experiment import (
     BASE,
+    DERIVED,
     KL,
+    POINT,
+    TRIAL,
     Experiment,
     feasible_mask,
     group_frontier,
@@ -38,9 +44,10 @@ from alignray.report.experiment import (
     groups,
     hypervolume_history,
     reference_point,
+    search_steps,
     selected,
 )
-from alignray.report.formatting import group_name, label, num, params
+from alignray.report.formatting import group_name, kind, label, num, params
 from alignray.report.stats import CONFIDENCE, Interval
 from alignray.sweep.objectives import Objective
 
@@ -50,9 +57,11 @@ __all__ = [
     "HistogramInfo",
     "HypervolumeInfo",
     "InteractiveInfo",
+    "ParetoGroup",
     "ParetoInfo",
     "Points",
     "RewardKLInfo",
+    "TrainingPath",
     "TrialGroup",
     "comparison_figure",
     "comparison_info",
@@ -83,6 +92,12 @@ DASHES = ("solid", "dash", "dot")
 """Plotly's frontier lines, one per experiment."""
 HOLLOW = "hollow: infeasible (violates a constraint)"
 """The legend entry of the hollow markers, present when some trial is infeasible."""
+DERIVED_LABEL = "derived (weight arithmetic)"
+"""The legend entry of the derived candidates."""
+DERIVED_MARKER, DERIVED_COLOR, DERIVED_SYMBOL = "X", "dimgrey", "x"
+"""How derived candidates are drawn: matplotlib's marker and colour, plotly's symbol."""
+POINTS_LABEL = "points along training (small), each trial's path"
+"""The legend entry of the points along training and the paths through them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +127,17 @@ def _points(rows: pd.DataFrame, x: str, y: str, labels: tuple[str, ...] = ()) ->
     return Points(tuple(rows["trial"]), rows[x].to_numpy(), rows[y].to_numpy(), labels, feasible)
 
 
-def _scatter(ax, points: Points, marker: str, color, label: str, **style) -> None:
-    """Feasible points filled (under ``label``), infeasible ones hollow (gid "infeasible", no legend entry)."""
+def _no_points() -> Points:
+    return Points((), np.empty(0), np.empty(0))
+
+
+def _scatter(ax, points: Points, marker: str, color, label: str, gid: str | None = None, **style) -> None:
+    """Feasible points filled (under ``label``, with ``gid``), infeasible ones hollow (gid "infeasible", no legend
+    entry)."""
     filled = points.filled
-    ax.plot(points.x[filled], points.y[filled], marker=marker, color=color, linestyle="none", label=label, **style)
+    (line,) = ax.plot(points.x[filled], points.y[filled], marker=marker, color=color, linestyle="none", label=label,
+                      **style)  # fmt: skip
+    line.set_gid(gid)
     if not filled.all():
         (hollow,) = ax.plot(points.x[~filled], points.y[~filled], marker=marker, color=color, linestyle="none",
                             markerfacecolor="none", **style)  # fmt: skip
@@ -150,20 +172,48 @@ def _pyplot():
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingPath:
+    """One Tune trial's path: its finished points along training and its final model (``candidates``), in step
+    order, at their ``x`` and ``y``."""
+
+    trial: str
+    candidates: tuple[str, ...]
+    steps: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class ParetoGroup:
-    """One divergence (and loss type): its finished trials (infeasible ones flagged) and its own frontier of
-    feasible trials, by x."""
+    """One divergence (and loss type): its finished trials' final models (infeasible ones flagged), its own frontier
+    of feasible trained candidates (trials and points) by x, the finished points along its trials' training, and
+    each trial's path through them (trials with at least one point)."""
 
     name: str
     trials: Points
     frontier: Points
+    points: Points = dataclasses.field(default_factory=_no_points)
+    paths: tuple[TrainingPath, ...] = ()
+
+
+def _paths(rows: pd.DataFrame, x: str, y: str) -> tuple[TrainingPath, ...]:
+    """The path of each Tune trial in ``rows`` (trained candidates) that has more than one candidate, in step order
+    (the final model last when its step is unknown), in the order the trials appear."""
+    found = []
+    for trial, path in rows.groupby("tune_trial", sort=False):
+        if len(path) < 2:
+            continue
+        path = path.assign(_final=path["kind"] == TRIAL).sort_values(["step", "_final"], na_position="last")
+        found.append(TrainingPath(str(trial), tuple(path["trial"]), path["step"].to_numpy(dtype=float),
+                                  path[x].to_numpy(), path[y].to_numpy()))  # fmt: skip
+    return tuple(found)
 
 
 @dataclasses.dataclass(frozen=True)
 class ParetoInfo:
     """What ``draw_pareto`` draws: the second objective on ``x``, the first on ``y``. ``frontier``: the overall
-    frontier (``Experiment.frontier``) by x, labelled with β (and α); ``error_bars``: (x, y) intervals of the
-    frontier trials that have both."""
+    frontier (``Experiment.frontier``, every kind of candidate) by x, labelled with β (and α; a point's step, a derived
+    candidate's recipe: ``params``); ``error_bars``: (x, y) intervals of the frontier candidates that have both."""
 
     x: Objective
     y: Objective
@@ -175,22 +225,38 @@ class ParetoInfo:
     """Confirmed frontier points: (search x, search y, confirmed x, confirmed y), each drawn as a dotted line."""
     confirmed_base: tuple[float, float] | None = None
     """The base policy on the confirmation prompts, the confirmed frontier's own anchor (a hollow star)."""
+    derived: Points = dataclasses.field(default_factory=_no_points)
+    """The finished derived candidates (infeasible ones flagged), labelled with their recipe (``params``)."""
+    recipes: tuple[tuple[float, float, float, float], ...] = ()
+    """One-parent derived candidates: (parent x, parent y, derived x, derived y), each drawn as a dotted line."""
 
 
 def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]] | None = None) -> ParetoInfo:
-    """Gather the Pareto figure's data: the trials by group, each group's frontier, the overall frontier and the
+    """Gather the Pareto figure's data: the trained candidates by group (final models, points along training, each
+    trial's path), each group's frontier, the derived candidates and their one parent, the overall frontier and the
     intervals of its points where ``intervals`` has finite ones."""
     intervals = intervals or {}
     first, second = experiment.objectives
     x, y = second.metric, first.metric
-    found_groups = tuple(
-        ParetoGroup(
+    found_groups = []
+    for group in groups(experiment):
+        rows = group_rows(experiment, group)
+        found_groups.append(ParetoGroup(
             group_name(group),
-            _points(group_rows(experiment, group), x, y),
+            _points(rows[rows["kind"] == TRIAL], x, y),
             _points(group_frontier(experiment, group).sort_values(x), x, y),
-        )
-        for group in groups(experiment)
-    )
+            _points(rows[rows["kind"] == POINT], x, y),
+            _paths(rows, x, y),
+        ))  # fmt: skip
+    finished = experiment.finished
+    derived = finished[finished["kind"] == DERIVED]
+    by_id = finished.set_index("trial")
+    recipes = []
+    for _, row in derived.iterrows():
+        parents = row["parents"]
+        if parents is not None and len(parents) == 1 and parents[0] in by_id.index:
+            parent = by_id.loc[parents[0]]
+            recipes.append((float(parent[x]), float(parent[y]), float(row[x]), float(row[y])))
     front = experiment.frontier.sort_values(x)
     several_losses = experiment.finished["loss_type"].nunique() > 1
     error_bars = {}
@@ -206,14 +272,27 @@ def pareto_info(experiment: Experiment, intervals: dict[str, dict[str, Interval]
     )  # fmt: skip
     confirmed = experiment.confirmed_base if experiment.confirmed is not None else None
     confirmed_base = None if confirmed is None else (confirmed[x], confirmed[y])
-    return ParetoInfo(second, first, base, found_groups, _points(front, x, y, labels), error_bars, shifts,
-                      confirmed_base)  # fmt: skip
+    derived_labels = tuple(params(row) for _, row in derived.iterrows())
+    return ParetoInfo(second, first, base, tuple(found_groups), _points(front, x, y, labels), error_bars, shifts,
+                      confirmed_base, _points(derived, x, y, derived_labels), tuple(recipes))  # fmt: skip
+
+
+def _annotations(points: Points) -> list[tuple[float, float, str]]:
+    """The frontier's labels, one per position: candidates at the same place share one label, "(+n)" naming how
+    many more sit there."""
+    at: dict[tuple[float, float], list[str]] = {}
+    for x, y, text in zip(points.x, points.y, points.labels, strict=True):
+        at.setdefault((float(x), float(y)), []).append(text)
+    return [(x, y, texts[0] + (f" (+{len(texts) - 1})" if len(texts) > 1 else "")) for (x, y), texts in at.items()]
 
 
 def draw_pareto(info: ParetoInfo):
     """Two panels, the second objective on x and the first on y. Left: every finished trial marked by divergence
-    (shape and colour; infeasible ones hollow), the frontier drawn (its line has gid "frontier") and circled, the base
-    policy a star, frontier points labelled, intervals as error bars. Right: each divergence's own frontier."""
+    (shape and colour; infeasible ones hollow), the points along its training smaller (gid "point") and its path
+    through them a thin line (gid "path"), derived candidates grey crosses (gid "derived") with a dotted line to a
+    single parent (gid "recipe"), the frontier drawn (its line has gid "frontier") and circled, the base policy a
+    star, frontier points labelled (once per position), intervals as error bars. Right: each divergence's own
+    frontier."""
     import matplotlib
 
     plt = _pyplot()
@@ -223,16 +302,29 @@ def draw_pareto(info: ParetoInfo):
         ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy",
                 zorder=5)  # fmt: skip
         ax.set_xlabel(info.x.title)
+        ax.grid(alpha=0.3)
     if info.confirmed_base is not None:  # the confirmed frontier's anchor: the base on the same held-out prompts
         left.plot(*info.confirmed_base, marker="*", markersize=16, markerfacecolor="white", markeredgecolor="black",
                   linestyle="none", label="base SFT policy, confirmation prompts", zorder=5)  # fmt: skip
-        ax.grid(alpha=0.3)
     left.set_ylabel(info.y.title)
     for i, group in enumerate(info.groups):
         style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
                  "color": colors[i % 10]}  # fmt: skip
+        for path in group.paths:
+            left.plot(path.x, path.y, color=style["color"], linewidth=0.7, alpha=0.5, zorder=1, gid="path")
         _scatter(left, group.trials, style["marker"], style["color"], group.name, markersize=7, alpha=0.8)
+        if len(group.points.trials):
+            _scatter(left, group.points, style["marker"], style["color"], "_nolegend_", gid="point", markersize=4,
+                     alpha=0.8)  # fmt: skip
         right.plot(group.frontier.x, group.frontier.y, label=group.name, markersize=8, **style)
+    if any(len(group.points.trials) for group in info.groups):
+        left.plot([], [], marker="o", markersize=4, color="grey", linewidth=0.7, alpha=0.7, label=POINTS_LABEL)
+    for x0, y0, x1, y1 in info.recipes:  # parent -> derived
+        left.plot([x0, x1], [y0, y1], color=DERIVED_COLOR, linestyle=":", linewidth=0.7, alpha=0.6, zorder=1,
+                  gid="recipe")  # fmt: skip
+    if len(info.derived.trials):
+        _scatter(left, info.derived, DERIVED_MARKER, DERIVED_COLOR, DERIVED_LABEL, gid="derived", markersize=6,
+                 alpha=0.8)  # fmt: skip
     front = info.frontier
     (line,) = left.plot(front.x, front.y, color="black", linewidth=1.5, linestyle="-", label="frontier", zorder=4)
     line.set_gid("frontier")
@@ -240,15 +332,17 @@ def draw_pareto(info: ParetoInfo):
               linestyle="none", zorder=4)  # fmt: skip
     for x0, y0, x1, y1 in info.shifts:  # search figure -> confirmed figure
         left.plot([x0, x1], [y0, y1], color="grey", linestyle=":", linewidth=1, zorder=3)
-    for trial, x, y, text in zip(front.trials, front.x, front.y, front.labels, strict=True):
+    for trial, x, y in zip(front.trials, front.x, front.y, strict=True):
         if trial in info.error_bars:
             dx, dy = info.error_bars[trial]
             left.errorbar(x, y, xerr=[[x - dx.low], [dx.high - x]], yerr=[[y - dy.low], [dy.high - y]], color="grey",
                           alpha=0.5, linewidth=1, zorder=2)  # fmt: skip
+    for x, y, text in _annotations(front):
         left.annotate(text, (x, y), textcoords="offset points", xytext=(7, 6), fontsize=8)
-    _hollow_legend(left, [group.trials for group in info.groups])
+    _hollow_legend(left, [info.derived, *(p for group in info.groups for p in (group.trials, group.points))])
     confirmed = " confirmed" if info.shifts else ""
-    left.set_title(f"every trial and the{confirmed} frontier (circled); bars: {CONFIDENCE:.0%} intervals")
+    every = "candidate" if len(info.derived.trials) or any(group.paths for group in info.groups) else "trial"
+    left.set_title(f"every {every} and the{confirmed} frontier (circled); bars: {CONFIDENCE:.0%} intervals")
     right.set_title("the frontier of each divergence")
     left.legend(fontsize=8, loc="best")
     right.legend(fontsize=8, loc="best")
@@ -266,7 +360,7 @@ def pareto_figure(experiment: Experiment, intervals: dict[str, dict[str, Interva
 
 @dataclasses.dataclass(frozen=True)
 class TrialGroup:
-    """One divergence (and loss type) and its finished trials."""
+    """One divergence (and loss type) and its finished trained candidates (trials and points)."""
 
     name: str
     trials: Points
@@ -283,24 +377,29 @@ class RewardKLInfo:
     base: tuple[float, float]
     groups: tuple[TrialGroup, ...]
     budget: float | None
+    derived: Points = dataclasses.field(default_factory=_no_points)
+    """The finished derived candidates (infeasible ones flagged)."""
 
 
 def reward_kl_info(experiment: Experiment) -> RewardKLInfo:
-    """Gather the reward–KL panel: every finished trial by group, the base policy (KL 0 to itself) and the sweep's
-    KL budget, its ``kl/ref`` constraint. With kl/ref an objective, the other one is on y: the panel is then the
-    Pareto figure's plane with the budget drawn."""
+    """Gather the reward–KL panel: every finished trained candidate by group, the derived ones apart, the base policy
+    (KL 0 to itself) and the sweep's KL budget, its ``kl/ref`` constraint. With kl/ref an objective, the other one is
+    on y: the panel is then the Pareto figure's plane with the budget drawn."""
     y = next(o for o in experiment.objectives if o.metric != KL)
     found: list[TrialGroup] = []
+    derived = _no_points()
     if KL in experiment.results.columns:
         found = [TrialGroup(group_name(g), _points(group_rows(experiment, g), KL, y.metric))
                  for g in groups(experiment)]  # fmt: skip
+        derived = _points(experiment.finished[experiment.finished["kind"] == DERIVED], KL, y.metric)
     base = (0.0, float(experiment.base.get(y.metric, math.nan)))
-    return RewardKLInfo(KL, y, base, tuple(found), experiment.constraints.get(KL))
+    return RewardKLInfo(KL, y, base, tuple(found), experiment.constraints.get(KL), derived)
 
 
 def draw_reward_kl(info: RewardKLInfo):
-    """KL on x and the y objective (usually reward) on y: every finished trial marked by divergence (infeasible ones
-    hollow), the base policy a star at KL 0, the KL budget a vertical dashed line (gid "budget")."""
+    """KL on x and the y objective (usually reward) on y: every finished trained candidate marked by divergence
+    (infeasible ones hollow), derived candidates grey crosses (gid "derived"), the base policy a star at KL 0, the KL
+    budget a vertical dashed line (gid "budget")."""
     import matplotlib
 
     plt = _pyplot()
@@ -309,10 +408,13 @@ def draw_reward_kl(info: RewardKLInfo):
     ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy", zorder=5)
     for i, group in enumerate(info.groups):
         _scatter(ax, group.trials, MARKERS[i % len(MARKERS)], colors[i % 10], group.name, markersize=7, alpha=0.8)
+    if len(info.derived.trials):
+        _scatter(ax, info.derived, DERIVED_MARKER, DERIVED_COLOR, DERIVED_LABEL, gid="derived", markersize=6,
+                 alpha=0.8)  # fmt: skip
     if info.budget is not None:
         line = ax.axvline(info.budget, color="firebrick", linestyle="--", label=f"KL budget {num(info.budget)}")
         line.set_gid("budget")
-    _hollow_legend(ax, [group.trials for group in info.groups])
+    _hollow_legend(ax, [info.derived, *(group.trials for group in info.groups)])
     ax.set_xlabel(f"{info.kl} (KL to the reference policy, nats per completion)")
     ax.set_ylabel(info.y.title)
     ax.set_title(f"{info.y.metric} vs KL to the reference policy")
@@ -396,12 +498,14 @@ def reward_histograms(experiment: Experiment, loaded: dict[str, pd.DataFrame]):
 
 @dataclasses.dataclass(frozen=True)
 class HypervolumeCurve:
-    """One search's hypervolume after each trial (creation order) and which trials errored."""
+    """One search's hypervolume after each trial (creation order, its points with it) and which trials errored;
+    with ``derived``, a last step adds the derived candidates (``experiment.search_steps``)."""
 
     name: str
     steps: np.ndarray
     values: np.ndarray
     errored: np.ndarray
+    derived: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,13 +522,16 @@ def hypervolume_info(
     curves = []
     for name, experiment in experiments.items():
         steps, values = hypervolume_history(experiment, reference or reference_point(experiment))
-        errored = (experiment.results.sort_values("index")["status"] != "ok").to_numpy()
-        curves.append(HypervolumeCurve(name, steps, np.asarray(values, dtype=np.float64), errored))
+        made = search_steps(experiment)
+        errored = np.array([bool((rows["status"] != "ok").all()) for rows in made], dtype=bool)
+        derived = bool(made) and bool((made[-1]["kind"] == DERIVED).all())
+        curves.append(HypervolumeCurve(name, steps, np.asarray(values, dtype=np.float64), errored, derived))
     return HypervolumeInfo(tuple(curves))
 
 
 def draw_hypervolume(info: HypervolumeInfo):
-    """Search progress: a step curve (distinct marker and line) per experiment, errored trials as red crosses."""
+    """Search progress: a step curve (distinct marker and line) per experiment, errored trials as red crosses, the
+    step that adds the derived candidates a grey cross (gid "derived")."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     for i, curve in enumerate(info.curves):
@@ -433,7 +540,11 @@ def draw_hypervolume(info: HypervolumeInfo):
         if curve.errored.any():
             ax.plot(curve.steps[curve.errored], curve.values[curve.errored], "x", color="red", markersize=10,
                     label=f"{curve.name}: errored trial")  # fmt: skip
-    ax.set_xlabel("trials finished (creation order)")
+        if curve.derived:
+            ax.plot(curve.steps[-1:], curve.values[-1:], marker=DERIVED_MARKER, color=DERIVED_COLOR, markersize=10,
+                    linestyle="none", label=f"{curve.name}: with the derived candidates", gid="derived")  # fmt: skip
+    derived = " (last: the derived candidates)" if any(curve.derived for curve in info.curves) else ""
+    ax.set_xlabel(f"trials finished (creation order){derived}")
     ax.set_ylabel("hypervolume")
     ax.set_title("search progress: hypervolume of the frontier so far")
     ax.grid(alpha=0.3)
@@ -452,9 +563,11 @@ def hypervolume_figure(experiments: dict[str, Experiment], reference: tuple[floa
 
 @dataclasses.dataclass(frozen=True)
 class Trace:
-    """One plotly trace: ``kind`` "trials" (markers, ``style`` indexes ``SYMBOLS``), "frontier" (a line, ``style``
-    indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a frontier);
-    ``feasible``: per point of "trials", False drawn hollow (empty: all feasible)."""
+    """One plotly trace: ``kind`` "trials" (markers, ``style`` indexes ``SYMBOLS``: a group's trained candidates),
+    "derived" (markers, ``DERIVED_SYMBOL``), "path" (a trial's path through its points, a thin line), "frontier" (a
+    line, ``style`` indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a
+    line); ``feasible``: per point of "trials" and "derived", False drawn hollow (empty: all feasible); ``small``: per
+    point, True for a point along training, drawn smaller (empty: none)."""
 
     name: str
     kind: str
@@ -463,12 +576,19 @@ class Trace:
     hover: tuple[str, ...]
     style: int = 0
     feasible: tuple[bool, ...] = ()
+    small: tuple[bool, ...] = ()
 
     @property
     def symbols(self) -> list[str]:
-        """Plotly's marker symbol of each point of "trials": the group's, "-open" (hollow) where infeasible."""
-        symbol = SYMBOLS[self.style % len(SYMBOLS)]
+        """Plotly's marker symbol of each point of "trials" (the group's) or "derived", "-open" (hollow) where
+        infeasible."""
+        symbol = DERIVED_SYMBOL if self.kind == "derived" else SYMBOLS[self.style % len(SYMBOLS)]
         return [symbol if f else f"{symbol}-open" for f in (self.feasible or (True,) * len(self.x))]
+
+    @property
+    def sizes(self) -> list[int]:
+        """Plotly's marker size of each point: 6 for a point along training, else 10."""
+        return [6 if s else 10 for s in (self.small or (False,) * len(self.x))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,6 +604,8 @@ def _hover(row: pd.Series) -> str:
     keys = ["trial", "divergence", "loss_type", "beta", "alpha", "learning_rate"]
     metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/", "constraint/", "worker/"))]
     parts = [f"{k}: {num(row[k])}" for k in keys + metrics if k in row.index and num(row[k]) != ""]
+    if row.get("kind") in (POINT, DERIVED):
+        parts.insert(1, kind(row))
     violations = row.get("violations")
     if isinstance(violations, str) and violations:
         parts.insert(1, f"infeasible, violates: {violations}")
@@ -491,19 +613,30 @@ def _hover(row: pd.Series) -> str:
 
 
 def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
-    """Gather the interactive frontier: per experiment, each group's finished trials with their hover text (an
-    infeasible trial's names its violations) and feasibility, the frontier by x (the second objective) and the base
-    policy."""
+    """Gather the interactive frontier: per experiment, each group's finished trained candidates with their hover
+    text (a point's names its step and trial, an infeasible candidate's its violations), feasibility and size (points
+    along training small), each trial's path through its points, the derived candidates (hover: the recipe), the
+    frontier by x (the second objective) and the base policy."""
     traces = []
     for k, (name, experiment) in enumerate(experiments.items()):
         prefix = f"{name}: " if len(experiments) > 1 else ""
         x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
         for i, group in enumerate(groups(experiment)):
             rows = group_rows(experiment, group)
+            for path in _paths(rows, x, y):
+                traces.append(Trace(f"{prefix}path of {path.trial}", "path", path.x, path.y, (), i))
             hover = tuple(_hover(r) for _, r in rows.iterrows())
             trace_name = prefix + group_name(group)
             feasible = tuple(bool(f) for f in feasible_mask(rows))
-            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i, feasible))
+            small = tuple(bool(s) for s in rows["kind"] == POINT)
+            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i, feasible,
+                                small))  # fmt: skip
+        derived = experiment.finished[experiment.finished["kind"] == DERIVED]
+        if len(derived):
+            hover = tuple(_hover(r) for _, r in derived.iterrows())
+            feasible = tuple(bool(f) for f in feasible_mask(derived))
+            traces.append(Trace(prefix + DERIVED_LABEL, "derived", derived[x].to_numpy(), derived[y].to_numpy(),
+                                hover, 0, feasible))  # fmt: skip
         single = len(experiments) == 1  # one sweep's report: its recommended (confirmed) frontier; else the searches'
         front = (experiment.frontier if single else experiment.search_frontier).sort_values(x)
         confirmed = single and experiment.confirmed is not None
@@ -520,18 +653,27 @@ def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
 
 
 def draw_interactive(info: InteractiveInfo):
-    """A plotly figure of the traces: hovering a trial shows its config and metrics; infeasible trials are hollow,
-    under one legend entry (``HOLLOW``)."""
+    """A plotly figure of the traces: hovering a candidate shows its config (a point's step, a derived one's recipe)
+    and metrics; infeasible candidates are hollow, under one legend entry (``HOLLOW``); the trials' paths are thin
+    grey lines under one legend entry."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    first_path = True
     for trace in info.traces:
-        if trace.kind == "trials":
+        if trace.kind in ("trials", "derived"):
+            color = {"color": DERIVED_COLOR} if trace.kind == "derived" else {}
             fig.add_trace(go.Scatter(
                 x=trace.x, y=trace.y, mode="markers", name=trace.name,
-                marker={"symbol": trace.symbols, "size": 10, "opacity": 0.85, "line": {"width": 2}},
+                marker={"symbol": trace.symbols, "size": trace.sizes, "opacity": 0.85, "line": {"width": 2}, **color},
                 hovertext=list(trace.hover), hoverinfo="text",
             ))  # fmt: skip
+        elif trace.kind == "path":
+            fig.add_trace(go.Scatter(
+                x=trace.x, y=trace.y, mode="lines", name="each trial's path along training", legendgroup="paths",
+                showlegend=first_path, line={"color": "grey", "width": 0.7}, opacity=0.5, hoverinfo="skip",
+            ))  # fmt: skip
+            first_path = False
         elif trace.kind == "frontier":
             fig.add_trace(go.Scatter(
                 x=trace.x, y=trace.y, mode="lines", name=trace.name,
@@ -544,21 +686,22 @@ def draw_interactive(info: InteractiveInfo):
                         "color": "black"}, hovertext=list(trace.hover),
                 hoverinfo="text",
             ))  # fmt: skip
-    if any(trace.kind == "trials" and not all(trace.feasible or (True,)) for trace in info.traces):
+    if any(trace.kind in ("trials", "derived") and not all(trace.feasible or (True,)) for trace in info.traces):
         fig.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", name=HOLLOW, hoverinfo="skip",
             marker={"symbol": "circle-open", "size": 10, "color": "grey", "line": {"width": 2}},
         ))  # fmt: skip
     fig.update_layout(
         xaxis_title=info.x_title, yaxis_title=info.y_title, height=560,
-        title="the two objectives: hover a point for its trial's config", template="plotly_white",
+        title="the two objectives: hover a point for its candidate's config", template="plotly_white",
     )  # fmt: skip
     return fig
 
 
 def interactive_pareto(experiments: dict[str, Experiment]):
-    """A plotly frontier: every finished trial (symbol per divergence), each frontier as a line, the base policies;
-    hovering a point shows the trial's full config and metrics."""
+    """A plotly frontier: every finished candidate (symbol per divergence, points along training small and joined by
+    their trial's path, derived ones crosses), each frontier as a line, the base policies; hovering a point shows the
+    candidate's full config and metrics."""
     return draw_interactive(interactive_info(experiments))
 
 

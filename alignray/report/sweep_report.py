@@ -5,7 +5,11 @@
 When the sweep had constraints, the report states them and how many trials met them; frontier, hypervolume, "What
 to pick" and comparisons hold feasible trials only, and when none is feasible it says so first and writes the rest.
 Divergences are compared under a common KL cap (``matched_kl``), and the paired comparisons are one family,
-Holm-corrected."""
+Holm-corrected.
+
+A sweep that evaluated points along training and derived candidates (``alignray.report.experiment``) gets a section
+"Candidates beyond the trials": how many of each kind, how many reached each frontier, the derived candidates with
+their recipes, the points on a frontier; "What to pick" and the frontier tables name each row's kind."""
 
 from __future__ import annotations
 
@@ -17,7 +21,11 @@ import pandas as pd
 from alignray.report.document import Block, render_html, render_markdown, write_text
 from alignray.report.experiment import (
     BASE,
+    DERIVED,
+    KINDS,
     KL,
+    POINT,
+    TRIAL,
     Experiment,
     MatchedKL,
     group_frontier,
@@ -54,8 +62,10 @@ from alignray.report.stats import (
 )
 from alignray.report.tables import (
     confirmation_table,
+    derived_table,
     divergence_table,
     paired_table,
+    points_table,
     samples_table,
     trials_table,
     watch_table,
@@ -64,6 +74,24 @@ from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info, watched_rew
 from alignray.sweep.objectives import Objective
 
 __all__ = ["write_report"]
+
+KIND_NAMES = {TRIAL: "trials", POINT: "points along training", DERIVED: "derived by weight arithmetic"}
+"""Each kind of candidate in the report's words, for counts."""
+
+
+def _finished(experiment: Experiment) -> str:
+    """How many candidates finished, in words: "10 finished trials" or, with points or derived candidates, "102
+    finished candidates: 4 trials, 8 points along training, 90 derived by weight arithmetic"."""
+    ok = experiment.finished
+    if not experiment.has_candidates:
+        return f"{len(ok)} finished trials"
+    counts = [f"{int((ok['kind'] == kind).sum())} {KIND_NAMES[kind]}" for kind in KINDS]
+    return f"{len(ok)} finished candidates: {', '.join(counts)}"
+
+
+def _noun(experiment: Experiment) -> str:
+    """What the report calls the rows of ``results.parquet``: "trials", or "candidates" when some are not trials."""
+    return "candidates" if experiment.has_candidates else "trials"
 
 
 def _load_samples(experiment: Experiment, trials: Sequence[str]) -> dict[str, pd.DataFrame]:
@@ -94,6 +122,7 @@ def _comparisons(
         for second in matched_rows[i + 1 :]:
             pairs.append((first["trial"], second["trial"], label(first, several, True), label(second, several, True)))
     ok = experiment.feasible
+    ok = ok[ok["kind"] != DERIVED]  # a loss type is a way of training: derived candidates have none of their own
     losses = sorted(ok["loss_type"].unique())
     tops = [objective.best_first(ok[ok["loss_type"] == loss]).iloc[0] for loss in losses]
     for i in range(len(tops)):
@@ -155,11 +184,11 @@ def _constraints(experiment: Experiment) -> str | None:
             increase = num(config["max_nonword_increase"])
             source = f" (the base policy's {num(base[metric])} + max_nonword_increase {increase})"
         stated.append(f"`{metric}` ≤ {num(bound)}{source}")
-    feasible, finished = len(experiment.feasible), len(experiment.finished)
+    feasible, finished, noun = len(experiment.feasible), len(experiment.finished), _noun(experiment)
     return (f"Constraints: {', '.join(stated) or 'not recorded in sweep.json'}. {feasible} of {finished} finished "
-            "trials are feasible. Only feasible trials enter the frontier, the hypervolume, \"What to pick\" and the "
-            "comparisons; the plots draw the others hollow, and the table of every trial names the constraints each "
-            "broke.")  # fmt: skip
+            f"{noun} are feasible. Only feasible {noun} enter the frontier, the hypervolume, \"What to pick\" and the "
+            f"comparisons; the plots draw the others hollow, and the table of every {noun[:-1]} names the constraints "
+            "each broke.")  # fmt: skip
 
 
 def _against_base(
@@ -270,8 +299,7 @@ def _pick(
         d = str(found[diversity]) if diversity in found else num(row[diversity])
         search = (f" (search: {num(row['search/' + reward])}, {num(row['search/' + diversity])})"
                   if confirmed is not None else "")  # fmt: skip
-        return (f"**{row['divergence']}** ({row['loss_type']}) {params(row)}, learning rate "
-                f"{row['learning_rate']:.2g} (trial `{row['trial']}`): {reward} {r}, {diversity} {d}{search}. "
+        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{search}. "
                 f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
 
     base = intervals.get(BASE, {})
@@ -279,7 +307,7 @@ def _pick(
     base_text = ", ".join(f"{m} {base[m] if m in base else num(base_values.get(m))}" for m in (reward, diversity))
     if confirmed is None:
         text = [
-            f"The frontier holds {len(front)} of {len(experiment.finished)} finished trials. Base SFT policy: "
+            f"The frontier holds {len(front)} of {_finished(experiment)}. Base SFT policy: "
             f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts; differences "
             "against the base policy are paired over the prompts both were scored on. **Not confirmed**: "
             f"{_unconfirmed(experiment)}, so these figures come from the prompts that chose the frontier and from one "
@@ -290,7 +318,9 @@ def _pick(
         prompts = experiment.summary.get("confirmation", {}).get("prompts", "the")
         text = [
             f"The confirmed frontier holds {len(front)} of the {len(confirmed)} configurations on the search's "
-            f"feasible frontier ({len(experiment.finished)} trials finished), each retrained and measured at up to "
+            f"feasible frontier (of {_finished(experiment)}), each retrained"
+            + (" (a derived one rebuilt from its parents' retrained weights)" if experiment.kinds[DERIVED] else "")
+            + " and measured at up to "
             f"{seeds} seeds on {prompts} confirmation prompts held out from the search. Base SFT policy on the same "
             f"prompts: {base_text}. Figures are means over seeds; brackets are {CONFIDENCE:.0%} intervals with seeds "
             "and prompts resampled together, so training randomness is in them; differences against the base policy "
@@ -326,6 +356,58 @@ def _pick(
                 f"{c.prompts} shared prompts: **{c.verdict}**."
             )
     return text
+
+
+def _named(row: pd.Series) -> str:
+    """A pick as "What to pick" names it, with its kind: a trial by its divergence, loss type, parameters and id; a
+    point along training also by its trial and step; a derived candidate by its recipe."""
+    if row["kind"] == DERIVED:
+        return f"**derived by weight arithmetic**, {label(row)} (candidate `{row['trial']}`: {row['recipe']})"
+    text = f"**{row['divergence']}** ({row['loss_type']}) {params(row)}, learning rate {row['learning_rate']:.2g}"
+    if row["kind"] == POINT:
+        return (f"{text} (point `{row['trial']}`: trial `{row['tune_trial']}` at step {int(row['step'])}, a model "
+                "saved along its training)")  # fmt: skip
+    return f"{text} (trial `{row['trial']}`)"
+
+
+def _candidates_blocks(experiment: Experiment) -> list[Block]:
+    """The section "Candidates beyond the trials", for a sweep that evaluated points along training or derived
+    candidates (none otherwise): each kind's count and how many of it reached the search's frontier and the confirmed
+    one, the derived candidates with their recipes, the points on a frontier."""
+    if not experiment.has_candidates:
+        return []
+    results, confirmed = experiment.results, experiment.confirmed is not None
+    search, front = set(experiment.search_frontier["trial"]), set(experiment.frontier["trial"])
+    counts = []
+    for kind, count in experiment.kinds.items():
+        ids = set(results.loc[results["kind"] == kind, "trial"])
+        reached = f"{len(ids & search)} on the search's frontier"
+        if confirmed:
+            reached += f", {len(ids & front)} on the confirmed one"
+        counts.append(f"{count} {KIND_NAMES[kind]} ({reached})")
+    blocks: list[Block] = [
+        ("h2", "Candidates beyond the trials"),
+        ("p", "Besides each trial's final model, the sweep evaluated the models saved along the trials' training "
+              "(points, `<trial>@<step>`) and models derived after the search by weight arithmetic on the search's "
+              "frontier (`base + λ·(model − base)`: λ < 1 interpolates towards the base, λ > 1 extrapolates from it, "
+              "ExPO; a soup averages two models). Every candidate is held to the same constraints, frontier"
+              f"{' and confirmation' if confirmed else ''} as the trials' final models. Candidates: "
+              f"{'; '.join(counts)}."),
+    ]  # fmt: skip
+    derived = derived_table(experiment)
+    if len(derived):
+        blocks += [("p", "**Derived candidates**, the best in "
+                         f"{experiment.objectives[0].metric} first, at the search's figures:"),
+                   ("table", derived)]  # fmt: skip
+    points = points_table(experiment)
+    if len(points):
+        blocks += [("p", "**Points along training on a frontier**: the trial, the step its model was saved at "
+                         "and which frontier holds it. Each trial's path through its points is the thin line of "
+                         "the Pareto figure."),
+                   ("table", points)]  # fmt: skip
+    elif experiment.kinds[POINT]:
+        blocks.append(("p", "No point along training reached a frontier."))
+    return blocks
 
 
 def _unconfirmed(experiment: Experiment) -> str:
@@ -392,14 +474,15 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     ``hypervolume.png``) into ``experiment_dir``; returns the written paths by file name."""
     experiment = load_experiment(experiment_dir)
     out = experiment.directory
-    shown = {r for g in groups(experiment) for r in group_frontier(experiment, g)["trial"]}
+    picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
+    shown = {r for g in groups(experiment) for r in group_frontier(experiment, g)["trial"]} | set(picks)
+    shown |= set(experiment.search_frontier["trial"][:1])  # the best compared with the base (a derived one, maybe)
     matched = matched_kl(experiment)
     loaded = _load_samples(experiment, sorted(shown | {row["trial"] for row in matched.chosen.values()}))
     intervals = {trial: metric_intervals(samples, resamples=resamples) for trial, samples in loaded.items()
                  if trial in shown or trial == BASE}  # fmt: skip
     confirmed = _confirmed_intervals(experiment, resamples)
     comparisons = _comparisons(experiment, loaded, matched, resamples)
-    picks = [] if experiment.frontier.empty else sorted({experiment.frontier.iloc[i]["trial"] for i in (0, -1)})
     against = _against_base(experiment, loaded, picks, resamples)
     kl_panel = reward_kl_info(experiment)
     written = {
@@ -423,9 +506,15 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     textless = [m for m in WORD_METRICS if not all(m in found for found in intervals.values())]
     constraints = _constraints(experiment)
     first, second = experiment.objectives
+    kinds = experiment.kinds
+    counted = (f"{len(experiment.results)} trials ({len(errors)} errored)" if not experiment.has_candidates else
+               f"{len(experiment.results)} candidates ({len(errors)} errored): {kinds[TRIAL]} trials, "
+               f"{kinds[POINT]} points along their training, {kinds[DERIVED]} derived by weight "
+               "arithmetic")  # fmt: skip
+    noun = _noun(experiment)
     blocks: list[Block] = [
         ("h1", f"Sweep {experiment.study}"),
-        ("p", f"{len(experiment.results)} trials ({len(errors)} errored), search {search}{timing}; objectives "
+        ("p", f"{counted}, search {search}{timing}; objectives "
               f"`{first.metric}` ({first.better}) and `{second.metric}` ({second.better}); policy "
               f"`{config.get('policy')}`, reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} "
               f"evaluation prompts x {config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
@@ -434,16 +523,20 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         *[("p", line) for line in _pick(experiment, confirmed or intervals, comparisons, against)],
         *_confirmation_blocks(experiment, confirmed),
         ("h2", "Pareto frontier"),
-        ("p", "Every trial at its search figures (the search's evaluation prompts, one training run); "
+        ("p", f"Every {noun[:-1]} at its search figures (the search's evaluation prompts, one training run); "
               + ("the frontier line and its bars at the confirmed figures, a dotted line from each confirmed "
                  "configuration's search figure to its confirmed one." if experiment.confirmed is not None
-                 else "the frontier among them.")),
+                 else "the frontier among them.")
+              + (" Each trial's path runs through the points saved along its training (smaller markers) to its "
+                 "final model, in step order (thin lines); derived candidates are grey crosses, a dotted line from "
+                 "each one-parent recipe's parent." if experiment.has_candidates else "")),
         ("image", (written["pareto.png"], f"{first.metric} vs {second.metric}: every trial, the frontier, each "
                                           "divergence's own")),
         ("plotly", interactive_pareto({experiment.study: experiment})),
+        *_candidates_blocks(experiment),
         ("h2", "Reward and KL"),
         ("p", f"`{kl_panel.y.metric}` against `kl/ref`, the KL to the reference (SFT) policy in nats per completion, "
-              "for every finished trial; the base policy sits at KL 0"
+              f"for every finished {noun[:-1]}; the base policy sits at KL 0"
               + (f", the KL budget ({num(experiment.constraints['kl/ref'])}) is the dashed line"
                  if "kl/ref" in experiment.constraints else "")
               + ". A trial far to the right bought its reward by moving far from the base policy."),
@@ -451,7 +544,9 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         ("h2", "Per divergence and loss type"),
         ("p", f"Each divergence's own frontier points at their search figures, the best in {first.metric} first "
               f"(frontier = on the frontier above); the base policy first. Brackets: {CONFIDENCE:.0%} bootstrap "
-              "intervals over the search's evaluation prompts."),
+              "intervals over the search's evaluation prompts."
+              + (" Trials and the points along their training only: a derived candidate belongs to no divergence "
+                 "(see Candidates beyond the trials)." if experiment.kinds[DERIVED] else "")),
         ("table", divergence_table(experiment, intervals)),
         ("h2", "Paired comparisons"),
         ("p", "Differences a − b on the search's evaluation prompts both were scored on, the prompts resampled "
@@ -478,9 +573,12 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         ("p", f"Hypervolume {volume:.4g} against the reference point ({reference[0]:.4g}, {reference[1]:.4g}): "
               + experiment.summary.get("reference_rule", "the base policy's reward and half its diversity unless the "
                                        "sweep set hv_reward / hv_diversity") + "."
-              + (" Infeasible trials add nothing to it." if constraints else "")),
+              + (f" Infeasible {noun} add nothing to it." if constraints else "")
+              + (" Each trial's points along training count with it; the last step adds the derived candidates."
+                 if experiment.kinds[DERIVED] else
+                 " Each trial's points along training count with it." if experiment.kinds[POINT] else "")),
         ("image", (written["hypervolume.png"], "hypervolume after each trial")),
-        ("h2", "Every trial"),
+        ("h2", "Every candidate" if experiment.has_candidates else "Every trial"),
         ("table", trials_table(experiment)),
         ("h2", "About the intervals"),
         ("p", f"Intervals: {', '.join(INTERVAL_METRICS)}, from {resamples} bootstrap resamples of the evaluation "

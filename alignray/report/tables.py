@@ -1,5 +1,6 @@
-"""The report's tables, as data frames of text ready for a document: per divergence (the seeds' table), every trial,
-the paired comparisons, the samples and a frontier model's reward-hacking watch."""
+"""The report's tables, as data frames of text ready for a document: per divergence (the seeds' table), every trial
+(every candidate), the derived candidates, the points along training on a frontier, the paired comparisons, the
+samples and a frontier model's reward-hacking watch."""
 
 from __future__ import annotations
 
@@ -7,35 +8,61 @@ import math
 
 import pandas as pd
 
-from alignray.report.experiment import BASE, Experiment, group_frontier, groups, selected
-from alignray.report.formatting import label, num, params
+from alignray.report.experiment import BASE, DERIVED, KL, POINT, Experiment, group_frontier, groups, selected
+from alignray.report.formatting import kind, label, num, params
 from alignray.report.stats import Interval, Paired
 from alignray.report.watch import Watch
 
-__all__ = ["confirmation_table", "divergence_table", "paired_table", "samples_table", "trials_table", "watch_table"]
+__all__ = ["confirmation_table", "derived_table", "divergence_table", "paired_table", "points_table", "samples_table",
+           "trials_table", "watch_table"]  # fmt: skip
+
+
+def _frontiers(experiment: Experiment) -> dict[str, set[str]]:
+    """The candidates on each frontier, by the column that marks them: "search frontier" and, when the sweep
+    confirmed, "confirmed frontier"."""
+    found = {"search frontier": set(experiment.search_frontier["trial"])}
+    if experiment.confirmed is not None:
+        found["confirmed frontier"] = set(experiment.frontier["trial"])
+    return found
+
+
+def _on(frontiers: dict[str, set[str]], row: pd.Series) -> dict[str, str]:
+    """A row's cells "yes" (or "") under each frontier's column of ``_frontiers``."""
+    return {column: "yes" if row["trial"] in members else "" for column, members in frontiers.items()}
+
+
+def _constraints(row: pd.Series) -> str:
+    """A candidate's standing: "met" (the constraints), "broke <violations>" or "errored: <reason>"."""
+    if row["status"] != "ok":
+        return f"errored: {row.get('reason') or ''}".rstrip(": ")
+    violations = row.get("violations")
+    return f"broke {violations}" if isinstance(violations, str) and violations else "met"
 
 
 def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
     """The seeds' table: the base policy's row first, then per divergence (and loss type) the points on its own
-    frontier, the best in the first objective first; the objectives, KL and fluency with their intervals where
+    frontier of trained candidates, the best in the first objective first (with each one's kind, when the sweep had
+    points along training or derived candidates); the objectives, KL and fluency with their intervals where
     ``intervals`` has them."""
     metrics = list(dict.fromkeys([*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity"]))
     overall = set(experiment.frontier["trial"])
+    candidates = experiment.has_candidates
 
     def cells(key: str, values: pd.Series | dict[str, float]) -> dict[str, str]:
         found = intervals.get(key, {})
         return {m: str(found[m]) if m in found else num(values.get(m)) for m in metrics}
 
-    rows = [{"divergence": "base (SFT)", "loss": "", "parameters": "", "trial": "", "frontier": "",
-             **cells(BASE, experiment.base)}]  # fmt: skip
+    rows = [{"divergence": "base (SFT)", "loss": "", "parameters": "", "trial": "",
+             **({"candidate": ""} if candidates else {}), "frontier": "", **cells(BASE, experiment.base)}]  # fmt: skip
     for group in groups(experiment):
         for _, row in group_frontier(experiment, group).iterrows():
             rows.append(
                 {
                     "divergence": row["divergence"],
                     "loss": row["loss_type"],
-                    "parameters": f"{params(row)} lr={row['learning_rate']:.2g}",
+                    "parameters": params(row, lr=True),
                     "trial": row["trial"],
+                    **({"candidate": kind(row)} if candidates else {}),
                     "frontier": "yes" if row["trial"] in overall else "",
                     **cells(row["trial"], row),
                 }
@@ -44,9 +71,10 @@ def divergence_table(experiment: Experiment, intervals: dict[str, dict[str, Inte
 
 
 def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
-    """One row per confirmed configuration (the search's feasible frontier), the best confirmed first: seeds measured,
-    the search's figures, the confirmed ones (means over seeds, with ``intervals`` where given), KL and non-word rate,
-    whether it met the constraints again and whether it is on the confirmed frontier."""
+    """One row per confirmed configuration (the search's feasible frontier), the best confirmed first: its kind (when
+    the sweep had points or derived candidates), seeds measured, the search's figures, the confirmed ones (means over
+    seeds, with ``intervals`` where given), KL and non-word rate, whether it met the constraints again and whether it
+    is on the confirmed frontier."""
     confirmed = experiment.confirmed
     if confirmed is None:
         return pd.DataFrame()
@@ -58,7 +86,8 @@ def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, In
         found = intervals.get(row["trial"], {})
         cells = {f"{m}": str(found[m]) if m in found else num(row[m])
                  for m in (reward, diversity, "kl/ref", "fluency/nonword_rate") if m in row}  # fmt: skip
-        rows.append({"configuration": label(row, lr=True), "trial": row["trial"], "seeds": int(row["seeds"]),
+        rows.append({"configuration": label(row, lr=True), "trial": row["trial"],
+                     **({"candidate": kind(row)} if experiment.has_candidates else {}), "seeds": int(row["seeds"]),
                      f"search {reward}": num(row["search/" + reward]),
                      f"search {diversity}": num(row["search/" + diversity]), **cells,
                      "constraints": "met" if row["feasible"] else f"broke {row['violations']}",
@@ -68,17 +97,52 @@ def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, In
 
 def trials_table(experiment: Experiment) -> pd.DataFrame:
     """Every trial in creation order: status, parameters, objectives, KL, fluency, frontier, feasibility and the
-    constraints broken (when the sweep had constraints) and an error's reason."""
+    constraints broken (when the sweep had constraints) and an error's reason. With points along training or derived
+    candidates, every candidate: each trial's points with it (by step), the derived ones last, with their kind, step
+    and recipe."""
     metrics = [*(o.metric for o in experiment.objectives), "kl/ref", "fluency/ref_perplexity", "fluency/nonword_rate"]
     metrics = list(dict.fromkeys(metrics))  # an objective may be one of the others
-    columns = ["trial", "index", "status", "divergence", "loss_type", "beta", "alpha", "learning_rate", *metrics,
-               "pareto", "feasible", "violations", "reason"]  # fmt: skip
-    table = experiment.results.sort_values("index")
+    kinds = ["kind", "step"] if experiment.has_candidates else []
+    columns = ["trial", "index", "status", *kinds, "divergence", "loss_type", "beta", "alpha", "learning_rate",
+               *metrics, "pareto", "feasible", "violations", *(["recipe"] if kinds else []), "reason"]  # fmt: skip
+    table = experiment.results.sort_values(["index", "step"], kind="stable")
     table = table[[c for c in columns if c in table.columns]].copy()
     for column in table.columns:
         if table[column].dtype.kind == "f":
             table[column] = table[column].map(num)
     return table
+
+
+def derived_table(experiment: Experiment) -> pd.DataFrame:
+    """One row per derived candidate, the best in the first objective first: its id, recipe, the objectives and KL
+    at the search's figures, whether it met the constraints (or errored), and whether it is on the search's frontier
+    and (when the sweep confirmed) on the confirmed one. Empty when the sweep derived none."""
+    derived = experiment.results[experiment.results["kind"] == DERIVED]
+    metrics = list(dict.fromkeys([*(o.metric for o in experiment.objectives), KL]))
+    frontiers = _frontiers(experiment)
+    rows = []
+    for _, row in experiment.objectives[0].best_first(derived).iterrows():
+        rows.append({"candidate": row["trial"], "recipe": row["recipe"],
+                     **{m: num(row.get(m)) for m in metrics if m in row.index}, "constraints": _constraints(row),
+                     **_on(frontiers, row)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def points_table(experiment: Experiment) -> pd.DataFrame:
+    """One row per point along training on the search's frontier or the confirmed one, the best in the first objective
+    first: its id, its trial and step, the configuration, the objectives and KL at the search's figures and which
+    frontier holds it. Empty when no point reached a frontier."""
+    frontiers = _frontiers(experiment)
+    on = set().union(*frontiers.values())
+    results = experiment.results
+    points = results[(results["kind"] == POINT) & results["trial"].isin(on)]
+    metrics = list(dict.fromkeys([*(o.metric for o in experiment.objectives), KL]))
+    rows = []
+    for _, row in experiment.objectives[0].best_first(points).iterrows():
+        rows.append({"point": row["trial"], "trial": row["tune_trial"], "step": num(row["step"]),
+                     "configuration": label(row, lr=True), **{m: num(row.get(m)) for m in metrics if m in row.index},
+                     **_on(frontiers, row)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def paired_table(comparisons: list[Paired]) -> pd.DataFrame:

@@ -533,8 +533,8 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
         if checkpoint is None:
             continue
         fs, model = checkpoint.filesystem, model_path(row)
-        where = f"{checkpoint.path}/{model.rpartition('/')[0] or '.'}"  # the model's samples lie beside it
-        with fs.open_input_stream(f"{where}/samples.parquet") as source:
+        beside = model.removesuffix("model")  # the model's samples lie beside it: "" or "points/step-<n>/"
+        with fs.open_input_stream(f"{checkpoint.path}/{beside}samples.parquet") as source:
             samples.write_bytes(source.read())
         if row["pareto"]:
             fetch_model(checkpoint, model, target / row["trial"] / "model")
