@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, load_dataset
-from transformers import PrinterCallback
+from transformers import PrinterCallback, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from alignray.train_config import POINTS, TrainConfig
@@ -124,6 +124,7 @@ def train(
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / POINTS, ignore_errors=True)  # an earlier run's points in the same directory are not ours
     started = time.monotonic()
     if config.workers > 1:
         metrics = _train_on_ray(config, out, run_name, storage_path)
@@ -168,8 +169,20 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         saves = {} if config.save_points > 1 else {"save_strategy": "epoch"}  # else save_points' steps
         trainer = build_trainer(config, data, scratch, logging_strategy="epoch", save_only_model=True, **saves)
+        if config.save_points > 1:  # the last save comes before the epoch's log: log the final step first
+            trainer.add_callback(_LogTheLastStep())
         trainer.add_callback(RayTrainReportCallback())
         prepare_trainer(trainer).train()
+
+
+class _LogTheLastStep(TrainerCallback):
+    """Log at the last step, before its checkpoint is saved: ``RayTrainReportCallback`` reports the logged metrics
+    with each save, and a step-based save at the end of an epoch comes before the epoch's own log."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
 
 
 def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: str | None) -> dict[str, float]:
@@ -199,9 +212,11 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
     for checkpoint, _ in result.best_checkpoints if config.save_points > 1 else ():  # every one is kept
         with checkpoint.as_directory() as directory:
             _keep_point(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME, out, final, copy=True)
+    (out / "model" / "trainer_state.json").unlink(missing_ok=True)
     if storage_path is None:
         shutil.rmtree(storage, ignore_errors=True)
-    return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+    return {**metrics, "global_step": float(final)}
 
 
 def _step(checkpoint: Path) -> int:

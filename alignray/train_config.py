@@ -51,9 +51,10 @@ class TrainConfig:
     precompute_ref: bool = True
     """Score the reference policy once before training instead of at every step."""
     save_points: int = 1
-    """Models kept along the run, evenly spaced in optimizer steps (the Trainer's ``save_steps`` as a fraction): 3
-    keeps the model after a third and two thirds of the steps (``points/step-<n>/``) beside the final one
-    (``model/``). 1: the final model only."""
+    """Models kept along the run (the Trainer's ``save_steps`` as the fraction 1/save_points: every
+    ceil(steps / save_points) steps): 3 keeps the model after about a third and two thirds of the steps
+    (``points/step-<n>/``) beside the final one (``model/``); a run of fewer steps than that keeps fewer. 1: the
+    final model only."""
 
     def __post_init__(self) -> None:
         coerce_fields(self)

@@ -96,12 +96,15 @@ def test_the_recipes_are_each_lambda_and_soups_of_neighbours_from_different_tria
     assert derive_recipes(front, (), soups=False) == []
 
 
-def _results(trials: dict[str, tuple[str, str, float | None, bool]], derived: list[dict] = ()) -> pd.DataFrame:
-    """A results table: id -> (kind, tune trial, step, on the frontier), then derived rows."""
+def _results(trials: dict[str, tuple], derived: list[dict] = ()) -> pd.DataFrame:
+    """A results table: id -> (kind, tune trial, step, on the frontier[, on the trained candidates' frontier]), then
+    derived rows."""
     rows = [{"trial": t, "kind": kind, "tune_trial": tune, "step": step, "status": "ok", "pareto": front,
-             "divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4, "alpha": np.nan, "loss_type": "sigmoid"}
-            for t, (kind, tune, step, front) in trials.items()]  # fmt: skip
-    return pd.DataFrame([*rows, *({"kind": "derived", "status": "ok", **d} for d in derived)])
+             "trained_pareto": trained[0] if trained else front, "divergence": "reverse_kl", "beta": 0.1,
+             "learning_rate": 5e-4, "alpha": np.nan, "loss_type": "sigmoid"}
+            for t, (kind, tune, step, front, *trained) in trials.items()]  # fmt: skip
+    derived = [{"kind": "derived", "status": "ok", "trained_pareto": False, **d} for d in derived]
+    return pd.DataFrame([*rows, *derived])
 
 
 def test_confirmation_rebuilds_each_candidate_from_the_runs_it_shares():
@@ -126,8 +129,9 @@ def test_confirmation_rebuilds_each_candidate_from_the_runs_it_shares():
 
 
 def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(models, tmp_path):
-    """Weights are kept for the frontier's candidates (copied to frontier/<id>/model; a derived one built there) and
-    for the parents of its derived ones, which confirmation rebuilds them from; every other model is deleted."""
+    """Weights are kept for the frontier's candidates (copied to frontier/<id>/model; a derived one built there), for
+    the parents of its derived ones, which confirmation rebuilds them from, and for the trained candidates' own
+    frontier, which a resumed sweep derives from again; every other model is deleted, an errored point's too."""
     from ray.tune import Checkpoint
 
     from alignray.sweep import driver
@@ -145,9 +149,10 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     pd.DataFrame({"prompt": ["derived"]}).to_parquet(out / "derived" / "bbbbb2~x1.5" / "samples.parquet")
     table = _results(
         {"aaaaa1@3": ("point", "aaaaa1", 3, True), "aaaaa1": ("trial", "aaaaa1", 9, False),
-         "bbbbb2@3": ("point", "bbbbb2", 3, False), "bbbbb2": ("trial", "bbbbb2", 9, False)},
+         "bbbbb2@3": ("point", "bbbbb2", 3, False), "bbbbb2": ("trial", "bbbbb2", 9, False, True)},
         [{"trial": "bbbbb2~x1.5", "parents": ["bbbbb2"], "weights": [1.5], "pareto": True}],
     )  # fmt: skip
+    table.loc[table["trial"] == "bbbbb2@3", "status"] = "error"  # a point whose objectives were NaN
     config = SweepConfig(output=str(out), policy=str(base))
     plan = driver.Plan(config, out, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(root))
     driver._keep_models(plan, grids, table)
@@ -162,6 +167,35 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     start, parent = load_file(base / "model.safetensors"), load_file(b / "model.safetensors")
     for name, value in built.items():
         torch.testing.assert_close(value, start[name] + 1.5 * (parent[name] - start[name]), rtol=0, atol=1e-5)
-    assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(table["trial"])
+    assert sorted(p.stem for p in (out / "samples").glob("*.parquet")) == sorted(
+        table.loc[table["status"] == "ok", "trial"])  # fmt: skip
     point = pd.read_parquet(out / "samples" / "aaaaa1@3.parquet")["prompt"].item()
     assert point.endswith("points/step-3")  # each candidate's own samples
+
+
+def test_derived_candidates_are_read_back_and_an_earlier_frontiers_stay(tmp_path):
+    """Evaluated derived candidates are read back without Ray (a rerun evaluates nothing twice), and one that an
+    earlier run derived from a model no longer on the frontier (a resumed sweep with more trials) stays a row. A NaN
+    objective makes a derived candidate an error, as it does a trial."""
+    import json
+
+    from alignray.sweep.derive import derive
+
+    def done(recipe: Recipe, reward: float) -> None:
+        (tmp_path / recipe.id).mkdir()
+        record = {"recipe": {"parents": list(recipe.parents), "weights": list(recipe.weights)},
+                  "metrics": {"reward/mean": reward, "diversity/word_entropy": 5.0}}  # fmt: skip
+        (tmp_path / recipe.id / "metrics.json").write_text(json.dumps(record))
+
+    table = _results({"a": ("trial", "a", 9, True), "b": ("trial", "b", 9, False)})
+    table = table.assign(**{"reward/mean": [0.2, 0.1], "diversity/word_entropy": [5.0, 4.9]})
+    done(Recipe(("a",), (0.5,)), 0.1)
+    done(Recipe(("a",), (1.5,)), float("nan"))
+    done(Recipe(("b",), (1.5,)), 0.3)  # b was on the frontier of an earlier run
+    said = []
+    config = SweepConfig(soups=False)
+    rows = derive(table, config, [], tmp_path, {"cpu": 1, "gpu": 0}, {}, said.append, None).set_index("trial")
+    assert said == [] and list(rows.index) == ["a~x0.5", "a~x1.5", "b~x1.5"]
+    assert rows["status"].tolist() == ["ok", "error", "ok"] and "non-finite" in rows.loc["a~x1.5", "reason"]
+    assert rows.loc["b~x1.5", "parents"] == ["b"] and rows.loc["b~x1.5", "reward/mean"] == 0.3
+    assert rows.loc["a~x0.5", "divergence"] == "reverse_kl" and rows.loc["a~x0.5", "lambda"] == 0.5

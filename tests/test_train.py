@@ -142,5 +142,6 @@ def test_save_points_on_ray_train_workers(tmp_path, micro_world, preferences, ra
         learning_rate=1e-3, max_length=64, save_points=2,
     )  # fmt: skip
     result = train(config)  # 16 pairs, 2 workers of 2: 4 steps, halves at 2
-    assert result["points"] == [2]
+    assert result["points"] == [2] and result["metrics"]["global_step"] == 4
+    assert "loss" in result["metrics"] and "rewards/margins" in result["metrics"]  # logged before the last save
     assert _changed(tmp_path / "points" / "step-2", tmp_path / "model")

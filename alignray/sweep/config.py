@@ -130,16 +130,18 @@ class SweepConfig:
     and the frontier holds 2-4 configurations, so 1 keeps make sweep within 10 minutes on 2 cores; 0: the search's
     models are measured on the confirmation prompts only."""
     eval_points: int = 3
-    """Each trial: models evaluated along its training, evenly spaced in steps (3: after a third, two thirds and
-    all of them); every one is a frontier candidate (``<trial>@<step>`` in results.parquet, the final one the trial
-    id), and Optuna is told the final one. Each costs an evaluation (~7 s on tiny-imdb). 1: the final model only."""
+    """Each trial: models evaluated along its training, at each multiple of ceil(steps / eval_points) and at the end
+    (3 on tiny-imdb's 59 steps: steps 20, 40 and 59); every one is a frontier candidate (``<trial>@<step>`` in
+    results.parquet, the final one the trial id), and Optuna is told the final one. Each costs an evaluation (~7 s
+    on tiny-imdb). 1: the final model only."""
     derive_lambdas: tuple[float, ...] = (0.5, 1.5)
     """Derived candidates, after the search: each model on the feasible search frontier moved along its line from the
     base policy, θ_base + λ(θ − θ_base), for each λ (λ < 1 interpolates towards the base, λ > 1 extrapolates away
     from it: ExPO, Zheng et al. 2024). Each costs an evaluation; () for none."""
     soups: bool = True
-    """Derived candidates: the weight average of each pair of models on the feasible search frontier (rewarded soups,
-    Ramé et al. 2023: every trial starts from the same policy, so their weights average)."""
+    """Derived candidates: the weight average of each two neighbours along the feasible search frontier that come
+    from different trials (rewarded soups, Ramé et al. 2023: every trial starts from the same policy, so their
+    weights average)."""
     workers_per_trial: int = 1
     """Each trial: data-parallel workers; more than 1 runs the trial's training on Ray Train."""
     cpus_per_trial: float = 1.0
@@ -235,6 +237,9 @@ class SweepConfig:
                     f"derive_lambdas: {value!r} must lie in (0, 4] and not be 1 (λ=1 is the trial's own model; "
                     "beyond 4 the extrapolation leaves the region where the base's neighbourhood says anything)"
                 )
+        shown = [f"{value:g}" for value in self.derive_lambdas]  # as the derived candidates' ids write them
+        if len(set(shown)) < len(shown):
+            raise ValueError(f"derive_lambdas={list(self.derive_lambdas)} repeats a value ({', '.join(shown)})")
         if self.max_failures < 0:
             raise ValueError(f"max_failures={self.max_failures!r} must be >= 0")
         for name in ("max_kl", "max_nonword_increase"):

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from alignray.metrics import METRICS
-from alignray.sweep.config import SweepConfig
+from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, violations
 from alignray.sweep.objectives import Objective, objective_points
 
@@ -146,8 +146,8 @@ def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataF
 
 
 def _params(row: pd.Series) -> dict[str, Any]:
-    return {k: row[k] for k in ("divergence", "beta", "learning_rate", "alpha", "loss_type")
-            if k in row and not _missing(row[k])}  # fmt: skip
+    """A trial's parameters, from its results row."""
+    return {k: row[k] for k in PARAMETERS if k in row and not _missing(row[k])}
 
 
 def _missing(value: Any) -> bool:
@@ -185,9 +185,11 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
                     drop_train_run(train_storage, name)
                 runs[run] = out
 
-        def model(run: str, path: str) -> Path:  # the model at ``path`` of a trial's run (as laid out in the
-            if unit.retrained:  # Tune checkpoint, model/ or points/step-<n>/model; a training run: model/,
-                return runs[run] / path.removesuffix("/model")  # points/step-<n>/)
+        def model(run: str, path: str) -> Path:
+            """The model at ``path`` of a trial's run, as a Tune checkpoint lays it out (``model`` or
+            ``points/step-<n>/model``); a training run of its own holds it at ``model/`` or ``points/step-<n>/``."""
+            if unit.retrained:
+                return runs[run] / path.removesuffix("/model")
             target = scratch / "runs" / run / path
             return target if target.is_dir() else fetch_model(unit.checkpoints[run], path, target)
 
@@ -265,8 +267,10 @@ def run_units(
     return pd.DataFrame([_row(u, n, u.directory(root, n), failed.get((n, u.seed))) for u in units for n in u.names])
 
 
-def _failed(unit: Unit, name: str, reason: str, deterministic: bool, root: Path, failed: dict, say,
-            write_atomic) -> None:  # fmt: skip
+def _failed(
+    unit: Unit, name: str, reason: str, deterministic: bool, root: Path, failed: dict[tuple[str, int], str],
+    say: Callable[[str], None], write_atomic: Callable[[Path, Callable[[Path], None]], None],
+) -> None:  # fmt: skip
     """Note a candidate's failure at the unit's seed; a deterministic one is recorded in its ``failure.json``."""
     failed[name, unit.seed] = reason
     if deterministic:

@@ -29,13 +29,13 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from alignray.sweep.config import PARAMETERS
+from alignray.sweep.config import PARAMETERS, SweepConfig
 
 __all__ = ["DERIVED", "Recipe", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
            "model_path", "recipe_of"]  # fmt: skip
@@ -133,7 +133,9 @@ def combine(base: str, parents: Sequence[tuple[str | Path, float]], out: Path) -
     return out
 
 
-def build_and_evaluate(recipe: Recipe, sources: dict[str, tuple[Any, str]], config, prompts: list[str], seed: int):
+def build_and_evaluate(
+    recipe: Recipe, sources: dict[str, tuple[Any, str]], config: SweepConfig, prompts: list[str], seed: int
+) -> tuple[dict[str, float], pd.DataFrame]:
     """Runs as a Ray task: the recipe's model from its parents (``sources``: parent id to its Tune checkpoint and the
     model's path in it), evaluated as every policy of the sweep is; (metrics, samples)."""
     import torch
@@ -154,8 +156,9 @@ def build_and_evaluate(recipe: Recipe, sources: dict[str, tuple[Any, str]], conf
 
 
 def derive(
-    table: pd.DataFrame, config, prompts: list[str], root: Path, resources: dict[str, float], sources: dict[str, Any],
-    say, write_atomic,
+    table: pd.DataFrame, config: SweepConfig, prompts: list[str], root: Path, resources: dict[str, float],
+    sources: dict[str, tuple[Any, str]], say: Callable[[str], None],
+    write_atomic: Callable[[Path, Callable[[Path], None]], None],
 ) -> pd.DataFrame:  # fmt: skip
     """The derived candidates of ``table``'s feasible frontier (``pareto``, trained rows), each evaluated once on the
     search's ``prompts`` under ``root`` (done ones reused), as results rows: kind, trial (the recipe's id), parents,
@@ -194,18 +197,23 @@ def derive(
                 say(f"4/6 derived candidate {recipe.id} failed ({reason[:300]})")
                 continue
             write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
-            record = json.dumps({"metrics": {k: float(v) for k, v in metrics.items()}}, indent=2) + "\n"
-            write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(r))
+            record = {"recipe": dataclasses.asdict(recipe), "metrics": {k: float(v) for k, v in metrics.items()}}
+            write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
+    # and those an earlier run of this sweep evaluated from a frontier that has since moved: evaluated, they stay
+    earlier = [Recipe(**{k: tuple(v) for k, v in json.loads(path.read_text())["recipe"].items()})
+               for path in sorted(root.glob("*/metrics.json")) if path.parent.name not in {r.id for r in recipes}]
     by_id = table.set_index("trial")
-    return pd.DataFrame([_row(r, root / r.id, by_id) for r in recipes])
+    objectives = [o.metric for o in config.objective_pair]
+    return pd.DataFrame([_row(r, root / r.id, by_id, objectives) for r in [*recipes, *earlier]])
 
 
 def _done(directory: Path) -> bool:
     return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
-def _row(recipe: Recipe, directory: Path, table: pd.DataFrame) -> dict[str, Any]:
-    """A derived candidate's results row: the parameters its parents share, its recipe, its metrics or why none."""
+def _row(recipe: Recipe, directory: Path, table: pd.DataFrame, objectives: list[str]) -> dict[str, Any]:
+    """A derived candidate's results row: the parameters its parents share, its recipe, its metrics or why none (an
+    error, as for a trial, when an objective is not finite)."""
     parents = table.loc[list(recipe.parents)]
     shared = {k: parents[k].iloc[0] for k in PARAMETERS if k in parents and parents[k].nunique(dropna=False) == 1}
     row = {
@@ -215,6 +223,10 @@ def _row(recipe: Recipe, directory: Path, table: pd.DataFrame) -> dict[str, Any]
     }  # fmt: skip
     if (directory / "metrics.json").is_file():
         metrics = json.loads((directory / "metrics.json").read_text())["metrics"]
+        broken = {m: metrics.get(m) for m in objectives if not math.isfinite(metrics.get(m, math.nan))}
+        if broken:
+            return {**row, "status": "error", "reason": f"FloatingPointError: non-finite objectives {broken}",
+                    **metrics}  # fmt: skip
         return {**row, "status": "ok", "reason": None, **metrics}
     failed = "not evaluated (--resume evaluates it)"
     if (directory / "failure.json").is_file():

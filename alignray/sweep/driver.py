@@ -501,7 +501,8 @@ def _study_numbers(config: SweepConfig, study: str) -> dict[str, int]:
 def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     """Copy every evaluated candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
     to ``frontier/<id>/`` (a derived one rebuilt from its parents and saved there); delete the trials' other models
-    unless ``keep_all_models``, keeping the parents of derived frontier models, which confirmation rebuilds them
+    unless ``keep_all_models``, keeping the models derived candidates are made from (``trained_pareto``: a resumed
+    sweep derives from them again) and the parents of derived frontier models, which confirmation rebuilds them
     from."""
     from pyarrow.fs import FileType
 
@@ -513,13 +514,12 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     (out / "samples").mkdir(exist_ok=True)
     checkpoints = _checkpoints(grids)
     trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
-    needed = set()  # (trial id, model path) of every model the frontier or its derived models are built from
-    for _, row in table[table["pareto"]].iterrows():
-        parents = trained.loc[list(row["parents"])] if row["kind"] == DERIVED else trained.loc[[row["trial"]]]
-        needed |= {(p["tune_trial"], model_path(p)) for _, p in parents.iterrows()}
-    for _, row in table[table["status"] == "ok"].iterrows():
+    needed = {(p["tune_trial"], model_path(p)) for _, p in trained[trained["trained_pareto"]].iterrows()}
+    for _, row in table[table["pareto"] & (table["kind"] == DERIVED)].iterrows():  # parents of the frontier's
+        needed |= {(p["tune_trial"], model_path(p)) for _, p in trained.loc[list(row["parents"])].iterrows()}
+    for _, row in table.iterrows():
         samples = out / "samples" / f"{row['trial']}.parquet"
-        if row["kind"] == DERIVED:
+        if row["kind"] == DERIVED and row["status"] == "ok":
             shutil.copyfile(out / DERIVED / row["trial"] / "samples.parquet", samples)
             if row["pareto"]:
                 with tempfile.TemporaryDirectory() as scratch:
@@ -528,14 +528,14 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
                                                                                   strict=True)]  # fmt: skip
                     combine(plan.config.policy, parents, target / row["trial"] / "model")
                 shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
-            continue
         checkpoint = checkpoints.get(row["tune_trial"])
-        if checkpoint is None:
+        if row["kind"] == DERIVED or checkpoint is None:
             continue
         fs, model = checkpoint.filesystem, model_path(row)
         beside = model.removesuffix("model")  # the model's samples lie beside it: "" or "points/step-<n>/"
-        with fs.open_input_stream(f"{checkpoint.path}/{beside}samples.parquet") as source:
-            samples.write_bytes(source.read())
+        if row["status"] == "ok":
+            with fs.open_input_stream(f"{checkpoint.path}/{beside}samples.parquet") as source:
+                samples.write_bytes(source.read())
         if row["pareto"]:
             fetch_model(checkpoint, model, target / row["trial"] / "model")
             shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
@@ -647,6 +647,7 @@ def _frontier(
     config = plan.config
     table = feasibility(collect_results(grids, config, _study_numbers(config, plan.study)), constraints)
     table["pareto"] = frontier(table, config)
+    table["trained_pareto"] = table["pareto"]  # the frontier of the trained candidates, derived ones come from
     if (config.derive_lambdas or config.soups) and table["pareto"].any():
         checkpoints = _checkpoints(grids)
         sources = {row["trial"]: (checkpoints[row["tune_trial"]], model_path(row))
@@ -654,6 +655,7 @@ def _frontier(
         derived = derive(table, config, plan.prompts, plan.out / DERIVED, plan.resources, sources, _say,
                          _write_atomic)  # fmt: skip
         if not derived.empty:
+            derived["trained_pareto"] = False
             table = feasibility(pd.concat([table, derived], ignore_index=True), constraints)
             table["pareto"] = frontier(table, config)
     reference = hypervolume_reference(config, base)
@@ -668,7 +670,8 @@ def _frontier(
              "no frontier to recommend; results.parquet says what each broke")  # fmt: skip
     else:
         front = table[table["pareto"]]
-        shown = ", ".join(f"{(front['kind'] == k).sum()} {k}s" for k in kinds if (front["kind"] == k).any())
+        names = {"trial": "trials' final models", "point": "points", DERIVED: "derived"}
+        shown = ", ".join(f"{(front['kind'] == k).sum()} {names[k]}" for k in kinds if (front["kind"] == k).any())
         _say(f"4/6 frontier: {len(feasible)} of {finished} evaluated candidates ({kinds['trial']} trials' final "
              f"models, {kinds['point']} points along them, {kinds[DERIVED]} derived) within the constraints; "
              f"frontier: {shown}; saving models, results.parquet, pareto.csv")  # fmt: skip

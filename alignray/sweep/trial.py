@@ -6,7 +6,7 @@ the Ray Data actors run, in this process: Ray Data actors would run outside the 
 when trials hold every CPU or GPU. It reports the fixed metric names once, with a checkpoint holding the model
 (``model/``) and the evaluation samples (``samples.parquet``).
 
-**Trajectories.** With ``eval_points`` k > 1 the run also keeps its model after each k-th of its steps, and the trial
+**Trajectories.** With ``eval_points`` k > 1 the run also keeps its model every ceil(steps / k) steps, and the trial
 evaluates each of them the same way: the checkpoint holds ``points/step-<n>/`` (``model/``, ``samples.parquet``) and
 ``points.json`` (each point's step and metrics), and every point is a frontier candidate of its own. Optuna is told
 the final point only, whichever point turns out best: the sampler models what a configuration gives after the
