@@ -124,7 +124,8 @@ def train(
     data = load_preferences(config.validate_data())
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / POINTS, ignore_errors=True)  # an earlier run's points in the same directory are not ours
+    for earlier in (out / POINTS, out / "trainer"):  # an earlier run's points and checkpoints here are not ours
+        shutil.rmtree(earlier, ignore_errors=True)
     started = time.monotonic()
     if config.workers > 1:
         metrics = _train_on_ray(config, out, run_name, storage_path)

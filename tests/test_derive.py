@@ -148,8 +148,8 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     (out / "derived" / "bbbbb2~x1.5").mkdir(parents=True)
     pd.DataFrame({"prompt": ["derived"]}).to_parquet(out / "derived" / "bbbbb2~x1.5" / "samples.parquet")
     table = _results(
-        {"aaaaa1@3": ("point", "aaaaa1", 3, True), "aaaaa1": ("trial", "aaaaa1", 9, False),
-         "bbbbb2@3": ("point", "bbbbb2", 3, False), "bbbbb2": ("trial", "bbbbb2", 9, False, True)},
+        {"aaaaa1@3": ("point", "aaaaa1", 3, True), "aaaaa1": ("trial", "aaaaa1", 9, False, True),
+         "bbbbb2@3": ("point", "bbbbb2", 3, False), "bbbbb2": ("trial", "bbbbb2", 9, False, False)},
         [{"trial": "bbbbb2~x1.5", "parents": ["bbbbb2"], "weights": [1.5], "pareto": True}],
     )  # fmt: skip
     table.loc[table["trial"] == "bbbbb2@3", "status"] = "error"  # a point whose objectives were NaN
@@ -159,8 +159,9 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
 
     kept = sorted(str(p.parent.relative_to(root)) for p in root.rglob("model.safetensors"))
     assert kept == [
+        "run_trial_aaaaa1_1_beta=0.1/checkpoint_000000/model",  # on the trained candidates' own frontier only
         "run_trial_aaaaa1_1_beta=0.1/checkpoint_000000/points/step-3/model",  # on the frontier
-        "run_trial_bbbbb2_2_beta=0.1/checkpoint_000000/model",  # the parent of a derived frontier model
+        "run_trial_bbbbb2_2_beta=0.1/checkpoint_000000/model",  # the parent of a derived frontier model only
     ]
     assert sorted(p.name for p in (out / "frontier").iterdir()) == ["aaaaa1@3", "bbbbb2~x1.5"]
     built = load_file(out / "frontier" / "bbbbb2~x1.5" / "model" / "model.safetensors")
@@ -199,3 +200,19 @@ def test_derived_candidates_are_read_back_and_an_earlier_frontiers_stay(tmp_path
     assert rows["status"].tolist() == ["ok", "error", "ok"] and "non-finite" in rows.loc["a~x1.5", "reason"]
     assert rows.loc["b~x1.5", "parents"] == ["b"] and rows.loc["b~x1.5", "reward/mean"] == 0.3
     assert rows.loc["a~x0.5", "divergence"] == "reverse_kl" and rows.loc["a~x0.5", "lambda"] == 0.5
+
+
+def test_an_earlier_derived_candidate_without_its_parents_or_recipe_is_left_out(tmp_path):
+    """A derived candidate on disk whose parents are no trials of this table (a Tune experiment that could not be
+    restored) cannot be confirmed: it is left out, said so; a record without its recipe is not read as one."""
+    import json
+
+    from alignray.sweep.derive import derive
+
+    table = _results({"a": ("trial", "a", 9, False)}).assign(**{"reward/mean": [0.2], "diversity/word_entropy": [5.0]})
+    for name, record in (("zz~x1.5", {"recipe": {"parents": ["zz"], "weights": [1.5]}}), ("a~x2", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**record, "metrics": {"reward/mean": 0.1}}))
+    said = []
+    rows = derive(table, SweepConfig(), [], tmp_path, {"cpu": 1, "gpu": 0}, {}, said.append, None)
+    assert rows.empty and len(said) == 1 and "zz~x1.5 left out" in said[0]

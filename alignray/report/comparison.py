@@ -22,15 +22,16 @@ __all__ = ["write_comparison"]
 
 
 def _summary_table(experiments: dict[str, Experiment], reference: tuple[float, float]) -> pd.DataFrame:
-    """One row per experiment: trials, candidates (each trial's final model, the points along its training, the
-    derived ones) finished, frontier size, hypervolume of the feasible candidates against ``reference`` (the
-    objectives' own units), its best in the first objective, feasible candidates."""
+    """One row per experiment: trials, trials finished, frontier size, hypervolume of the feasible candidates (each
+    trial's final model, the points along its training, the derived ones) against ``reference`` (the objectives' own
+    units), its best in the first objective, feasible candidates."""
     rows = []
     for name, experiment in experiments.items():
-        ok, front, objectives = experiment.finished, experiment.search_frontier, experiment.objectives
+        front, objectives = experiment.search_frontier, experiment.objectives
         volume = hypervolume(objective_points(experiment.feasible, objectives), signed(reference, objectives))
-        trials = int((experiment.results["kind"] == "trial").sum())
-        rows.append({"experiment": name, "trials": trials, "finished": len(ok),
+        trials = experiment.results["kind"] == "trial"
+        rows.append({"experiment": name, "trials": int(trials.sum()),
+                     "finished": int((trials & (experiment.results["status"] == "ok")).sum()),
                      "frontier": len(front), "hypervolume": num(volume),
                      f"best {objectives[0].metric}": label(front.iloc[0]) if len(front) else "",
                      "feasible": len(experiment.feasible)})  # fmt: skip

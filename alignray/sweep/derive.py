@@ -161,9 +161,10 @@ def derive(
     write_atomic: Callable[[Path, Callable[[Path], None]], None],
 ) -> pd.DataFrame:  # fmt: skip
     """The derived candidates of ``table``'s feasible frontier (``pareto``, trained rows), each evaluated once on the
-    search's ``prompts`` under ``root`` (done ones reused), as results rows: kind, trial (the recipe's id), parents,
-    weights, recipe, lambda, the parents' parameters where they share them, status, reason and metrics. ``sources``:
-    each trained candidate's Tune checkpoint and model path."""
+    search's ``prompts`` under ``root`` (done ones reused), then those an earlier run of the sweep evaluated under
+    ``root`` from a frontier that has since moved, as results rows: kind, trial (the recipe's id), parents, weights,
+    recipe, lambda, the parents' parameters where they share them, status, reason and metrics. ``sources``: each
+    trained candidate's Tune checkpoint and model path."""
     import ray
 
     from alignray.sweep.trial import is_deterministic
@@ -200,9 +201,17 @@ def derive(
             record = {"recipe": dataclasses.asdict(recipe), "metrics": {k: float(v) for k, v in metrics.items()}}
             write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
     # and those an earlier run of this sweep evaluated from a frontier that has since moved: evaluated, they stay
-    earlier = [Recipe(**{k: tuple(v) for k, v in json.loads(path.read_text())["recipe"].items()})
-               for path in sorted(root.glob("*/metrics.json")) if path.parent.name not in {r.id for r in recipes}]
     by_id = table.set_index("trial")
+    earlier = []
+    for path in sorted(root.glob("*/metrics.json")):
+        record = json.loads(path.read_text())
+        if path.parent.name in {r.id for r in recipes} or "recipe" not in record:
+            continue
+        recipe = Recipe(**{k: tuple(v) for k, v in record["recipe"].items()})
+        if set(recipe.parents) <= set(by_id.index):
+            earlier.append(recipe)
+        else:  # its parents' trials are gone (the Tune experiment could not be restored): it cannot be confirmed
+            say(f"4/6 derived candidate {recipe.id} left out: its parents {list(recipe.parents)} are no trials here")
     objectives = [o.metric for o in config.objective_pair]
     return pd.DataFrame([_row(r, root / r.id, by_id, objectives) for r in [*recipes, *earlier]])
 

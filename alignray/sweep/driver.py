@@ -499,7 +499,7 @@ def _study_numbers(config: SweepConfig, study: str) -> dict[str, int]:
 
 
 def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
-    """Copy every evaluated candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
+    """Copy every finished candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
     to ``frontier/<id>/`` (a derived one rebuilt from its parents and saved there); delete the trials' other models
     unless ``keep_all_models``, keeping the models derived candidates are made from (``trained_pareto``: a resumed
     sweep derives from them again) and the parents of derived frontier models, which confirmation rebuilds them
