@@ -99,26 +99,20 @@ def _to_str(value: Any) -> str:
     raise _Refused("is not a string")
 
 
-def _to_strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise _Refused("is a single string, not a list")
-    if not isinstance(value, list | tuple):
-        raise _Refused("is not a list")
-    try:
-        return tuple(_to_str(item) for item in value)
-    except _Refused:
-        raise _Refused("holds something other than strings") from None
+def _to_list(convert: Any, items: str) -> Any:
+    """A converter of a list or tuple whose every item ``convert`` takes (``items``: what they are, in words)."""
 
+    def to_list(value: Any) -> tuple:
+        if isinstance(value, str):
+            raise _Refused("is a single string, not a list")
+        if not isinstance(value, list | tuple):
+            raise _Refused("is not a list")
+        try:
+            return tuple(convert(item) for item in value)
+        except _Refused:
+            raise _Refused(f"holds something other than {items}") from None
 
-def _to_floats(value: Any) -> tuple[float, ...]:
-    if isinstance(value, str):
-        raise _Refused("is a single string, not a list")
-    if not isinstance(value, list | tuple):
-        raise _Refused("is not a list")
-    try:
-        return tuple(_to_float(item) for item in value)
-    except _Refused:
-        raise _Refused("holds something other than finite numbers") from None
+    return to_list
 
 
 FLOATS = "tuple[float, ...]"
@@ -129,8 +123,9 @@ _CONVERTERS: dict[Any, tuple[Any, str]] = {
     float: (_to_float, "a finite number"),
     bool: (_to_bool, "true or false"),
     str: (_to_str, "a string"),
-    tuple: (_to_strings, "a list of strings (YAML: [a, b]; command line: --flag a b)"),
-    FLOATS: (_to_floats, "a list of numbers (YAML: [0.5, 1.5]; command line: --flag 0.5 1.5, --flag alone: none)"),
+    tuple: (_to_list(_to_str, "strings"), "a list of strings (YAML: [a, b]; command line: --flag a b)"),
+    FLOATS: (_to_list(_to_float, "finite numbers"),
+             "a list of numbers (YAML: [0.5, 1.5]; command line: --flag 0.5 1.5, --flag alone: none)"),
 }
 
 

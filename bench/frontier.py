@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import shutil
 import tempfile
@@ -23,17 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 import ray
+from common import SIX_TRIALS  # bench/common.py
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
-
-POINTS = tuple(
-    json.dumps({"divergence": divergence, "beta": beta, "learning_rate": lr})
-    for divergence, beta, lr in [
-        ("reverse_kl", 0.1, 3e-4), ("forward_kl", 0.5, 5e-4), ("js_divergence", 1.0, 4e-4),
-        ("reverse_kl", 1.5, 6e-4), ("forward_kl", 0.2, 2.5e-4), ("js_divergence", 0.3, 8e-4),
-    ]
-)  # fmt: skip
 
 
 def spent(out: Path) -> dict[str, float]:
@@ -50,7 +42,8 @@ def spent(out: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=len(POINTS), help=f"trials per sweep (at most {len(POINTS)})")
+    parser.add_argument("--trials", type=int, default=len(SIX_TRIALS),
+                        help=f"trials per sweep (at most {len(SIX_TRIALS)})")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     sweeps = {
@@ -59,7 +52,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        base = SweepConfig(num_trials=args.trials, points_to_evaluate=POINTS[: args.trials])
+        base = SweepConfig(num_trials=args.trials, points_to_evaluate=SIX_TRIALS[: args.trials])
         found = {}
         for i, (name, settings) in enumerate(sweeps.items()):
             out = root / name

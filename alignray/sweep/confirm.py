@@ -45,8 +45,8 @@ from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, violations
 from alignray.sweep.objectives import Objective, objective_points
 
-__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "run_units",
-           "split_prompts"]  # fmt: skip
+__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "is_done",
+           "run_units", "split_prompts"]  # fmt: skip
 
 CONFIRMED = "confirmed/"
 """Prefix of the confirmation's columns in ``results.parquet``: ``confirmed/<metric>`` (mean over seeds),
@@ -221,9 +221,9 @@ def run_units(
     again on ``--resume``."""
     import ray
 
-    from alignray.sweep.trial import is_deterministic
+    from alignray.sweep.trial import failure_reason, is_deterministic
 
-    waiting = [unit for unit in units if not all(_done(unit.directory(root, n)) for n in unit.names)]
+    waiting = [unit for unit in units if not all(is_done(unit.directory(root, n)) for n in unit.names)]
     failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
     if waiting:
         retrained = sum(u.retrained for u in waiting)
@@ -243,9 +243,7 @@ def run_units(
         try:
             evaluated, trained = ray.get(ready)
         except Exception as err:  # its candidates are confirmed with fewer seeds
-            cause = getattr(err, "cause", None) or err  # a Ray task's error carries the task's own
-            text = str(cause).strip()
-            reason = f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
+            reason = failure_reason(err)
             for name in unit.names:
                 _failed(unit, name, reason, is_deterministic(err), root, failed, say, write_atomic)
             continue
@@ -282,7 +280,8 @@ def _failed(
         + ("" if deterministic else "; --resume runs it again"))  # fmt: skip
 
 
-def _done(directory: Path) -> bool:
+def is_done(directory: Path) -> bool:
+    """Whether a model's evaluation under ``directory`` is done: its ``metrics.json``, or a recorded failure."""
     return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ import pandas as pd
 
 from alignray.sweep.config import PARAMETERS, SweepConfig
 
-__all__ = ["DERIVED", "Recipe", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
+__all__ = ["DERIVED", "Recipe", "build", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
            "model_path", "recipe_of"]  # fmt: skip
 
 DERIVED = "derived"
@@ -145,14 +144,18 @@ def build_and_evaluate(
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
-    scratch = Path(tempfile.mkdtemp(prefix="alignray-derive-"))
-    try:
-        parents = [(fetch_model(*sources[p], scratch / f"parent-{i}"), w)
-                   for i, (p, w) in enumerate(zip(recipe.parents, recipe.weights, strict=True))]  # fmt: skip
-        model = combine(config.policy, parents, scratch / "model")
+    with tempfile.TemporaryDirectory(prefix="alignray-derive-") as scratch:
+        model = build(recipe, sources, config.policy, Path(scratch) / "model")
         return evaluate_model(str(model), config, prompts, seed)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def build(recipe: Recipe, sources: dict[str, tuple[Any, str]], base: str, out: Path) -> Path:
+    """Save the recipe's model to ``out``, from its parents' models (``sources``: parent id to its Tune checkpoint
+    and the model's path in it), fetched to a scratch directory."""
+    with tempfile.TemporaryDirectory(prefix="alignray-parents-") as scratch:
+        parents = [(fetch_model(*sources[p], Path(scratch) / f"parent-{i}"), w)
+                   for i, (p, w) in enumerate(zip(recipe.parents, recipe.weights, strict=True))]  # fmt: skip
+        return combine(base, parents, out)
 
 
 def derive(
@@ -167,12 +170,13 @@ def derive(
     trained candidate's Tune checkpoint and model path."""
     import ray
 
-    from alignray.sweep.trial import is_deterministic
+    from alignray.sweep.confirm import is_done
+    from alignray.sweep.trial import failure_reason, is_deterministic
 
     front = table[table["pareto"] & table["kind"].isin(["trial", "point"])]
     front = config.objective_pair[0].best_first(front)  # in order along the frontier
     recipes = derive_recipes(front, config.derive_lambdas, config.soups)
-    waiting = [r for r in recipes if not _done(root / r.id)]
+    waiting = [r for r in recipes if not is_done(root / r.id)]
     if waiting:
         say(f"4/6 derived candidates: {len(waiting)} of {len(recipes)} to build and evaluate from the "
             f"{len(front)} frontier models (λ {list(config.derive_lambdas)}{', soups' if config.soups else ''})")
@@ -189,9 +193,7 @@ def derive(
             try:
                 metrics, samples = ray.get(ready)
             except Exception as err:
-                cause = getattr(err, "cause", None) or err
-                text = str(cause).strip()
-                reason = f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
+                reason = failure_reason(err)
                 if is_deterministic(err):
                     failure = json.dumps({"reason": reason}) + "\n"
                     write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
@@ -214,10 +216,6 @@ def derive(
             say(f"4/6 derived candidate {recipe.id} left out: its parents {list(recipe.parents)} are no trials here")
     objectives = [o.metric for o in config.objective_pair]
     return pd.DataFrame([_row(r, root / r.id, by_id, objectives) for r in [*recipes, *earlier]])
-
-
-def _done(directory: Path) -> bool:
-    return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
 def _row(recipe: Recipe, directory: Path, table: pd.DataFrame, objectives: list[str]) -> dict[str, Any]:

@@ -506,7 +506,7 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     from."""
     from pyarrow.fs import FileType
 
-    from alignray.sweep.derive import combine, fetch_model, model_path
+    from alignray.sweep.derive import build, fetch_model, model_path, recipe_of
 
     out = plan.out
     target = out / "frontier"
@@ -522,11 +522,9 @@ def _keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
         if row["kind"] == DERIVED and row["status"] == "ok":
             shutil.copyfile(out / DERIVED / row["trial"] / "samples.parquet", samples)
             if row["pareto"]:
-                with tempfile.TemporaryDirectory() as scratch:
-                    parents = [(fetch_model(checkpoints[trained.loc[p, "tune_trial"]], model_path(trained.loc[p]),
-                                            Path(scratch) / p), w) for p, w in zip(row["parents"], row["weights"],
-                                                                                  strict=True)]  # fmt: skip
-                    combine(plan.config.policy, parents, target / row["trial"] / "model")
+                sources = {p: (checkpoints[trained.loc[p, "tune_trial"]], model_path(trained.loc[p]))
+                           for p in row["parents"]}  # fmt: skip
+                build(recipe_of(row), sources, plan.config.policy, target / row["trial"] / "model")
                 shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
         checkpoint = checkpoints.get(row["tune_trial"])
         if row["kind"] == DERIVED or checkpoint is None:

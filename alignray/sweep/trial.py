@@ -47,7 +47,7 @@ from alignray.sweep.config import SweepConfig
 from alignray.train_config import POINTS, TrainConfig
 
 __all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "evaluate_model",
-           "is_deterministic", "run_trial", "train_config"]  # fmt: skip
+           "failure_reason", "is_deterministic", "run_trial", "train_config"]  # fmt: skip
 
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
 """Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
@@ -71,6 +71,14 @@ def is_deterministic(err: BaseException) -> bool:
         return all(is_deterministic(failure) for failure in failures.values())
     cause = getattr(err, "cause", None)
     return isinstance(err, DETERMINISTIC) or isinstance(cause, DETERMINISTIC)
+
+
+def failure_reason(err: BaseException) -> str:
+    """``err`` in one line, "<type>: <last line of its message>", the cause's when ``err`` is a Ray task's error
+    (``RayTaskError.cause``)."""
+    cause = getattr(err, "cause", None) or err
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
 def train_config(params: dict[str, Any], config: SweepConfig, data: str, out: str) -> TrainConfig:
