@@ -45,7 +45,7 @@ from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, violations
 from alignray.sweep.objectives import Objective, objective_points
 
-__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view", "is_done",
+__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view",
            "run_units", "split_prompts"]  # fmt: skip
 
 CONFIRMED = "confirmed/"
@@ -221,6 +221,7 @@ def run_units(
     again on ``--resume``."""
     import ray
 
+    from alignray.sweep.derive import is_done
     from alignray.sweep.trial import failure_reason, is_deterministic
 
     waiting = [unit for unit in units if not all(is_done(unit.directory(root, n)) for n in unit.names)]
@@ -278,11 +279,6 @@ def _failed(
         write_atomic(directory / "failure.json", lambda p: p.write_text(failure))
     say(f"5/6 confirmation: {name} seed {unit.seed} failed ({reason[:300]})"
         + ("" if deterministic else "; --resume runs it again"))  # fmt: skip
-
-
-def is_done(directory: Path) -> bool:
-    """Whether a model's evaluation under ``directory`` is done: its ``metrics.json``, or a recorded failure."""
-    return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
 def _row(unit: Unit, name: str, directory: Path, failed: str | None = None) -> dict[str, Any]:

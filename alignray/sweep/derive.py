@@ -37,7 +37,7 @@ import pandas as pd
 from alignray.sweep.config import PARAMETERS, SweepConfig
 
 __all__ = ["DERIVED", "Recipe", "build", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
-           "model_path", "recipe_of"]  # fmt: skip
+           "is_done", "model_path", "recipe_of"]  # fmt: skip
 
 DERIVED = "derived"
 """The ``kind`` of a derived candidate in ``results.parquet`` (trained ones: "trial", the final model, and "point",
@@ -170,7 +170,6 @@ def derive(
     trained candidate's Tune checkpoint and model path."""
     import ray
 
-    from alignray.sweep.confirm import is_done
     from alignray.sweep.trial import failure_reason, is_deterministic
 
     front = table[table["pareto"] & table["kind"].isin(["trial", "point"])]
@@ -216,6 +215,12 @@ def derive(
             say(f"4/6 derived candidate {recipe.id} left out: its parents {list(recipe.parents)} are no trials here")
     objectives = [o.metric for o in config.objective_pair]
     return pd.DataFrame([_row(r, root / r.id, by_id, objectives) for r in [*recipes, *earlier]])
+
+
+def is_done(directory: Path) -> bool:
+    """Whether a model's evaluation under ``directory`` (a derived candidate's, a confirmation unit's) is done: its
+    ``metrics.json``, or a recorded ``failure.json``."""
+    return (directory / "metrics.json").is_file() or (directory / "failure.json").is_file()
 
 
 def _row(recipe: Recipe, directory: Path, table: pd.DataFrame, objectives: list[str]) -> dict[str, Any]:
