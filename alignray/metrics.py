@@ -6,9 +6,10 @@ Metric names (reported to Tune as they are): ``reward/{mean,std,p10,p50,p90,frac
 ``diversity/distinct_1``, ``diversity/distinct_2`` (distinct n-grams / all n-grams, over all samples),
 ``diversity/word_entropy`` (entropy of the frequency distribution of the in-vocabulary words of all completions),
 ``kl/ref`` (Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)), ``fluency/ref_perplexity``
-(exp of the mean negative log π_ref per generated token) and ``fluency/nonword_rate`` (words outside the reference
-vocabulary / all words, pooled over all completions). Words and the reference vocabulary are
-``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add nothing to the word
+(exp of the mean negative log π_ref per generated token), ``fluency/nonword_rate`` (words outside the reference
+vocabulary / all words, pooled over all completions) and ``fluency/garbled_rate`` (the share of completions at least
+half of whose words are non-words: the tail of the non-word rate, which a mean can hide). Words and the reference
+vocabulary are ``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add nothing to the word
 entropy (they are left out of it; replacing real words with them still changes it) and count against the rate.
 Samples are drawn by pure sampling (temperature 1, no top-k/top-p), so that they are samples of π and the KL and
 entropy estimates are unbiased.
@@ -27,6 +28,7 @@ from alignray.eval_config import EVAL_PROMPT_TOKENS, EvalConfig
 from alignray.vocabulary import load_vocabulary, words
 
 __all__ = [
+    "GARBLED",
     "METRICS",
     "distinct_n",
     "evaluate",
@@ -34,6 +36,7 @@ __all__ = [
     "evaluate_here",
     "evaluation_prompts",
     "metrics_from_samples",
+    "garbled_rate",
     "nonword_rate",
     "text_nonword_rate",
     "token_entropy",
@@ -55,7 +58,10 @@ METRICS = (
     "kl/ref",
     "fluency/ref_perplexity",
     "fluency/nonword_rate",
+    "fluency/garbled_rate",
 )
+GARBLED = 0.5
+"""A completion is garbled when at least this share of its words are non-words (``garbled_rate``)."""
 
 
 def _entropy(counts: Counter) -> float:
@@ -91,6 +97,14 @@ def nonword_rate(texts: Iterable[str], vocabulary: Collection[str]) -> float:
     return sum(word not in vocabulary for word in found) / len(found) if found else 0.0
 
 
+def garbled_rate(texts: Iterable[str], vocabulary: Collection[str]) -> float:
+    """Share of the texts at least ``GARBLED`` of whose words are not in ``vocabulary`` (a text without words is not
+    garbled); 0 for no texts."""
+    texts = list(texts)
+    garbled = [bool(words(text)) and text_nonword_rate(text, vocabulary) >= GARBLED for text in texts]
+    return sum(garbled) / len(texts) if texts else 0.0
+
+
 def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:
     """Distinct n-grams over all n-grams, pooled over the sequences (n-grams do not cross sequences); 0 if none."""
     grams = [tuple(seq[i : i + n]) for seq in token_ids for i in range(len(seq) - n + 1)]
@@ -122,6 +136,7 @@ def metrics_from_samples(samples: pd.DataFrame, vocabulary: Collection[str] | No
         "kl/ref": float((samples["logp"] - samples["ref_logp"]).mean()),
         "fluency/ref_perplexity": math.exp(-float(samples["ref_logp"].sum()) / total),
         "fluency/nonword_rate": nonword_rate(texts, vocabulary),
+        "fluency/garbled_rate": garbled_rate(texts, vocabulary),
     }
 
 

@@ -30,22 +30,21 @@ from alignray.report import (
     write_comparison,
     write_report,
 )
+from alignray.report.comparison_figure import comparison_info
 from alignray.report.document import render_html, render_markdown
 from alignray.report.experiment import hypervolume_history, matched_kl, reference_point
 from alignray.report.figures import (
     HOLLOW,
-    comparison_info,
     draw_histograms,
-    draw_interactive,
     draw_pareto,
     draw_reward_kl,
     histogram_info,
     hypervolume_info,
-    interactive_info,
     pareto_info,
     reward_kl_info,
 )
 from alignray.report.formatting import num
+from alignray.report.interactive import draw_interactive, interactive_info
 from alignray.report.stats import Paired, bootstrap_p_value, holm, holm_adjusted
 from alignray.report.watch import tokens, watch_info
 from alignray.sweep.pareto import pareto_mask

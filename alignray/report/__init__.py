@@ -15,7 +15,9 @@ One module per concern, each importing only those above it:
   confirmed).
 - ``watch``: the reward-hacking watch (n-grams that rose against the base policy, reward rising with non-words).
 - ``tables``: the report's tables.
-- ``figures``: each figure as a record of its data (gathered) and a drawing of it.
+- ``figures``: each static figure (a PNG) as a record of its data (gathered) and a drawing of it.
+- ``interactive``: the plotly frontier of the HTML, gathered and drawn the same way.
+- ``comparison_figure``: two experiments' frontiers on one plot, gathered and drawn the same way.
 - ``document``: Markdown and HTML from the templates in ``templates/``.
 - ``sweep_report`` (``write_report``) and ``comparison`` (``write_comparison``): the documents put together.
 """
@@ -24,11 +26,11 @@ from alignray.report.comparison import write_comparison
 from alignray.report.experiment import Experiment, load_experiment
 from alignray.report.figures import (
     hypervolume_figure,
-    interactive_pareto,
     pareto_figure,
     reward_histograms,
     reward_kl_figure,
 )
+from alignray.report.interactive import interactive_pareto
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alignray.report.comparison_figure import comparison_figure
 from alignray.report.document import Block, render_html, render_markdown, write_text
 from alignray.report.experiment import Experiment, load_experiment, objective_points, reference_point
-from alignray.report.figures import comparison_figure, hypervolume_figure, interactive_pareto, save_png
+from alignray.report.figures import hypervolume_figure, save_png
 from alignray.report.formatting import label, num
+from alignray.report.interactive import interactive_pareto
 from alignray.report.stats import paired_difference
 from alignray.report.tables import paired_table
 from alignray.sweep.objectives import signed

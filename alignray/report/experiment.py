@@ -90,6 +90,8 @@ class Experiment:
     base: dict[str, float]
     confirmed_base: dict[str, float] | None = None
     """The base policy's metrics on the confirmation prompts (None: no confirmation)."""
+    seeds: pd.DataFrame | None = None
+    """``confirmation.parquet``: one row per (candidate, seed), ``retrained`` true for a fresh seed (None: none)."""
 
     @property
     def objectives(self) -> tuple[Objective, Objective]:
@@ -163,12 +165,18 @@ class Experiment:
         confirmed, else the search's."""
         return self.confirmed_base if self.confirmed is not None else self.base
 
-    def confirmation_samples(self, trial: str) -> list[pd.DataFrame]:
-        """The confirmation samples of ``trial`` (or the base policy, ``"base"``), one frame per seed evaluated."""
+    def confirmation_samples(self, trial: str, fresh: bool = True) -> list[pd.DataFrame]:
+        """The confirmation samples of ``trial``, one frame per fresh seed evaluated (``fresh`` False: the search's
+        own run, at most one frame), or of the base policy (``"base"``)."""
         directory = self.directory / "confirm"
-        paths = [directory / BASE / "samples.parquet"] if trial == BASE else sorted(
-            (directory / trial).glob("seed-*/samples.parquet")
-        )  # fmt: skip
+        if trial == BASE:
+            paths = [directory / BASE / "samples.parquet"]
+        elif self.seeds is not None and "retrained" in self.seeds.columns:
+            rows = self.seeds[(self.seeds["trial"] == trial) & (self.seeds["status"] == "ok")]
+            rows = rows[rows["retrained"].astype(bool) == fresh]
+            paths = [directory / trial / f"seed-{int(s)}" / "samples.parquet" for s in sorted(rows["seed"])]
+        else:
+            paths = sorted((directory / trial).glob("seed-*/samples.parquet")) if fresh else []
         return [pd.read_parquet(path) for path in paths if path.is_file()]
 
     def samples(self, trial: str) -> pd.DataFrame | None:
@@ -202,7 +210,10 @@ def load_experiment(directory: str | Path) -> Experiment:
             raise ValueError(f"results.parquet has no column {objective.metric!r}, one of the sweep's objectives")
     confirmed = directory / "confirm" / BASE / "metrics.json"
     confirmed_base = json.loads(confirmed.read_text())["metrics"] if confirmed.is_file() else None
-    return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base)
+    seeds_path = directory / "confirmation.parquet"
+    seeds = pd.read_parquet(seeds_path) if seeds_path.is_file() else None
+    return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base,
+                      seeds)  # fmt: skip
 
 
 def _with_kinds(results: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,6 @@
-"""The report's figures. Each is two functions: one gathers the plot's data into a small typed record (testable
-without a figure), one draws it; the figure function runs both (as Optuna's ``_get_pareto_front_info`` and
-``_get_pareto_front_plot``).
+"""The report's static figures, written as PNGs, and the drawing helpers they share. Each is two functions: one
+gathers the plot's data into a small typed record (testable without a figure), one draws it; the figure function
+runs both (as Optuna's ``_get_pareto_front_info`` and ``_get_pareto_front_plot``).
 
 - ``pareto_figure``: every candidate, trials by divergence with each one's path through the points along its training,
   derived candidates apart, the frontier, each divergence's own (``pareto_info``, ``draw_pareto``).
@@ -9,21 +9,19 @@ without a figure), one draws it; the figure function runs both (as Optuna's ``_g
 - ``reward_histograms``: sample rewards of frontier models over the base policy's (``histogram_info``,
   ``draw_histograms``).
 - ``hypervolume_figure``: search progress, one curve per experiment (``hypervolume_info``, ``draw_hypervolume``).
-- ``interactive_pareto``: the plotly frontier with each trial's config on hover (``interactive_info``,
-  ``draw_interactive``).
-- ``comparison_figure``: two experiments' frontiers on one plot (``comparison_info``, ``draw_comparison``).
+
+The plotly frontier is in ``alignray.report.interactive``, two experiments' frontiers on one plot in
+``alignray.report.comparison_figure``; both draw with what is here.
 
 The first objective is on y, the second on x; each axis says whether higher or lower is better. Infeasible trials
-(``experiment.feasible_mask``) are drawn hollow (marker face "none"; plotly's "-open" symbols),
-under one legend entry, ``HOLLOW``; no frontier holds them. Points along training are drawn smaller than trials' final
-models, in their trial's marker; derived candidates (weight arithmetic, no divergence of their own) with ``DERIVED``'s
-marker, grey.
+(``experiment.feasible_mask``) are drawn hollow (marker face "none"), under one legend entry, ``HOLLOW``; no frontier
+holds them. Points along training are drawn smaller than trials' final models, in their trial's marker; derived
+candidates (weight arithmetic, no divergence of their own) with ``DERIVED``'s marker, grey.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,35 +45,27 @@ from alignray.report.experiment import (
     search_steps,
     selected,
 )
-from alignray.report.formatting import group_name, kind, label, num, params
+from alignray.report.formatting import group_name, label, num, params
 from alignray.report.stats import CONFIDENCE, Interval
 from alignray.sweep.objectives import Objective
 
 __all__ = [
     "HOLLOW",
-    "ComparisonInfo",
     "HistogramInfo",
     "HypervolumeInfo",
-    "InteractiveInfo",
     "ParetoGroup",
     "ParetoInfo",
     "Points",
     "RewardKLInfo",
     "TrainingPath",
     "TrialGroup",
-    "comparison_figure",
-    "comparison_info",
-    "draw_comparison",
     "draw_histograms",
     "draw_hypervolume",
-    "draw_interactive",
     "draw_pareto",
     "draw_reward_kl",
     "histogram_info",
     "hypervolume_figure",
     "hypervolume_info",
-    "interactive_info",
-    "interactive_pareto",
     "pareto_figure",
     "pareto_info",
     "reward_histograms",
@@ -86,16 +76,12 @@ __all__ = [
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (5, 3)), "-", "--")
-SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "x", "hexagon", "star-square")
-"""Plotly's markers, one per group of trials."""
-DASHES = ("solid", "dash", "dot")
-"""Plotly's frontier lines, one per experiment."""
 HOLLOW = "hollow: infeasible (violates a constraint)"
 """The legend entry of the hollow markers, present when some trial is infeasible."""
 DERIVED_LABEL = "derived (weight arithmetic)"
 """The legend entry of the derived candidates."""
-DERIVED_MARKER, DERIVED_COLOR, DERIVED_SYMBOL = "X", "dimgrey", "x"
-"""How derived candidates are drawn: matplotlib's marker and colour, plotly's symbol."""
+DERIVED_MARKER, DERIVED_COLOR = "X", "dimgrey"
+"""How derived candidates are drawn: matplotlib's marker and the colour (plotly's too)."""
 POINTS_LABEL = "points along training (small), each trial's path"
 """The legend entry of the points along training and the paths through them."""
 
@@ -556,218 +542,3 @@ def draw_hypervolume(info: HypervolumeInfo):
 def hypervolume_figure(experiments: dict[str, Experiment], reference: tuple[float, float] | None = None):
     """Search progress: the hypervolume after each trial, one curve (distinct marker and line) per experiment."""
     return draw_hypervolume(hypervolume_info(experiments, reference))
-
-
-# --- the interactive frontier -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Trace:
-    """One plotly trace: ``kind`` "trials" (markers, ``style`` indexes ``SYMBOLS``: a group's trained candidates),
-    "derived" (markers, ``DERIVED_SYMBOL``), "path" (a trial's path through its points, a thin line), "frontier" (a
-    line, ``style`` indexes ``DASHES``) or "base" (a star); ``hover``: one HTML-escaped text per point (none for a
-    line); ``feasible``: per point of "trials" and "derived", False drawn hollow (empty: all feasible); ``small``: per
-    point, True for a point along training, drawn smaller (empty: none)."""
-
-    name: str
-    kind: str
-    x: np.ndarray
-    y: np.ndarray
-    hover: tuple[str, ...]
-    style: int = 0
-    feasible: tuple[bool, ...] = ()
-    small: tuple[bool, ...] = ()
-
-    @property
-    def symbols(self) -> list[str]:
-        """Plotly's marker symbol of each point of "trials" (the group's) or "derived", "-open" (hollow) where
-        infeasible."""
-        symbol = DERIVED_SYMBOL if self.kind == "derived" else SYMBOLS[self.style % len(SYMBOLS)]
-        return [symbol if f else f"{symbol}-open" for f in (self.feasible or (True,) * len(self.x))]
-
-    @property
-    def sizes(self) -> list[int]:
-        """Plotly's marker size of each point: 6 for a point along training, else 10."""
-        return [6 if s else 10 for s in (self.small or (False,) * len(self.x))]
-
-
-@dataclasses.dataclass(frozen=True)
-class InteractiveInfo:
-    """What ``draw_interactive`` draws: the axes' titles and the traces in drawing order."""
-
-    x_title: str
-    y_title: str
-    traces: tuple[Trace, ...]
-
-
-def _hover(row: pd.Series) -> str:
-    keys = ["trial", "divergence", "loss_type", "beta", "alpha", "learning_rate"]
-    metrics = [c for c in row.index if "/" in c and not c.startswith(("train/", "time/", "constraint/", "worker/"))]
-    parts = [f"{k}: {num(row[k])}" for k in keys + metrics if k in row.index and num(row[k]) != ""]
-    if row.get("kind") in (POINT, DERIVED):
-        parts.insert(1, kind(row))
-    violations = row.get("violations")
-    if isinstance(violations, str) and violations:
-        parts.insert(1, f"infeasible, violates: {violations}")
-    return "<br>".join(html.escape(p) for p in parts)
-
-
-def interactive_info(experiments: dict[str, Experiment]) -> InteractiveInfo:
-    """Gather the interactive frontier: per experiment, each group's finished trained candidates with their hover
-    text (a point's names its step and trial, an infeasible candidate's its violations), feasibility and size (points
-    along training small), each trial's path through its points, the derived candidates (hover: the recipe), the
-    frontier by x (the second objective) and the base policy."""
-    traces = []
-    for k, (name, experiment) in enumerate(experiments.items()):
-        prefix = f"{name}: " if len(experiments) > 1 else ""
-        x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
-        for i, group in enumerate(groups(experiment)):
-            rows = group_rows(experiment, group)
-            for path in _paths(rows, x, y):
-                traces.append(Trace(f"{prefix}path of {path.trial}", "path", path.x, path.y, (), i))
-            hover = tuple(_hover(r) for _, r in rows.iterrows())
-            trace_name = prefix + group_name(group)
-            feasible = tuple(bool(f) for f in feasible_mask(rows))
-            small = tuple(bool(s) for s in rows["kind"] == POINT)
-            traces.append(Trace(trace_name, "trials", rows[x].to_numpy(), rows[y].to_numpy(), hover, i, feasible,
-                                small))  # fmt: skip
-        derived = experiment.finished[experiment.finished["kind"] == DERIVED]
-        if len(derived):
-            hover = tuple(_hover(r) for _, r in derived.iterrows())
-            feasible = tuple(bool(f) for f in feasible_mask(derived))
-            traces.append(Trace(prefix + DERIVED_LABEL, "derived", derived[x].to_numpy(), derived[y].to_numpy(),
-                                hover, 0, feasible))  # fmt: skip
-        single = len(experiments) == 1  # one sweep's report: its recommended (confirmed) frontier; else the searches'
-        front = (experiment.frontier if single else experiment.search_frontier).sort_values(x)
-        confirmed = single and experiment.confirmed is not None
-        traces.append(Trace(prefix + ("confirmed frontier" if confirmed else "frontier"), "frontier",
-                            front[x].to_numpy(), front[y].to_numpy(), (), k))  # fmt: skip
-        bases = [("base SFT policy", experiment.base)]
-        if confirmed:
-            bases.append(("base SFT policy, confirmation prompts", experiment.confirmed_base))
-        for title, base in bases:
-            hover = (_hover(pd.Series({"trial": title, **base})),)
-            traces.append(Trace(prefix + title, "base", np.array([base[x]]), np.array([base[y]]), hover))
-    first, second = next(iter(experiments.values())).objectives
-    return InteractiveInfo(second.title, first.title, tuple(traces))
-
-
-def draw_interactive(info: InteractiveInfo):
-    """A plotly figure of the traces: hovering a candidate shows its config (a point's step, a derived one's recipe)
-    and metrics; infeasible candidates are hollow, under one legend entry (``HOLLOW``); the trials' paths are thin
-    grey lines under one legend entry."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    first_path = True
-    for trace in info.traces:
-        if trace.kind in ("trials", "derived"):
-            color = {"color": DERIVED_COLOR} if trace.kind == "derived" else {}
-            fig.add_trace(go.Scatter(
-                x=trace.x, y=trace.y, mode="markers", name=trace.name,
-                marker={"symbol": trace.symbols, "size": trace.sizes, "opacity": 0.85, "line": {"width": 2}, **color},
-                hovertext=list(trace.hover), hoverinfo="text",
-            ))  # fmt: skip
-        elif trace.kind == "path":
-            fig.add_trace(go.Scatter(
-                x=trace.x, y=trace.y, mode="lines", name="each trial's path along training", legendgroup="paths",
-                showlegend=first_path, line={"color": "grey", "width": 0.7}, opacity=0.5, hoverinfo="skip",
-            ))  # fmt: skip
-            first_path = False
-        elif trace.kind == "frontier":
-            fig.add_trace(go.Scatter(
-                x=trace.x, y=trace.y, mode="lines", name=trace.name,
-                line={"color": "black", "dash": DASHES[trace.style % len(DASHES)]}, hoverinfo="skip",
-            ))  # fmt: skip
-        else:
-            fig.add_trace(go.Scatter(
-                x=trace.x, y=trace.y, mode="markers", name=trace.name,
-                marker={"symbol": "star-open" if "confirmation" in trace.name else "star", "size": 16,
-                        "color": "black"}, hovertext=list(trace.hover),
-                hoverinfo="text",
-            ))  # fmt: skip
-    if any(trace.kind in ("trials", "derived") and not all(trace.feasible or (True,)) for trace in info.traces):
-        fig.add_trace(go.Scatter(
-            x=[None], y=[None], mode="markers", name=HOLLOW, hoverinfo="skip",
-            marker={"symbol": "circle-open", "size": 10, "color": "grey", "line": {"width": 2}},
-        ))  # fmt: skip
-    fig.update_layout(
-        xaxis_title=info.x_title, yaxis_title=info.y_title, height=560,
-        title="the two objectives: hover a point for its candidate's config", template="plotly_white",
-    )  # fmt: skip
-    return fig
-
-
-def interactive_pareto(experiments: dict[str, Experiment]):
-    """A plotly frontier: every finished candidate (symbol per divergence, points along training small and joined by
-    their trial's path, derived ones crosses), each frontier as a line, the base policies; hovering a point shows the
-    candidate's full config and metrics."""
-    return draw_interactive(interactive_info(experiments))
-
-
-# --- two experiments --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ComparedExperiment:
-    """One experiment of a comparison: its finished trials (infeasible ones flagged), its frontier of feasible
-    trials by x (labelled) and its base."""
-
-    name: str
-    trials: Points
-    frontier: Points
-    base: tuple[float, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class ComparisonInfo:
-    """What ``draw_comparison`` draws: the two experiments, on the first one's axes (the second objective on ``x``,
-    the first on ``y``)."""
-
-    x: Objective
-    y: Objective
-    experiments: tuple[ComparedExperiment, ...]
-
-
-def comparison_info(experiments: dict[str, Experiment]) -> ComparisonInfo:
-    """Gather each experiment's finished trials, frontier and base policy."""
-    compared = []
-    for name, experiment in experiments.items():
-        x, y = experiment.objectives[1].metric, experiment.objectives[0].metric
-        front = experiment.search_frontier.sort_values(x)  # the searches are compared, at their own figures
-        labels = tuple(label(row) for _, row in front.iterrows())
-        base = (experiment.base[x], experiment.base[y])
-        trials = _points(experiment.finished, x, y)
-        compared.append(ComparedExperiment(name, trials, _points(front, x, y, labels), base))
-    first, second = next(iter(experiments.values())).objectives
-    return ComparisonInfo(second, first, tuple(compared))
-
-
-def draw_comparison(info: ComparisonInfo):
-    """The experiments' trials (faint), frontiers (a line, labelled) and base policies (stars), a colour, marker and
-    line style each."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
-    for i, experiment in enumerate(info.experiments):
-        name, marker, style, color = experiment.name, MARKERS[i], LINESTYLES[i], f"C{i}"
-        _scatter(ax, experiment.trials, marker, color, f"{name}: trials", alpha=0.35)
-        front = experiment.frontier
-        ax.plot(front.x, front.y, marker=marker, linestyle=style, color=color, markersize=9, linewidth=2,
-                label=f"{name}: frontier")  # fmt: skip
-        ax.plot(*experiment.base, marker="*", markersize=16, color=color, markeredgecolor="black", linestyle="none",
-                label=f"{name}: base SFT")  # fmt: skip
-        for x, y, text in zip(front.x, front.y, front.labels, strict=True):
-            ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
-    _hollow_legend(ax, [experiment.trials for experiment in info.experiments])
-    ax.set_xlabel(info.x.title)
-    ax.set_ylabel(info.y.title)
-    ax.set_title("two experiments' frontiers")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def comparison_figure(experiments: dict[str, Experiment]):
-    """Two experiments' frontiers on one plot (``draw_comparison`` of ``comparison_info``)."""
-    return draw_comparison(comparison_info(experiments))

@@ -13,10 +13,13 @@ either side of 0 (at least 1/(resamples + 1)); a family of comparisons is correc
 The search's intervals measure evaluation noise only: one training run per trial, so training randomness is not in
 them. The confirmation (``alignray.sweep.confirm``), which retrains a configuration with several seeds and evaluates
 every seed on the same held-out prompts, gets intervals that carry it from ``seed_prompt_intervals`` and
-``seed_prompt_difference``: a two-way bootstrap that draws the seeds and the prompts in each replicate (one prompt draw
-shared by every seed, since prompts are crossed with seeds) and averages the drawn seeds' metrics. Like any bootstrap
-over few units they run a little short with few seeds (85–89% coverage measured at a nominal 90% with 10 seeds whose
-spread dominates).
+``seed_prompt_difference``. The estimate is the mean over the S seeds of each seed's metric. Its variance has two
+parts: the seeds', s²/S (s² the sample variance of the seeds' metrics), and the prompts', V_p (the variance of the
+mean over seeds under a bootstrap over prompts; one draw shared by every seed, since prompts are crossed with seeds;
+seeds not drawn). The interval is the estimate ± t_ν × √(s²/S + V_p), ν by Welch–Satterthwaite, and the p-value comes
+from the same t. Drawing 2 seeds with replacement would see half their variance (64% coverage at a nominal 95%); the
+t with few degrees of freedom keeps the coverage at about the nominal rate. One seed has no seed part: the interval
+is over prompts only (``Interval.seed_part`` is False).
 Token metrics need the samples' ``completion_ids`` and word metrics their ``completion`` text; samples saved without
 them (sweeps before the ids were kept) give those metrics no interval, and the report says so.
 """
@@ -32,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from alignray.metrics import METRICS
+from alignray.metrics import GARBLED, METRICS
 from alignray.report.formatting import num
 from alignray.vocabulary import load_vocabulary, words
 
@@ -61,7 +64,7 @@ INTERVAL_METRICS = tuple(m for m in METRICS if m not in ("reward/p10", "reward/p
 """Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one."""
 TOKEN_METRICS = ("diversity/token_entropy", "diversity/distinct_1", "diversity/distinct_2")
 """Metrics computed from ``completion_ids``: no interval when the stored samples lack them."""
-WORD_METRICS = ("diversity/word_entropy", "fluency/nonword_rate")
+WORD_METRICS = ("diversity/word_entropy", "fluency/nonword_rate", "fluency/garbled_rate")
 """Metrics computed from the ``completion`` text: no interval when the stored samples lack it."""
 POOLED_METRICS = (*TOKEN_METRICS, "diversity/word_entropy")
 """Metrics a resample with repeated prompts lowers artificially: their interval is the estimate ± z × bootstrap SE."""
@@ -73,11 +76,13 @@ RESAMPLES = 2000
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-    """A point estimate and its bootstrap interval (NaN bounds: no interval could be computed)."""
+    """A point estimate and its interval (NaN bounds: no interval could be computed). ``seed_part`` is False for an
+    interval over seeds and prompts that had fewer than 2 seeds: it carries no training-seed variation."""
 
     estimate: float
     low: float
     high: float
+    seed_part: bool = True
 
     def __str__(self) -> str:
         if not math.isfinite(self.low):
@@ -88,7 +93,7 @@ class Interval:
 @dataclasses.dataclass(frozen=True)
 class Paired:
     """A paired difference ``a − b`` of one metric over the prompts both policies were evaluated on, with its
-    two-sided bootstrap ``p_value`` and, once its family was corrected (``holm_adjusted``), ``adjusted_p``."""
+    two-sided ``p_value`` and, once its family was corrected (``holm_adjusted``), ``adjusted_p``."""
 
     a: str
     b: str
@@ -191,6 +196,7 @@ class PromptTable:
             known = found.map(lambda cut: [w for w in cut if w in vocabulary])
             frame["words"] = found.map(len).astype(float)
             frame["nonwords"] = frame["words"] - known.map(len).astype(float)
+            frame["garbled"] = ((frame["words"] > 0) & (frame["nonwords"] >= GARBLED * frame["words"])).astype(float)
             self._words = _count_matrix(known.groupby(kept["prompt_id"]).apply(list).reindex(ids).tolist(), 1)
         sums = frame.groupby("prompt_id").sum().reindex(ids)
         self._sums = {c: sums[c].to_numpy(dtype=np.float64) for c in sums.columns}
@@ -222,6 +228,7 @@ class PromptTable:
         }
         if self._words is not None:
             out["fluency/nonword_rate"] = s["nonwords"] / np.maximum(s["words"], 1.0)
+            out["fluency/garbled_rate"] = s["garbled"] / s["rows"]
             out["diversity/word_entropy"] = _pooled_entropy(self._words, weights)
         if self._grams:
             flat = weights.reshape(-1, weights.shape[-1])
@@ -397,7 +404,7 @@ def _shared_prompts(frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> np
     for frame in frames[1:]:
         shared = np.intersect1d(shared, frame["prompt_id"].unique())
     if len(shared) < 2:
-        raise ValueError(f"{', '.join(labels)} share {len(shared)} evaluation prompts; a bootstrap over seeds and "
+        raise ValueError(f"{', '.join(labels)} share {len(shared)} evaluation prompts; an interval over seeds and "
                          "prompts needs the same prompts (prompt_id) in every frame, at least 2")  # fmt: skip
     texts = [(label, f.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"].reindex(shared))
              for label, f in zip(labels, frames, strict=True) if "prompt" in f.columns]  # fmt: skip
@@ -408,41 +415,58 @@ def _shared_prompts(frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> np
     return shared
 
 
-def _seed_prompt_bootstrap(
+def _prompt_replicates(
     sides: Sequence[Sequence[PromptTable]], names: Sequence[str], resamples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each side's (a configuration's seeds, as tables over the same prompts in the same order) mean over its seeds
-    of each metric of ``names``, shape (sides, k), and its bootstrap replicates, shape (sides, k, resamples).
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each side's (a configuration's seeds, as tables over the same prompts in the same order) per-seed metrics of
+    ``names`` at equal prompt weights, shape (seeds, k), and the prompt bootstrap of its mean over seeds, shape
+    (sides, k, resamples).
 
-    Replicate b draws the prompts once for every side and seed (prompt weights w_b) and each side's seeds with
-    replacement, independently; its value is the mean over the drawn seeds of each drawn seed's metric under w_b."""
+    Replicate b draws the prompts once for every side and seed (prompt weights w_b) and averages every seed's metric
+    under w_b; the seeds are not drawn."""
     if resamples < 2:
         raise ValueError(f"resamples={resamples} must be at least 2")
     rng = np.random.default_rng(seed)
     prompts = len(sides[0][0])
     weights = _weights(rng.integers(0, prompts, (resamples, prompts)), prompts)
-    estimates, replicates = [], []
+    per_seed, replicates = [], []
     for tables in sides:
         at_equal = [table.metrics(np.ones(prompts)) for table in tables]
-        estimates.append([np.mean([values[k] for values in at_equal]) for k in names])
-        per_seed = np.empty((len(tables), resamples, len(names)))  # each seed's metrics under each prompt draw
-        for s, table in enumerate(tables):
+        per_seed.append(np.array([[values[k] for k in names] for values in at_equal], dtype=np.float64))
+        mean = np.zeros((resamples, len(names)))
+        for table in tables:
             for start in range(0, resamples, 200):  # batches bound the pooled metrics' (resamples, items) arrays
                 values = table.metrics(weights[start : start + 200])
-                per_seed[s, start : start + 200] = np.stack([values[k] for k in names], axis=-1)
-        drawn = rng.integers(0, len(tables), (resamples, len(tables)))
-        picked = per_seed[drawn, np.arange(resamples)[:, None]]  # (resamples, seeds drawn, k)
-        replicates.append(picked.mean(axis=1).T)
-    return np.asarray(estimates, dtype=np.float64), np.asarray(replicates, dtype=np.float64)
+                mean[start : start + 200] += np.stack([values[k] for k in names], axis=-1) / len(tables)
+        replicates.append(mean.T)
+    return per_seed, np.asarray(replicates, dtype=np.float64)
 
 
-def _seed_prompt_interval(estimate: float, replicates: np.ndarray, pooled: bool, confidence: float) -> Interval:
-    """The percentile interval of ``replicates``, or for a pooled metric the estimate ± z × their SD."""
-    if pooled:
-        half = stats.norm.ppf(0.5 + confidence / 2) * float(np.std(replicates, ddof=1))
-        return Interval(estimate, estimate - half, estimate + half)
-    low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(estimate, float(low), float(high))
+def _seed_prompt_interval(
+    estimate: float, per_seed: Sequence[np.ndarray], replicates: np.ndarray, confidence: float
+) -> tuple[Interval, float]:
+    """The interval estimate ± t_ν × se and the two-sided p-value 2 × (1 − T_ν(|estimate| / se)) of an estimate
+    that sums or subtracts sides' means over seeds.
+
+    ``per_seed``: each side's per-seed values at equal prompt weights; ``replicates``: the prompt bootstrap of the
+    estimate. se² = V_s + V_p, with V_s = Σ s²/S over the sides with S ≥ 2 seeds (s²: their sample variance) and
+    V_p the replicates' variance; ν = se⁴ / Σ (s²/S)² / (S − 1) (Welch–Satterthwaite, V_p with infinite degrees of
+    freedom), the normal quantile when no side has 2 seeds. NaN bounds when se is not finite; NaN p when se is 0."""
+    seed_part, denominator = 0.0, 0.0
+    for values in per_seed:
+        if len(values) >= 2:
+            part = float(np.var(values, ddof=1)) / len(values)
+            seed_part += part
+            denominator += part**2 / (len(values) - 1)
+    has_seed_part = any(len(values) >= 2 for values in per_seed)
+    se = math.sqrt(seed_part + float(np.var(replicates, ddof=1)))
+    if not math.isfinite(se):
+        return Interval(estimate, math.nan, math.nan, has_seed_part), math.nan
+    df = se**4 / denominator if denominator > 0 else math.inf
+    law = stats.t(df) if math.isfinite(df) else stats.norm
+    half = float(law.ppf(0.5 + confidence / 2)) * se
+    p_value = float(2 * law.sf(abs(estimate) / se)) if se > 0 else math.nan
+    return Interval(estimate, estimate - half, estimate + half, has_seed_part), p_value
 
 
 def seed_prompt_intervals(
@@ -455,11 +479,11 @@ def seed_prompt_intervals(
     """Intervals over training seeds and prompts of one configuration's metrics: ``seeds`` holds one frame of
     evaluation samples per training seed, all on the same prompts (same prompt_id, same text).
 
-    The estimate is the mean over seeds of each seed's metric; each replicate draws the prompts (once, for every
-    seed) and the seeds, with replacement, and averages the drawn seeds' metrics on the drawn prompts. Intervals are
-    percentile intervals of the replicates, or for ``POOLED_METRICS`` the estimate ± z × their SD (see the module's
-    note). Metrics: those every seed's samples allow. With one seed this is a prompt bootstrap with percentile
-    rather than BCa intervals (``metric_intervals``)."""
+    The estimate is the mean over the S seeds of each seed's metric. The interval is estimate ± t_ν × se with
+    se² = s²/S + V_p: s² the variance of the seeds' metrics, V_p the variance of the mean over seeds under a
+    bootstrap over prompts (one draw for every seed, seeds not drawn), ν by Welch–Satterthwaite (see
+    ``_seed_prompt_interval``). With one seed there is no seed part: the interval is the estimate ± z × √V_p,
+    flagged ``seed_part=False``. Metrics: those every seed's samples allow."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     if len(seeds) < 1:
@@ -473,9 +497,9 @@ def seed_prompt_intervals(
                              "evaluated on the same confirmation prompts")  # fmt: skip
     tables = [PromptTable(frame, shared, vocabulary) for frame in seeds]
     names = [k for k in tables[0].names if all(k in table.names for table in tables)]
-    estimates, replicates = _seed_prompt_bootstrap([tables], names, resamples, seed)
+    per_seed, replicates = _prompt_replicates([tables], names, resamples, seed)
     return {
-        k: _seed_prompt_interval(float(estimates[0, i]), replicates[0, i], k in POOLED_METRICS, confidence)
+        k: _seed_prompt_interval(float(per_seed[0][:, i].mean()), [per_seed[0][:, i]], replicates[0, i], confidence)[0]
         for i, k in enumerate(names)
     }
 
@@ -491,9 +515,12 @@ def seed_prompt_difference(
     vocabulary: Collection[str] | None = None,
 ) -> Paired:
     """The difference of the mean over seeds of ``metric`` between configurations ``a`` and ``b`` (one frame of
-    samples per training seed each; ``b`` may hold one, the base policy's), on the prompts every frame shares, with a
-    bootstrap interval and two-sided p-value (``bootstrap_p_value``) that draw each side's seeds independently and
-    the prompts jointly (one draw per replicate for both sides). Intervals as in ``seed_prompt_intervals``."""
+    samples per training seed each; ``b`` may hold one, the base policy's), on the prompts every frame shares.
+
+    Interval and two-sided p-value come from one t: se² = s_a²/S_a + s_b²/S_b + V_p, a side with one seed adding
+    no seed term, V_p the variance of the difference under a bootstrap over prompts (one draw for both sides and
+    every seed), ν by Welch–Satterthwaite (see ``_seed_prompt_interval``). So p < 1 − confidence exactly when the
+    interval excludes 0. ``seed_part=False`` when neither side has 2 seeds."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     for name, side in zip(names, (a, b), strict=True):
@@ -504,10 +531,9 @@ def seed_prompt_difference(
     sides = [[PromptTable(frame, shared, vocabulary) for frame in side] for side in (a, b)]
     if any(metric not in table.names for side in sides for table in side):
         raise ValueError(f"metric={metric!r} has no interval here; choose one of {sides[0][0].names}")
-    estimates, replicates = _seed_prompt_bootstrap(sides, [metric], resamples, seed)
-    estimate, resampled = float(estimates[0, 0] - estimates[1, 0]), replicates[0, 0] - replicates[1, 0]
-    pooled = metric in POOLED_METRICS
-    difference = _seed_prompt_interval(estimate, resampled, pooled, confidence)
-    if pooled:  # resamples sit below the estimate (see the module's note): centre them on it
-        resampled = resampled - resampled.mean() + estimate
-    return Paired(names[0], names[1], metric, difference, len(shared), confidence, bootstrap_p_value(resampled))
+    per_seed, replicates = _prompt_replicates(sides, [metric], resamples, seed)
+    estimate = float(per_seed[0][:, 0].mean() - per_seed[1][:, 0].mean())
+    difference, p_value = _seed_prompt_interval(
+        estimate, [values[:, 0] for values in per_seed], replicates[0, 0] - replicates[1, 0], confidence
+    )
+    return Paired(names[0], names[1], metric, difference, len(shared), confidence, p_value)

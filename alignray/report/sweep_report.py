@@ -38,13 +38,13 @@ from alignray.report.experiment import (
 from alignray.report.figures import (
     draw_reward_kl,
     hypervolume_figure,
-    interactive_pareto,
     pareto_figure,
     reward_histograms,
     reward_kl_info,
     save_png,
 )
 from alignray.report.formatting import group_name, label, num, params
+from alignray.report.interactive import interactive_pareto
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,

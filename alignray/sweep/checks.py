@@ -180,14 +180,15 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
             "--preset cannot be given with --resume: a resumed sweep keeps the settings it was started with; drop "
             "--preset (and give only --num-trials, --max-failures, --max-concurrent-trials or --reuse-workers)"
         )
-    # a sweep saved before the constraints existed keeps running without them: its trials never measured them
-    unconstrained = {name: None for name in ("max_kl", "max_nonword_increase") if name not in record["config"]}
-    # ... and one saved before the confirmation existed is not confirmed: it never asked for it
-    unconfirmed = {} if "confirmation_prompts" in record["config"] else {"confirmation_prompts": 0}
-    # ... and one saved before trajectories and derived candidates existed gets neither
-    final_only = {} if "eval_points" in record["config"] else {"eval_points": 1, "derive_lambdas": (), "soups": False}
-    saved = SweepConfig(**{**with_objectives(record["config"]), **unconstrained, **unconfirmed, **final_only,
-                           "output": config.output, "resume": True, "overwrite": False})  # fmt: skip
+    if "max_garbled_increase" not in record["config"]:
+        raise ValueError(
+            f"output={config.output!r} holds a sweep made before each divergence got its share of the search (one "
+            "Optuna study space for all divergences, no tail fluency bound); this version cannot extend it without "
+            "mixing two searches. Nothing in it was changed: read it with `python analysis/report.py "
+            f"{config.output}`, and start a new sweep in another --output"
+        )
+    saved = SweepConfig(**{**with_objectives(record["config"]), "output": config.output, "resume": True,
+                           "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
     for name in sorted(set(changed) - set(RESUMABLE)):

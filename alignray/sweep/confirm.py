@@ -1,29 +1,23 @@
-"""Confirmation: the search's feasible frontier, retrained with new seeds and measured on held-out prompts.
+"""Confirmation: the candidates the search chose, retrained with fresh seeds and measured on held-out prompts.
 
-The search picks its frontier with the same evaluation prompts that measure it, from one training run per
-configuration, so its figures are optimistic: a configuration that won by luck of its seed or of those prompts looks
-best exactly because it won. After the search, each configuration on its feasible frontier is
+What selects never confirms. The search picks its frontier and each divergence's best with the same evaluation
+prompts that measure them, from one training run each, so its figures flatter the winners. After the search, every
+candidate to confirm (``to_confirm``: the feasible frontier and each divergence's best feasible candidate) is
+retrained with ``replicates`` fresh seeds (``seed + 1``, ...) and evaluated on the **confirmation prompts**, which
+share no text with the search's prompts or the preference data's. A point along training is taken at the same step
+of each fresh run, and a derived candidate (``alignray.sweep.derive``) is rebuilt from each seed's parents;
+candidates that share a trial's run share its training (``confirmation_units``). The search's own run is evaluated
+on the same prompts and shown beside them, never averaged in: it is the run that won.
 
-- evaluated again as trained (the search's seed; its saved model), and
-- retrained with ``replicates`` new seeds (``seed + 1``, ..., ``seed + replicates``: the order of the preference
-  data and the sampling of the evaluation both change) and evaluated,
-
-a point along a trial's training taken at the same step of each seed's run, and a derived candidate
-(``alignray.sweep.derive``) rebuilt from each seed's parents, so that it is confirmed as the recipe it is; candidates
-that share a trial's run share its training (``confirmation_units``),
-
-every seed on the **confirmation prompts**: ``confirmation_prompts`` evaluation prompts held out from the search's
-(the continuation of the same seeded draw of evaluation reviews: other reviews, never seen by the search). The base
-policy is evaluated on them too, once. A configuration's confirmed metrics are the means over its seeds
-(``confirmed/<metric>`` in ``results.parquet``, beside the search's figures under the metric names themselves); the
-constraints are applied again to them (the fluency bound now against the base policy on the confirmation prompts),
-and the confirmed frontier is the Pareto set of the confirmed feasible configurations. The report takes its frontier,
-its intervals (seeds and prompts resampled together, ``alignray.report.stats.seed_prompt_intervals``) and "What to
-pick" from here.
+A candidate's confirmed metrics are the means over its fresh seeds (``confirmed/<metric>`` in ``results.parquet``).
+It is confirmed feasible only when every fresh seed was evaluated within every constraint (the fluency bounds now
+against the base policy on the confirmation prompts): a mean can hide a seed that broke the KL budget. A fresh seed
+that failed is counted (``confirmed/failed_seeds``) and flagged by the report. The confirmed frontier is the Pareto
+set of the confirmed feasible candidates.
 
 Directory: ``confirm/base/`` and ``confirm/<trial>/seed-<s>/``, each with ``samples.parquet`` and ``metrics.json``
 (or ``failure.json``: the unit failed, with its reason); a unit already done is reused, so a rerun or ``--resume``
-trains nothing twice. ``confirmation.parquet``: one row per (trial, seed).
+trains nothing twice. ``confirmation.parquet``: one row per (candidate, seed), ``retrained`` true for a fresh seed.
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,15 +37,21 @@ import pandas as pd
 
 from alignray.metrics import METRICS
 from alignray.sweep.config import PARAMETERS, SweepConfig
-from alignray.sweep.constraints import Constraint, violations
-from alignray.sweep.objectives import Objective, objective_points
+from alignray.sweep.constraints import Constraint, sweep_constraints, violations
+from alignray.sweep.objectives import Objective, objective_points, signed
+from alignray.sweep.plan import Plan, say, write_atomic
 
-__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view",
-           "run_units", "split_prompts"]  # fmt: skip
+__all__ = ["CONFIRM", "CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view",
+           "confirm_stage", "run_units", "split_prompts", "to_confirm"]  # fmt: skip
 
 CONFIRMED = "confirmed/"
-"""Prefix of the confirmation's columns in ``results.parquet``: ``confirmed/<metric>`` (mean over seeds),
-``confirmed/seeds``, ``confirmed/feasible``, ``confirmed/violations``, ``confirmed/pareto``."""
+"""Prefix of the confirmation's columns in ``results.parquet``: ``confirmed/<metric>`` (mean over fresh seeds),
+``confirmed/seeds`` (fresh seeds evaluated), ``confirmed/failed_seeds``, ``confirmed/feasible``,
+``confirmed/violations``, ``confirmed/pareto`` and ``confirmed/search_run/<metric>`` (the search's own run on the
+confirmation prompts, shown beside, never averaged in)."""
+CONFIRM = "confirm"
+"""The results column that marks the candidates sent to confirmation."""
+SEARCH_RUN = CONFIRMED + "search_run/"
 BASE_UNIT = "base"
 NO_SEED = "no seed evaluated: every seed failed (confirmation.parquet holds the reasons)"
 """The confirmation's violation of a configuration whose every seed failed."""
@@ -78,9 +79,12 @@ class Unit:
     candidates: tuple[Candidate, ...] = ()
     params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     checkpoints: dict[str, Any] | None = None
+    fresh: bool = False
+    """A fresh seed, not the search's: only these count in the confirmed figures."""
 
     @property
     def retrained(self) -> bool:
+        """Whether the unit trains its runs (a fresh seed, or the search's seed when a checkpoint is missing)."""
         return bool(self.candidates) and self.checkpoints is None
 
     @property
@@ -92,24 +96,48 @@ class Unit:
         return root / BASE_UNIT if name == BASE_UNIT else root / name / f"seed-{self.seed}"
 
 
-def split_prompts(config: SweepConfig, draw: Callable[[int], list[str]]) -> tuple[list[str], list[str]]:
-    """The search's evaluation prompts and the confirmation prompts from one seeded draw of evaluation prompts
-    (``draw(n)``: the first ``n``; a longer draw begins with a shorter one). The first ``eval_prompts`` are the
-    search's, the same prompts a sweep without confirmation draws; the confirmation takes the next
-    ``confirmation_prompts`` whose text is neither a search prompt nor an earlier confirmation prompt (openings of
-    2-8 tokens of different reviews can coincide, "This is"), drawing further while the evaluation pool lasts."""
+def split_prompts(
+    config: SweepConfig, draw: Callable[[int], list[str]], preference: Sequence[str] = ()
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """The search's evaluation prompts, the confirmation prompts and how many drawn prompts the confirmation dropped,
+    from one seeded draw of evaluation prompts (``draw(n)``: the first ``n``; a longer draw begins with a shorter
+    one). The first ``eval_prompts`` are the search's, the same prompts a sweep without confirmation draws. The
+    confirmation takes the next ``confirmation_prompts`` whose text is no search prompt, no ``preference`` prompt (the
+    preference data's) and no earlier confirmation prompt: openings of 2-8 tokens of different reviews coincide ("I
+    am", "This is"). It draws further while the evaluation pool lasts. Dropped: ``{"search": n, "preference": m,
+    "repeated": k}``."""
     wanted = config.eval_prompts + config.confirmation_prompts
+    preference = set(preference)
     while True:
         drawn = draw(wanted)
         search, held_out = drawn[: config.eval_prompts], []
-        seen = set(search)
+        seen, dropped = set(search), {"search": 0, "preference": 0, "repeated": 0}
         for prompt in drawn[config.eval_prompts :]:
-            if prompt not in seen and len(held_out) < config.confirmation_prompts:
-                held_out.append(prompt)
-                seen.add(prompt)
+            if len(held_out) == config.confirmation_prompts:
+                break
+            why = ("search" if prompt in search else "preference" if prompt in preference else
+                   "repeated" if prompt in seen else None)  # fmt: skip
+            if why:
+                dropped[why] += 1
+                continue
+            held_out.append(prompt)
+            seen.add(prompt)
         if len(held_out) == config.confirmation_prompts or len(drawn) < wanted:
-            return search, held_out
+            return search, held_out, dropped
         wanted += config.confirmation_prompts - len(held_out)
+
+
+def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
+    """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
+    divergence's feasible trained candidate best in ``objective`` (its answer; a derived candidate belongs to no
+    divergence)."""
+    from alignray.sweep.derive import DERIVED
+
+    chosen = table["pareto"].astype(bool).copy()
+    feasible = table[table["feasible"].astype(bool) & (table["kind"] != DERIVED)]
+    for _, rows in feasible.groupby("divergence", sort=False):
+        chosen[objective.best_first(rows).index[0]] = True
+    return chosen
 
 
 def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataFrame,
@@ -141,7 +169,8 @@ def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataF
         params = {run: _params(trained.loc[run]) for run in sorted(runs)}
         kept = {run: checkpoints[run] for run in runs if checkpoints.get(run) is not None}
         search = Unit(config.seed, tuple(members), params, kept if len(kept) == len(runs) else None)
-        units += [search] + [Unit(config.seed + i, tuple(members), params) for i in range(1, config.replicates + 1)]
+        units += [search] + [Unit(config.seed + i, tuple(members), params, fresh=True)
+                             for i in range(1, config.replicates + 1)]  # fmt: skip
     return units
 
 
@@ -227,9 +256,9 @@ def run_units(
     waiting = [unit for unit in units if not all(is_done(unit.directory(root, n)) for n in unit.names)]
     failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
     if waiting:
-        retrained = sum(u.retrained for u in waiting)
+        fresh = sum(u.fresh for u in waiting)
         say(f"5/6 confirmation: {sum(len(u.names) for u in waiting)} models in {len(waiting)} tasks on "
-            f"{len(prompts)} held-out prompts ({retrained} tasks train with new seeds), {concurrent} at once")
+            f"{len(prompts)} held-out prompts ({fresh} tasks train fresh seeds), {concurrent} at once")
         task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
             _evaluate_unit
         )
@@ -257,7 +286,7 @@ def run_units(
             directory = unit.directory(root, name)
             directory.mkdir(parents=True, exist_ok=True)
             write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
-            record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.retrained,
+            record = {"metrics": {k: float(v) for k, v in metrics.items()}, "retrained": unit.fresh,
                       "time/train_s": trained}  # fmt: skip
             write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
             shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys(
@@ -282,7 +311,7 @@ def _failed(
 
 
 def _row(unit: Unit, name: str, directory: Path, failed: str | None = None) -> dict[str, Any]:
-    row = {"trial": name, "seed": unit.seed, "retrained": unit.retrained}
+    row = {"trial": name, "seed": unit.seed, "retrained": unit.fresh}
     if (directory / "metrics.json").is_file():
         record = json.loads((directory / "metrics.json").read_text())
         return {**row, "status": "ok", "reason": None, **record["metrics"],
@@ -292,29 +321,101 @@ def _row(unit: Unit, name: str, directory: Path, failed: str | None = None) -> d
     return {**row, "status": "error", "reason": (failed or "not run")[:500]}
 
 
+def confirm_stage(
+    plan: Plan, data: Path, grids: list, table: pd.DataFrame, summary: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any]]:
+    """Stage 5: the candidates ``to_confirm`` marks, each at ``replicates`` fresh seeds and at the search's own run,
+    and the base policy, on the confirmation prompts; returns ``table`` with the confirmed columns, the base policy's
+    confirmation metrics and the summary with ``confirmation``. ``results.parquet`` and ``pareto.csv`` (now the
+    confirmed frontier) are written again. Nothing to confirm (no confirmation prompts, nothing feasible, the base
+    policy's evaluation failed): the search's results stand, and the summary says why."""
+    from alignray.sweep.frontier import checkpoints_by_trial, hypervolume_reference
+    from alignray.sweep.pareto import hypervolume
+
+    config, objectives = plan.config, plan.config.objective_pair
+    table = table.assign(**{CONFIRM: to_confirm(table, objectives[0])})
+    chosen = table[table[CONFIRM]]
+    if not plan.confirmation or chosen.empty:
+        why = "confirmation_prompts=0" if not plan.confirmation else "no feasible candidate to confirm"
+        say(f"5/6 confirmation: none ({why}); the search's figures stand")
+        return table, {}, {**summary, "confirmation": {"skipped": why}}
+    started = time.monotonic()
+    units = confirmation_units(config, chosen, table, checkpoints_by_trial(grids))
+    train_storage = f"{plan.tune_storage.rstrip('/')}/{plan.study}/train"
+    seeds = run_units(units, config, pd.read_parquet(data), plan.confirmation, plan.out / "confirm", plan.resources,
+                      plan.concurrent, train_storage, say, write_atomic)  # fmt: skip
+    write_atomic(plan.out / "confirmation.parquet", lambda p: seeds.to_parquet(p, index=False))
+    base_row = seeds[(seeds["trial"] == BASE_UNIT) & (seeds["status"] == "ok")]
+    if base_row.empty:
+        why = f"the base policy's confirmation failed: {seeds.loc[seeds['trial'] == BASE_UNIT, 'reason'].iloc[0]}"
+        say(f"5/6 confirmation: none ({why}); the search's figures stand")
+        return table, {}, {**summary, "confirmation": {"skipped": why}}
+    base = {m: float(base_row.iloc[0][m]) for m in METRICS if m in base_row}
+    constraints = sweep_constraints(config, base)
+    table = confirmed_columns(table, seeds, constraints, objectives)
+    feasible = table[table[CONFIRMED + "feasible"]]
+    reference = hypervolume_reference(config, base)
+    volume = hypervolume(objective_points(feasible, objectives, CONFIRMED), signed(reference, objectives))
+    write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    final = confirmed_view(table)  # the confirmed figures under the metric names, the search's as search/<metric>
+    final = final[final["pareto"]].drop(columns="pareto")
+    write_atomic(plan.out / "pareto.csv", lambda p: final.to_csv(p, index=False))
+    seconds = round(time.monotonic() - started, 1)
+    fresh = seeds[seeds["retrained"].astype(bool)]
+    say(f"5/6 confirmation: {len(feasible)} of {len(chosen)} candidates confirmed feasible on "
+        f"{len(plan.confirmation)} held-out prompts, {config.replicates} fresh seeds each, in {seconds} s")
+    confirmation = {
+        "prompts": len(plan.confirmation),
+        "dropped_prompts": plan.dropped,
+        "replicates": config.replicates,
+        "configurations": len(chosen),
+        "failed_seeds": int((fresh["status"] != "ok").sum()),
+        "constraints": {c.metric: c.bound for c in constraints},
+        "feasible": len(feasible),
+        "frontier": final["trial"].tolist(),
+        "hypervolume": volume,
+        "reference_point": list(reference),
+        "seconds": seconds,
+    }
+    return table, base, {**summary, "search_frontier": summary["frontier"], "frontier": final["trial"].tolist(),
+                         "confirmation": confirmation}  # fmt: skip
+
+
 def confirmed_columns(
     table: pd.DataFrame, seeds: pd.DataFrame, constraints: list[Constraint], objectives: Sequence[Objective]
 ) -> pd.DataFrame:
-    """``table`` (the search's results) with the confirmation's columns (``CONFIRMED``) for every trial ``seeds``
-    names: each metric's mean over its evaluated seeds, their number, feasibility under ``constraints`` (a trial none
-    of whose seeds was evaluated is infeasible: ``NO_SEED``) and
-    whether it is on the confirmed frontier (Pareto over ``objectives``, each in its direction, among the confirmed
-    feasible trials); NaN / False elsewhere."""
+    """``table`` (the search's results) with the confirmation's columns (``CONFIRMED``) for every candidate ``seeds``
+    names: each metric's mean over its evaluated fresh seeds (``retrained``), their number, the failed fresh seeds,
+    the search's own run on the confirmation prompts (``SEARCH_RUN``, beside, not averaged in), feasibility (every
+    evaluated fresh seed within every constraint, at least one evaluated: else ``NO_SEED``) with what each seed broke,
+    and the confirmed frontier (Pareto over ``objectives`` among the confirmed feasible); NaN / False elsewhere."""
     from alignray.sweep.pareto import pareto_mask
 
     table = table.copy()
-    ok = seeds[(seeds["status"] == "ok") & (seeds["trial"] != BASE_UNIT)]
+    named = seeds[seeds["trial"] != BASE_UNIT]
+    fresh = named[named["retrained"].astype(bool)]
+    ok = fresh[fresh["status"] == "ok"]
     metrics = [m for m in METRICS if m in ok.columns]
     means = ok.groupby("trial")[metrics].mean()
     for metric in metrics:
         table[CONFIRMED + metric] = table["trial"].map(means[metric]).astype(float)
+    search_run = named[~named["retrained"].astype(bool) & (named["status"] == "ok")].set_index("trial")
+    for metric in dict.fromkeys([*(o.metric for o in objectives), "kl/ref"]):
+        values = search_run[metric] if metric in search_run.columns else pd.Series(dtype=float)
+        table[SEARCH_RUN + metric] = table["trial"].map(values).astype(float)
     table[CONFIRMED + "seeds"] = table["trial"].map(ok.groupby("trial").size()).fillna(0).astype(int)
+    failed = fresh[fresh["status"] != "ok"].groupby("trial").size()
+    table[CONFIRMED + "failed_seeds"] = table["trial"].map(failed).fillna(0).astype(int)
+    broken: dict[str, list[str]] = {}
+    for _, row in ok.iterrows():
+        found = violations(row.to_dict(), constraints)
+        if found:
+            broken.setdefault(row["trial"], []).append(f"seed {row['seed']}: {found}")
+    candidates = set(named["trial"])
     confirmed = table[CONFIRMED + "seeds"] > 0
-    candidates = set(seeds.loc[seeds["trial"] != BASE_UNIT, "trial"])
-    values = [{m: row[CONFIRMED + m] for m in metrics} for _, row in table.iterrows()]
     table[CONFIRMED + "violations"] = [
-        violations(v, constraints) if c else (NO_SEED if t in candidates else None)
-        for v, c, t in zip(values, confirmed, table["trial"], strict=True)
+        ("; ".join(broken[t]) if t in broken else None) if c else (NO_SEED if t in candidates else None)
+        for c, t in zip(confirmed, table["trial"], strict=True)
     ]
     table[CONFIRMED + "feasible"] = confirmed & table[CONFIRMED + "violations"].isna()
     mask = np.zeros(len(table), dtype=bool)
@@ -326,13 +427,15 @@ def confirmed_columns(
 
 
 def confirmed_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The configurations ``table`` sent to confirmation (its search frontier, ``pareto``) as results rows: each
-    metric column holds its confirmed value (the mean over seeds on the confirmation prompts; NaN when every seed
-    failed), ``feasible``, ``violations`` and ``pareto`` the confirmation's, ``seeds`` how many were evaluated, and
-    ``search/<metric>`` the search's figure it replaced. Empty when the table has no confirmation."""
+    """The candidates ``table`` sent to confirmation (``CONFIRM``; a sweep recorded before it: its search frontier)
+    as results rows: each metric column holds its confirmed value (the mean over fresh seeds on the confirmation
+    prompts; NaN when every seed failed), ``feasible``, ``violations`` and ``pareto`` the confirmation's, ``seeds``
+    how many fresh seeds were evaluated, ``search/<metric>`` the search's figure it replaced and
+    ``search_run/<metric>`` the search's run on the confirmation prompts. Empty when the table has no confirmation."""
     if CONFIRMED + "seeds" not in table.columns:
         return table.iloc[:0]
-    rows = table[table["pareto"].astype(bool)].copy()
+    sent = table[CONFIRM] if CONFIRM in table.columns else table["pareto"]
+    rows = table[sent.astype(bool)].copy()
     for column in [c for c in table.columns if c.startswith(CONFIRMED)]:
         name = column[len(CONFIRMED) :]
         if name in METRICS and name in rows.columns:

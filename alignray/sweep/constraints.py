@@ -44,14 +44,28 @@ class Constraint:
 
 def sweep_constraints(config: SweepConfig, base: Mapping[str, float]) -> list[Constraint]:
     """The sweep's constraints: ``kl/ref <= max_kl`` and ``fluency/nonword_rate <=`` the base policy's rate plus
-    ``max_nonword_increase``, each when set."""
+    ``max_nonword_increase``, and ``fluency/garbled_rate <=`` the base policy's share plus ``max_garbled_increase``,
+    each when set. A bound that is not finite (a base metric missing or NaN) is refused: it would make every trial
+    feasible or none."""
     constraints = []
     if config.max_kl is not None:
         constraints.append(Constraint("kl/ref", config.max_kl))
     if config.max_nonword_increase is not None:
-        bound = base["fluency/nonword_rate"] + config.max_nonword_increase
-        constraints.append(Constraint("fluency/nonword_rate", bound))
+        constraints.append(Constraint("fluency/nonword_rate", _bound(base, "fluency/nonword_rate",
+                                                                     config.max_nonword_increase)))
+    if config.max_garbled_increase is not None:
+        constraints.append(Constraint("fluency/garbled_rate", _bound(base, "fluency/garbled_rate",
+                                                                     config.max_garbled_increase)))
     return constraints
+
+
+def _bound(base: Mapping[str, float], metric: str, increase: float) -> float:
+    """The base policy's ``metric`` plus ``increase``; a ValueError when the base has no finite value of it."""
+    value = float(base.get(metric, math.nan))
+    if not math.isfinite(value):
+        raise ValueError(f"the base policy's {metric} is {value}: no fluency bound can be set from it; evaluate the "
+                         "base policy again (delete base/metrics.json) or turn the bound off")  # fmt: skip
+    return value + increase
 
 
 def violations(metrics: Mapping[str, float], constraints: list[Constraint]) -> str | None:

@@ -1,8 +1,12 @@
 """The sweep's searcher: Ray Tune's ``OptunaSearch``, with the study joined to Tune's trials, told each trial's
 constraints, and no secret pickled.
 
-Three differences from ``OptunaSearch``, nothing else:
+Four differences from ``OptunaSearch``, nothing else:
 
+- each divergence gets an equal share of the trials (±1): before a trial is asked for, the divergence with the
+  fewest trials in the study so far (the configured order breaks ties) is enqueued for it, unless a point to evaluate
+  is waiting. The share is counted from the study itself, so ``--resume`` and ``--resume --num-trials`` keep it. The
+  sampler then draws the divergence's own parameters (``alignray.sweep.space``) from its own history;
 - each Optuna trial records the Tune trial id it runs as (user attribute ``tune_trial_id``), so the study and
   ``results.parquet`` (which records each trial's ``optuna_trial`` number) join both ways;
 - each finished trial's constraint values (``alignray.sweep.constraints``: the metric minus its bound) are set on
@@ -15,17 +19,21 @@ Three differences from ``OptunaSearch``, nothing else:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from alignray.sweep.space import trial_params
+
 if TYPE_CHECKING:
     from alignray.sweep.config import SweepConfig
     from alignray.sweep.constraints import Constraint
 
-__all__ = ["TUNE_TRIAL_ATTR", "StudySearch", "open_storage", "study_storage_url"]
+__all__ = ["TUNE_TRIAL_ATTR", "StudySearch", "divergence_counts", "next_divergence", "open_storage",
+           "study_storage_url"]  # fmt: skip
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 """The Optuna user attribute that names a study trial's Tune trial."""
@@ -57,6 +65,23 @@ def open_storage(config: SweepConfig) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(study_storage_url(config))
 
 
+def divergence_counts(study: optuna.Study) -> Counter[str]:
+    """How many of the study's trials each divergence has: asked, running, finished or failed, and waiting ones
+    (enqueued points) by the divergence they fix."""
+    counts: Counter[str] = Counter()
+    for trial in study.get_trials(deepcopy=False):
+        divergence = trial.params.get("divergence") or trial.system_attrs.get("fixed_params", {}).get("divergence")
+        if divergence is not None:
+            counts[divergence] += 1
+    return counts
+
+
+def next_divergence(study: optuna.Study, divergences: Sequence[str]) -> str:
+    """The divergence the next trial goes to: the one with the fewest trials so far, the first configured on a tie."""
+    counts = divergence_counts(study)
+    return min(divergences, key=lambda name: (counts[name], list(divergences).index(name)))
+
+
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` over the sweep's study (see the module docstring for what differs)."""
 
@@ -75,9 +100,14 @@ class StudySearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
     def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and self._sweep_config.search != "grid":
+            waiting = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+            if not waiting:  # a waiting point keeps its divergence; otherwise the one with the fewest trials
+                divergence = next_divergence(self._ot_study, self._sweep_config.divergences)
+                self._ot_study.enqueue_trial({"divergence": divergence})
         params = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-        return params
+        return trial_params(params)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, **self._without_storage()}

@@ -1,0 +1,289 @@
+"""Each divergence's answer: its best confirmed candidate at the KL budget, and its reward–KL envelope.
+
+A user asks "which divergence, at the KL I can afford?". ``divergence_answers`` gives one answer per divergence: its
+confirmed feasible candidate best in the first objective (the KL budget is one of the constraints), with its
+difference from the base policy and from the best divergence. The figures and verdicts come from the fresh seeds on
+the confirmation prompts, and every verdict of the report is one Holm family (``confirmed_verdicts``). A divergence
+without an answer says why: what its candidates broke, and how often.
+
+``kl_envelopes`` asks the DPO paper's figure-2 question as a table. Each divergence's upper envelope of reward against
+KL runs through its feasible trained candidates, from the base policy at KL 0. It is read by linear interpolation at
+KLs that every compared divergence reaches. Its intervals come from one bootstrap over the search's prompts, shared
+by every candidate. They are exploratory: these prompts also chose the candidates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from alignray.report.experiment import BASE, DERIVED, KL, Experiment, feasible_mask
+from alignray.report.formatting import num, params
+from alignray.report.stats import (
+    CONFIDENCE,
+    RESAMPLES,
+    Interval,
+    Paired,
+    holm_adjusted,
+    metric_intervals,
+    paired_difference,
+    seed_prompt_difference,
+    seed_prompt_intervals,
+)
+
+__all__ = ["Answer", "KLEnvelopes", "answer_table", "confirmed_verdicts", "divergence_answers", "envelope_table",
+           "kl_envelopes", "upper_envelope"]  # fmt: skip
+
+REWARD = "reward/mean"
+"""The envelope's y axis: the DPO paper's figure 2 plots reward against KL."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One divergence's answer: ``row`` its candidate (a confirmed row when the sweep confirmed, else the search's
+    best), or None with ``why``."""
+
+    divergence: str
+    row: pd.Series | None
+    why: str | None = None
+    intervals: dict[str, Interval] = dataclasses.field(default_factory=dict)
+    versus_base: dict[str, Paired] = dataclasses.field(default_factory=dict)
+    versus_best: dict[str, Paired] = dataclasses.field(default_factory=dict)
+    confirmed: bool = False
+
+
+def _pairs_key(a: str, b: str, metric: str) -> tuple[str, str, str]:
+    return a, b, metric
+
+
+def confirmed_verdicts(
+    experiment: Experiment, pairs: Sequence[tuple[str, str]], resamples: int = RESAMPLES
+) -> dict[tuple[str, str, str], Paired]:
+    """The differences a − b of both objectives for each pair of confirmed candidates (``BASE``: the base policy),
+    read from the fresh seeds on the confirmation prompts, Holm-adjusted as one family; keyed (a, b, metric)."""
+    found: list[Paired] = []
+    keys: list[tuple[str, str, str]] = []
+    for a, b in dict.fromkeys(pairs):
+        mine, theirs = experiment.confirmation_samples(a), experiment.confirmation_samples(b)
+        if not mine or not theirs:
+            continue
+        for metric in (o.metric for o in experiment.objectives):
+            try:
+                found.append(seed_prompt_difference(mine, theirs, metric, (a, b), resamples=resamples))
+            except ValueError:  # a metric without an interval (samples saved without ids or text)
+                continue
+            keys.append(_pairs_key(a, b, metric))
+    return dict(zip(keys, holm_adjusted(found), strict=True))
+
+
+def _why_none(experiment: Experiment, divergence: str) -> str:
+    """Why a divergence has no answer: its candidates' errors and broken constraints, counted."""
+    rows = experiment.results[(experiment.results["divergence"] == divergence)
+                              & (experiment.results["kind"] != DERIVED)]  # fmt: skip
+    if rows.empty:
+        return "no trial"
+    errored = int((rows["status"] != "ok").sum())
+    finished = rows[rows["status"] == "ok"]
+    broke = []
+    for metric in experiment.constraints:
+        column = f"constraint/{metric}"
+        if column in finished.columns:
+            count = int((finished[column] > 0).sum())
+            if count:
+                broke.append(f"{count} broke {metric}")
+    parts = [f"{len(finished)} finished candidates"] + broke + ([f"{errored} errored"] if errored else [])
+    confirmed = experiment.confirmed
+    if confirmed is not None and feasible_mask(finished).any():
+        tried = confirmed[confirmed["divergence"] == divergence]
+        failed = "; ".join(f"`{r['trial']}`: {r['violations']}" for _, r in tried.iterrows())
+        return f"no candidate held up on confirmation ({failed})"
+    return f"no feasible candidate ({', '.join(parts)})"
+
+
+def divergence_answers(experiment: Experiment, resamples: int = RESAMPLES) -> list[Answer]:
+    """Each searched divergence's answer, in the sweep's order (see the module's docstring). With a confirmation the
+    candidates are the confirmed ones, their figures the fresh seeds' means and the differences and verdicts
+    ``confirmed_verdicts``'s; without one, the search's best on its own prompts, its differences exploratory (no
+    verdict)."""
+    first = experiment.objectives[0]
+    confirmed = experiment.confirmed
+    divergences = list(experiment.config.get("divergences") or sorted(set(experiment.trained["divergence"])))
+    chosen: dict[str, pd.Series] = {}
+    for divergence in divergences:
+        if confirmed is not None:
+            rows = confirmed[(confirmed["divergence"] == divergence) & (confirmed["kind"] != DERIVED)]
+        else:
+            rows = experiment.trained[experiment.trained["divergence"] == divergence]
+        rows = rows[feasible_mask(rows)]
+        if len(rows):
+            chosen[divergence] = first.best_first(rows).iloc[0]
+    best = first.best_first(pd.DataFrame(list(chosen.values()))).iloc[0]["trial"] if chosen else None
+    if confirmed is not None:
+        pairs = [(row["trial"], BASE) for row in chosen.values()]
+        pairs += [(row["trial"], best) for row in chosen.values() if row["trial"] != best]
+        verdicts = confirmed_verdicts(experiment, pairs, resamples)
+    answers = []
+    for divergence in divergences:
+        if divergence not in chosen:
+            answers.append(Answer(divergence, None, _why_none(experiment, divergence)))
+            continue
+        row, trial = chosen[divergence], chosen[divergence]["trial"]
+        metrics = [o.metric for o in experiment.objectives]
+        if confirmed is not None:
+            seeds = experiment.confirmation_samples(trial)
+            intervals = seed_prompt_intervals(seeds, resamples=resamples) if seeds else {}
+            versus_base = {m: verdicts[(trial, BASE, m)] for m in metrics if (trial, BASE, m) in verdicts}
+            versus_best = {m: verdicts[(trial, best, m)] for m in metrics if (trial, best, m) in verdicts}
+        else:
+            samples, base = experiment.samples(trial), experiment.samples(BASE)
+            intervals = metric_intervals(samples, resamples=resamples) if samples is not None else {}
+            versus_base, versus_best = {}, {}
+            top = experiment.samples(best) if best != trial else None
+            for metric in metrics:
+                if samples is not None and base is not None:
+                    versus_base[metric] = paired_difference(samples, base, metric, (trial, BASE), resamples=resamples)
+                if samples is not None and top is not None:
+                    versus_best[metric] = paired_difference(samples, top, metric, (trial, best), resamples=resamples)
+        answers.append(Answer(divergence, row, None, intervals, versus_base, versus_best, confirmed is not None))
+    return answers
+
+
+def _difference(paired: Paired | None, confirmed: bool) -> str:
+    """A difference with its interval and, when confirmed, its Holm verdict ("better"/"worse" is the reader's)."""
+    if paired is None:
+        return ""
+    if not confirmed:
+        return f"{paired.difference} (exploratory)"
+    p = paired.adjusted_p
+    shown = f"Holm p {p:.3g}" if math.isfinite(p) else "no test"
+    return f"{paired.difference} ({shown})"
+
+
+def answer_table(experiment: Experiment, answers: Sequence[Answer]) -> pd.DataFrame:
+    """The answers as text cells, one row per divergence: candidate and configuration, both objectives with their
+    intervals, KL and fluency, fresh seeds, the differences from the base policy and from the best divergence."""
+    first, second = experiment.objectives
+    fluency = [m for m in ("fluency/nonword_rate", "fluency/garbled_rate") if m in experiment.results.columns]
+    rows = []
+    for answer in answers:
+        cell = {"divergence": answer.divergence}
+        if answer.row is None:
+            rows.append({**cell, "answer": f"none: {answer.why}"})
+            continue
+        row = answer.row
+        cell["answer"] = f"`{row['trial']}` ({row.get('kind', 'trial')})"
+        cell["configuration"] = params(row, lr=True)
+        for metric in (first.metric, second.metric):
+            found = answer.intervals.get(metric)
+            cell[metric] = str(found) if found is not None else num(row.get(metric))
+        for metric in dict.fromkeys([KL, *fluency]):
+            cell[metric] = num(row.get(metric))
+        if answer.confirmed:
+            cell["fresh seeds"] = str(int(row.get("seeds", 0)))
+            failed = int(row.get("failed_seeds", 0) or 0)
+            cell["flags"] = f"{failed} fresh seed(s) failed" if failed else ""
+        for metric in (first.metric, second.metric):
+            cell[f"vs base: {metric}"] = _difference(answer.versus_base.get(metric), answer.confirmed)
+            cell[f"vs best: {metric}"] = _difference(answer.versus_best.get(metric), answer.confirmed) or (
+                "best" if not answer.versus_best else "")
+        rows.append(cell)
+    return pd.DataFrame(rows).fillna("")
+
+
+@dataclasses.dataclass(frozen=True)
+class KLEnvelopes:
+    """Each divergence's reward at common KLs, read off its own upper envelope: ``kls`` the KLs, ``values`` the
+    divergence's value at each, ``reach`` its largest feasible KL, ``left_out`` what was not compared, and why."""
+
+    kls: tuple[float, ...]
+    values: dict[str, list[Interval]]
+    reach: dict[str, float]
+    left_out: dict[str, str]
+
+
+def upper_envelope(kl: np.ndarray, reward: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The upper envelope of reward against KL through the points (``kl``, ``reward``), read at ``at``: the corners
+    (no point has less KL and more reward) joined by straight lines, flat after the last; NaN before the first."""
+    order = np.lexsort((-reward, kl))
+    kl, reward = kl[order], reward[order]
+    keep = reward > np.maximum.accumulate(np.concatenate([[-np.inf], reward[:-1]]))
+    corners_kl, corners_reward = kl[keep], reward[keep]
+    values = np.interp(at, corners_kl, corners_reward)
+    return np.where(at < corners_kl[0], np.nan, values)
+
+
+def _prompt_sums(samples: pd.DataFrame, prompt_ids: np.ndarray) -> np.ndarray:
+    """Per prompt, in ``prompt_ids`` order: samples, reward sum and log-ratio sum; shape (3, prompts)."""
+    frame = pd.DataFrame({"prompt_id": samples["prompt_id"], "n": 1.0, "reward": samples["reward"].astype(float),
+                          "logratio": samples["logp"] - samples["ref_logp"]})  # fmt: skip
+    sums = frame.groupby("prompt_id").sum().reindex(prompt_ids).fillna(0.0)
+    return sums[["n", "reward", "logratio"]].to_numpy(dtype=np.float64).T
+
+
+def _common_kls(cap: float, count: int = 3) -> tuple[float, ...]:
+    """``count`` KLs spread up to ``cap``, each rounded down to two significant digits (so none passes the cap)."""
+    kls = []
+    for share in np.linspace(1 / count, 1, count):
+        value = share * cap
+        scale = 10 ** (math.floor(math.log10(value)) - 1) if value > 0 else 1
+        kls.append(math.floor(value / scale) * scale)
+    return tuple(dict.fromkeys(round(k, 12) for k in kls if k > 0))
+
+
+def kl_envelopes(experiment: Experiment, resamples: int = RESAMPLES, seed: int = 0) -> KLEnvelopes:
+    """Each divergence's reward read off its own upper envelope (``upper_envelope``, through the base policy at KL
+    0 and its feasible trained candidates at their search figures) at common KLs: three up to the smallest of the
+    divergences' largest feasible KLs. Percentile intervals from one bootstrap of the search's prompts shared by
+    every candidate and the base policy."""
+    from alignray.report.stats import _weights
+
+    base = experiment.samples(BASE)
+    trained = experiment.trained
+    divergences = list(experiment.config.get("divergences") or sorted(set(trained["divergence"])))
+    members: dict[str, pd.DataFrame] = {}
+    left_out: dict[str, str] = {}
+    for divergence in divergences:
+        rows = trained[(trained["divergence"] == divergence)]
+        rows = rows[feasible_mask(rows) & rows[KL].notna()] if KL in rows.columns else rows.iloc[:0]
+        rows = rows[[experiment.samples(t) is not None for t in rows["trial"]]]
+        if rows.empty:
+            left_out[divergence] = "no feasible candidate with samples"
+        else:
+            members[divergence] = rows
+    reach = {d: float(rows[KL].max()) for d, rows in members.items()}
+    if base is None or not members or min(reach.values()) <= 0:
+        for divergence in members:
+            left_out.setdefault(divergence, "no common KL above 0" if base is not None else "no base samples")
+        return KLEnvelopes((), {}, reach, left_out)
+    kls = np.asarray(_common_kls(min(reach.values())))
+    prompt_ids = np.sort(base["prompt_id"].unique())
+    rng = np.random.default_rng(seed)
+    weights = np.vstack([np.ones(len(prompt_ids)),
+                         _weights(rng.integers(0, len(prompt_ids), (resamples, len(prompt_ids))), len(prompt_ids))])
+    base_sums = _prompt_sums(base, prompt_ids)
+    base_reward = (weights @ base_sums[1]) / (weights @ base_sums[0])
+    values: dict[str, list[Interval]] = {}
+    for divergence, rows in members.items():
+        sums = np.stack([_prompt_sums(experiment.samples(t), prompt_ids) for t in rows["trial"]])  # (c, 3, P)
+        n = weights @ sums[:, 0].T  # (1 + resamples, c)
+        reward = (weights @ sums[:, 1].T) / np.maximum(n, 1.0)
+        kl = (weights @ sums[:, 2].T) / np.maximum(n, 1.0)
+        curve = np.array([upper_envelope(np.concatenate([[0.0], kl[b]]), np.concatenate([[base_reward[b]], reward[b]]),
+                                         kls) for b in range(len(weights))])  # fmt: skip
+        low, high = np.nanquantile(curve[1:], [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
+        values[divergence] = [Interval(float(e), float(lo), float(hi)) for e, lo, hi in zip(curve[0], low, high,
+                                                                                             strict=True)]  # fmt: skip
+    return KLEnvelopes(tuple(float(k) for k in kls), values, reach, left_out)
+
+
+def envelope_table(envelopes: KLEnvelopes) -> pd.DataFrame:
+    """The envelopes as text cells: a row per compared divergence, its reach and its reward at each common KL."""
+    rows = [{"divergence": d, "largest feasible KL": num(envelopes.reach[d]),
+             **{f"reward at KL {k:g}": str(v) for k, v in zip(envelopes.kls, values, strict=True)}}
+            for d, values in envelopes.values.items()]  # fmt: skip
+    rows += [{"divergence": d, "largest feasible KL": "", "note": why} for d, why in envelopes.left_out.items()]
+    return pd.DataFrame(rows).fillna("")
