@@ -56,10 +56,6 @@ class Answer:
     confirmed: bool = False
 
 
-def _pairs_key(a: str, b: str, metric: str) -> tuple[str, str, str]:
-    return a, b, metric
-
-
 def confirmed_verdicts(
     experiment: Experiment, pairs: Sequence[tuple[str, str]], resamples: int = RESAMPLES
 ) -> dict[tuple[str, str, str], Paired]:
@@ -76,7 +72,7 @@ def confirmed_verdicts(
                 found.append(seed_prompt_difference(mine, theirs, metric, (a, b), resamples=resamples))
             except ValueError:  # a metric without an interval (samples saved without ids or text)
                 continue
-            keys.append(_pairs_key(a, b, metric))
+            keys.append((a, b, metric))
     return dict(zip(keys, holm_adjusted(found), strict=True))
 
 
@@ -104,11 +100,14 @@ def _why_none(experiment: Experiment, divergence: str) -> str:
     return f"no feasible candidate ({', '.join(parts)})"
 
 
-def divergence_answers(experiment: Experiment, resamples: int = RESAMPLES) -> list[Answer]:
-    """Each searched divergence's answer, in the sweep's order (see the module's docstring). With a confirmation the
-    candidates are the confirmed ones, their figures the fresh seeds' means and the differences and verdicts
-    ``confirmed_verdicts``'s; without one, the search's best on its own prompts, its differences exploratory (no
-    verdict)."""
+def divergence_answers(
+    experiment: Experiment, resamples: int = RESAMPLES, extra_pairs: Sequence[tuple[str, str]] = ()
+) -> tuple[list[Answer], dict[tuple[str, str, str], Paired]]:
+    """Each searched divergence's answer, in the sweep's order (see the module's docstring), and the verdicts of the
+    report's one Holm family: each answer against the base policy and against the best answer, and ``extra_pairs``
+    (the picks against the base policy). With a confirmation the candidates are the confirmed ones, their figures the
+    fresh seeds' means and the verdicts ``confirmed_verdicts``'s; without one, the search's best on its own prompts,
+    its differences exploratory (no verdicts: empty)."""
     first = experiment.objectives[0]
     confirmed = experiment.confirmed
     divergences = list(experiment.config.get("divergences") or sorted(set(experiment.trained["divergence"])))
@@ -122,8 +121,9 @@ def divergence_answers(experiment: Experiment, resamples: int = RESAMPLES) -> li
         if len(rows):
             chosen[divergence] = first.best_first(rows).iloc[0]
     best = first.best_first(pd.DataFrame(list(chosen.values()))).iloc[0]["trial"] if chosen else None
+    verdicts: dict[tuple[str, str, str], Paired] = {}
     if confirmed is not None:
-        pairs = [(row["trial"], BASE) for row in chosen.values()]
+        pairs = [*extra_pairs, *((row["trial"], BASE) for row in chosen.values())]
         pairs += [(row["trial"], best) for row in chosen.values() if row["trial"] != best]
         verdicts = confirmed_verdicts(experiment, pairs, resamples)
     answers = []
@@ -149,7 +149,7 @@ def divergence_answers(experiment: Experiment, resamples: int = RESAMPLES) -> li
                 if samples is not None and top is not None:
                     versus_best[metric] = paired_difference(samples, top, metric, (trial, best), resamples=resamples)
         answers.append(Answer(divergence, row, None, intervals, versus_base, versus_best, confirmed is not None))
-    return answers
+    return answers, verdicts
 
 
 def _difference(paired: Paired | None, confirmed: bool) -> str:

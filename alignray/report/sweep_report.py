@@ -13,11 +13,13 @@ their recipes, the points on a frontier; "What to pick" and the frontier tables 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from alignray.report.answer import KLEnvelopes, answer_table, divergence_answers, envelope_table, kl_envelopes
 from alignray.report.document import Block, render_html, render_markdown, write_text
 from alignray.report.experiment import (
     BASE,
@@ -244,17 +246,19 @@ def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paire
             parts.append(f"{metric} difference {num(row[metric] - base.get(metric, float('nan')))} "
                          "(no interval)")  # fmt: skip
             continue
-        difference = paired[metric].difference
-        if difference.high < 0 or difference.low > 0:
-            higher = difference.low > 0
+        difference, adjusted = paired[metric].difference, paired[metric].adjusted_p
+        decided = adjusted < 1 - CONFIDENCE if math.isfinite(adjusted) else difference.high < 0 or difference.low > 0
+        if decided and difference.estimate != 0:
+            higher = difference.estimate > 0
             worse = higher != (objective.direction == "max")
             verdict = f"{'higher' if higher else 'lower'} than the base: {'worse' if worse else 'better'}"
             verdict = f"**{verdict}**" if worse else verdict
             if worse:
                 lost.append(objective)
         else:
-            verdict = f"no difference at {CONFIDENCE:.0%}"
-        parts.append(f"{metric} difference {difference} ({verdict})")
+            verdict = f"no difference at {CONFIDENCE:.0%}" + (" after Holm" if math.isfinite(adjusted) else "")
+        held = f"; Holm p {num(adjusted)}" if math.isfinite(adjusted) else ""
+        parts.append(f"{metric} difference {difference} ({verdict}{held})")
     text = "Against the base policy: " + ", ".join(parts) + "."
     for objective in reversed(lost):  # what it gives up in the second objective, usually diversity, first
         text += f" **This pick is worse than the base policy in {objective.metric} ({objective.better}).**"
@@ -299,7 +303,11 @@ def _pick(
         d = str(found[diversity]) if diversity in found else num(row[diversity])
         search = (f" (search: {num(row['search/' + reward])}, {num(row['search/' + diversity])})"
                   if confirmed is not None else "")  # fmt: skip
-        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{search}. "
+        if confirmed is not None and pd.notna(row.get("search_run/" + reward)):
+            search += f" (search run on these prompts: {num(row['search_run/' + reward])})"
+        failed = int(row.get("failed_seeds", 0) or 0) if confirmed is not None else 0
+        flag = f" **{failed} fresh seed(s) failed: confirmed on fewer seeds.**" if failed else ""
+        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{search}.{flag} "
                 f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
 
     base = intervals.get(BASE, {})
@@ -317,16 +325,16 @@ def _pick(
         seeds = int(confirmed["seeds"].max())
         prompts = experiment.summary.get("confirmation", {}).get("prompts", "the")
         text = [
-            f"The confirmed frontier holds {len(front)} of the {len(confirmed)} configurations on the search's "
-            f"feasible frontier (of {_finished(experiment)}), each retrained"
+            f"The confirmed frontier holds {len(front)} of the {len(confirmed)} confirmed candidates (the search's "
+            f"feasible frontier and each divergence's best, of {_finished(experiment)}), each retrained"
             + (" (a derived one rebuilt from its parents' retrained weights)" if experiment.kinds[DERIVED] else "")
-            + " and measured at up to "
-            f"{seeds} seeds on {prompts} confirmation prompts held out from the search. Base SFT policy on the same "
-            f"prompts: {base_text}. Figures are means over seeds; brackets are {CONFIDENCE:.0%} intervals with seeds "
-            "and prompts resampled together, so training randomness is in them; differences against the base policy "
-            "are paired over the prompts. \"search:\" gives the figures that chose each configuration. One of the "
-            "seeds is the search's own run: its prompts here are new, but it is the run that won the search, so "
-            "with few seeds the confirmed figures still lean its way (raise --replicates to dilute it).",
+            + f" with up to {seeds} fresh seeds and measured on {prompts} confirmation prompts that share no text "
+            f"with the search's or the preference data's. Base SFT policy on the same prompts: {base_text}. Figures "
+            "are means over the fresh seeds only; the search's own run, the one that won, is measured beside them "
+            f"(\"search run\") and never averaged in. Brackets are {CONFIDENCE:.0%} intervals that add the spread "
+            "between seeds (a t quantile, few seeds) to the prompts' (bootstrap); differences against the base "
+            "policy and between divergences are one Holm family, read from these seeds. \"search:\" gives the "
+            "figures that chose each candidate.",
         ]
     text.append(f"- {_best(first)}: {described(front.iloc[0])}")
     if len(front) > 1:
@@ -348,13 +356,13 @@ def _pick(
                                                        else "dominated")) + ")"
                 for _, row in dropped.iterrows())  # fmt: skip
             text.append(f"- On the search's frontier but not confirmed: {why}.")
-    for c in comparisons:
-        if c.metric == reward:
-            text.append(
-                f"- {c.a} vs {c.b} (search's evaluation prompts): {reward} difference {num(c.difference.estimate)} "
-                f"[{num(c.difference.low)}, {num(c.difference.high)}] (Holm-adjusted p {num(c.adjusted_p)}) over "
-                f"{c.prompts} shared prompts: **{c.verdict}**."
-            )
+    if confirmed is None:
+        for c in comparisons:
+            if c.metric == reward:
+                text.append(
+                    f"- {c.a} vs {c.b}, exploratory (the search's prompts, which chose them; no verdict): {reward} "
+                    f"difference {c.difference} over {c.prompts} shared prompts."
+                )
     return text
 
 
@@ -410,6 +418,40 @@ def _candidates_blocks(experiment: Experiment) -> list[Block]:
     return blocks
 
 
+def _answer_blocks(
+    experiment: Experiment, answers: pd.DataFrame, envelopes: KLEnvelopes, kl_shown: pd.DataFrame
+) -> list[Block]:
+    """The report's first section: each divergence's answer at the KL budget, then the reward–KL envelopes read at
+    common KLs."""
+    first = experiment.objectives[0]
+    budget = experiment.constraints.get(KL)
+    within = f"within the KL budget ({KL} ≤ {num(budget)}) and the fluency bounds" if budget else "within the bounds"
+    confirmed = experiment.confirmed is not None
+    text = (f"For each divergence, its candidate best in `{first.metric}` {within}"
+            + (", confirmed on fresh seeds and held-out prompts (means over the fresh seeds; brackets: 95% "
+               "intervals over seeds and prompts). \"vs base\" and \"vs best\" are differences with their "
+               "interval and Holm-adjusted p over the report's one family of confirmed comparisons; a divergence "
+               "whose difference from the best has Holm p ≥ 0.05 is not shown to be worse." if confirmed else
+               ": **not confirmed**, search figures on the prompts that chose them; differences exploratory.")
+            + (" One divergence was searched: there is no comparison between divergences."
+               if len(answers) == 1 else ""))  # fmt: skip
+    blocks: list[Block] = [("h2", "The answer per divergence"), ("p", text), ("table", answers)]
+    if envelopes.kls:
+        read = "; ".join(f"{d} {', '.join(str(v) for v in values)}" for d, values in envelopes.values.items())
+        kls = ", ".join(f"{k:g}" for k in envelopes.kls)
+        blocks += [
+            ("p", f"Reward against KL, each divergence's upper envelope over its feasible candidates (trials and "
+                  f"points along training, at their search figures) from the base policy at KL 0, read by "
+                  f"interpolation at KLs every compared divergence reaches ({kls} nats): {read}. Exploratory: the "
+                  "search's prompts, which chose these candidates, with 95% bootstrap intervals over them."),
+            ("table", kl_shown),
+        ]  # fmt: skip
+    elif envelopes.left_out:
+        blocks.append(("p", "No reward–KL comparison: " + "; ".join(f"{d}: {why}" for d, why in
+                                                                    envelopes.left_out.items()) + "."))
+    return blocks
+
+
 def _unconfirmed(experiment: Experiment) -> str:
     """Why the sweep has no confirmation, in words."""
     skipped = experiment.summary.get("confirmation", {}).get("skipped")
@@ -423,13 +465,16 @@ def _confirmation_blocks(experiment: Experiment, intervals: dict[str, dict[str, 
     if confirmed is None:
         return [("h2", "Confirmation"), ("p", f"None: {_unconfirmed(experiment)}.")]
     info = experiment.summary.get("confirmation", {})
-    text = (f"The {len(confirmed)} configurations of the search's feasible frontier, retrained with "
-            f"{info.get('replicates', '?')} new seed(s) beside the search's own run and measured on "
-            f"{info.get('prompts', '?')} prompts held out from the search; constraints applied again to the means "
-            f"over seeds ({', '.join(f'`{m}` ≤ {num(b)}' for m, b in info.get('constraints', {}).items()) or 'none'}"
-            f"). Confirmed hypervolume {num(info.get('hypervolume'))} against "
-            f"({', '.join(num(v) for v in info.get('reference_point', []))}), the base policy on the confirmation "
-            "prompts. Failed seeds: " + str(info.get("failed_seeds", 0)) + ".")  # fmt: skip
+    dropped = info.get("dropped_prompts") or {}
+    text = (f"The {len(confirmed)} confirmed candidates (the search's feasible frontier and each divergence's best), "
+            f"each retrained with {info.get('replicates', '?')} fresh seed(s) and measured on "
+            f"{info.get('prompts', '?')} held-out prompts; drawn prompts left out because their text was a search "
+            f"prompt: {dropped.get('search', '?')}, a preference-data prompt: {dropped.get('preference', '?')}, "
+            f"repeated: {dropped.get('repeated', '?')}. Constraints applied again to every fresh seed "
+            f"({', '.join(f'`{m}` ≤ {num(b)}' for m, b in info.get('constraints', {}).items()) or 'none'}): a "
+            "candidate is confirmed feasible only when each of its seeds is. Confirmed hypervolume "
+            f"{num(info.get('hypervolume'))} against ({', '.join(num(v) for v in info.get('reference_point', []))}), "
+            f"the base policy on the confirmation prompts. Failed fresh seeds: {info.get('failed_seeds', 0)}.")
     return [("h2", "Confirmation"), ("p", text), ("table", confirmation_table(experiment, intervals))]
 
 
@@ -483,9 +528,18 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                  if trial in shown or trial == BASE}  # fmt: skip
     confirmed = _confirmed_intervals(experiment, resamples)
     comparisons = _comparisons(experiment, loaded, matched, resamples)
-    against = _against_base(experiment, loaded, picks, resamples)
+    answers, verdicts = divergence_answers(experiment, resamples, [(pick, BASE) for pick in picks])
+    if experiment.confirmed is not None:  # the picks' lines belong to the one Holm family of confirmed verdicts
+        against = {p: {m: v for (a, b, m), v in verdicts.items() if a == p and b == BASE} for p in picks}
+    else:
+        against = _against_base(experiment, loaded, picks, resamples)
+    envelopes = kl_envelopes(experiment, resamples)
+    answers_shown, kl_shown = answer_table(experiment, answers), envelope_table(envelopes)
+    written = {"answer.csv": out / "answer.csv", "answer_kl.csv": out / "answer_kl.csv"}
+    answers_shown.to_csv(written["answer.csv"], index=False)
+    kl_shown.to_csv(written["answer_kl.csv"], index=False)
     kl_panel = reward_kl_info(experiment)
-    written = {
+    written |= {
         "pareto.png": save_png(pareto_figure(experiment, {**intervals, **confirmed}), out / "pareto.png"),
         "reward_kl.png": save_png(draw_reward_kl(kl_panel), out / "reward_kl.png"),
         "hypervolume.png": save_png(hypervolume_figure({experiment.study: experiment}), out / "hypervolume.png"),
@@ -519,6 +573,7 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               f"`{config.get('policy')}`, reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} "
               f"evaluation prompts x {config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
         *([("p", constraints)] if constraints else []),
+        *_answer_blocks(experiment, answers_shown, envelopes, kl_shown),
         ("h2", "What to pick"),
         *[("p", line) for line in _pick(experiment, confirmed or intervals, comparisons, against)],
         *_confirmation_blocks(experiment, confirmed),
@@ -549,14 +604,16 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                  "(see Candidates beyond the trials)." if experiment.kinds[DERIVED] else "")),
         ("table", divergence_table(experiment, intervals)),
         ("h2", "Paired comparisons"),
-        ("p", "Differences a − b on the search's evaluation prompts both were scored on, the prompts resampled "
-              "jointly (one training run each: the comparisons are the search's, not confirmed). p: the "
-              "two-sided bootstrap p-value of no difference (twice the smaller share of resampled differences on "
-              f"either side of 0, at least 1/({resamples} + 1)); Holm p: adjusted by Holm's step-down over the "
-              f"{len(comparisons)} comparisons of this table, one family. The verdict reads the Holm p at "
-              f"{1 - CONFIDENCE:.0%}; the intervals are not adjusted."),
+        ("p", "Exploratory: differences a − b on the search's evaluation prompts both were scored on, the prompts "
+              "resampled jointly, one training run each. These prompts chose the candidates, so the table carries "
+              "no verdict"
+              + ("; the verdicts are the confirmation's (the answer per divergence and What to pick)."
+                 if experiment.confirmed is not None else "; nothing was confirmed.")
+              + " p: the two-sided bootstrap p-value of no difference (twice the smaller share of resampled "
+              f"differences on either side of 0, at least 1/({resamples} + 1)), Holm-adjusted over the "
+              f"{len(comparisons)} rows."),
         ("p", _matched_text(experiment, matched)),
-        ("table", paired_table(comparisons)) if comparisons
+        ("table", paired_table(comparisons, exploratory=True)) if comparisons
         else ("p", "No comparison: there is no feasible finished trial with samples to compare."),
     ]  # fmt: skip
     if "rewards.png" in written:

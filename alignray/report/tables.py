@@ -85,9 +85,14 @@ def confirmation_table(experiment: Experiment, intervals: dict[str, dict[str, In
     for _, row in first.best_first(confirmed).iterrows():
         found = intervals.get(row["trial"], {})
         cells = {f"{m}": str(found[m]) if m in found else num(row[m])
-                 for m in (reward, diversity, "kl/ref", "fluency/nonword_rate") if m in row}  # fmt: skip
+                 for m in (reward, diversity, "kl/ref", "fluency/nonword_rate", "fluency/garbled_rate")
+                 if m in row}  # fmt: skip
+        run = row.get("search_run/" + reward)
+        cells[f"search run {reward}"] = num(run) if run is not None and pd.notna(run) else ""
+        failed = int(row.get("failed_seeds", 0) or 0)
         rows.append({"configuration": label(row, lr=True), "trial": row["trial"],
                      **({"candidate": kind(row)} if experiment.has_candidates else {}), "seeds": int(row["seeds"]),
+                     **({"failed seeds": failed} if failed else {}),
                      f"search {reward}": num(row["search/" + reward]),
                      f"search {diversity}": num(row["search/" + diversity]), **cells,
                      "constraints": "met" if row["feasible"] else f"broke {row['violations']}",
@@ -145,14 +150,15 @@ def points_table(experiment: Experiment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_table(comparisons: list[Paired]) -> pd.DataFrame:
-    """One row per paired comparison: the difference, its interval, the shared prompts, the verdict, the bootstrap
-    p-value and, when the comparisons were corrected as a family, the Holm-adjusted p-value."""
+def paired_table(comparisons: list[Paired], exploratory: bool = False) -> pd.DataFrame:
+    """One row per paired comparison: the difference, its interval, the shared prompts, the verdict (none when
+    ``exploratory``: the prompts chose what is compared), the bootstrap p-value and, when the comparisons were
+    corrected as a family, the Holm-adjusted p-value."""
     holm = any(math.isfinite(c.adjusted_p) for c in comparisons)
     return pd.DataFrame(
         [{"a": c.a, "b": c.b, "metric": c.metric, "a − b": num(c.difference.estimate),
           f"{c.confidence:.0%} interval": f"[{num(c.difference.low)}, {num(c.difference.high)}]",
-          "prompts": c.prompts, "verdict": c.verdict, "p": num(c.p_value),
+          "prompts": c.prompts, **({} if exploratory else {"verdict": c.verdict}), "p": num(c.p_value),
           **({"Holm p": num(c.adjusted_p)} if holm else {})} for c in comparisons]
     )  # fmt: skip
 
