@@ -54,7 +54,7 @@ class WorldError(RuntimeError):
 
 def quiet_libraries() -> None:
     """Silence the libraries' own console output in this process (a sweep trial, the reference task): warnings about
-    their future versions, weight-loading and dataset progress bars, and their info logs. Errors still show."""
+    their future versions, weight-loading, dataset and Ray Data progress, and their info logs. Errors still show."""
     import warnings
 
     import datasets
@@ -71,6 +71,10 @@ def quiet_libraries() -> None:
     datasets.utils.logging.disable_progress_bar()
     for name in ("transformers", "trl", "datasets", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress, logged line by line off a terminal
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

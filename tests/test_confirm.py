@@ -22,6 +22,7 @@ from alignray.sweep.confirm import (
     confirmed_view,
     run_units,
     split_prompts,
+    to_confirm,
 )
 from alignray.sweep.constraints import Constraint
 from alignray.sweep.objectives import parse_objectives
@@ -47,52 +48,62 @@ def _search_table() -> pd.DataFrame:
     )
 
 
-def _seed(trial: str, seed: int, reward: float, entropy: float, kl: float) -> dict:
-    return {"trial": trial, "seed": seed, "status": "ok", "reward/mean": reward, "diversity/word_entropy": entropy,
-            "kl/ref": kl}  # fmt: skip
+def _seed(trial: str, seed: int, reward: float, entropy: float, kl: float, fresh: bool = True) -> dict:
+    return {"trial": trial, "seed": seed, "retrained": fresh, "status": "ok", "reward/mean": reward,
+            "diversity/word_entropy": entropy, "kl/ref": kl}  # fmt: skip
 
 
 def test_the_units_are_the_base_then_each_frontier_trial_at_its_search_run_and_new_seeds():
     config = SweepConfig(seed=7, replicates=2)
     table = _search_table().assign(kind="trial", tune_trial=lambda t: t["trial"])
     units = confirmation_units(config, table[table["pareto"]], table, {"a": "checkpoint-a"})
-    assert [(u.names, u.seed, u.retrained) for u in units] == [
-        (["base"], 7, False),
-        (["a"], 7, False), (["a"], 8, True), (["a"], 9, True),
-        (["b"], 7, True), (["b"], 8, True), (["b"], 9, True),  # no checkpoint kept: its search run is retrained too
-        (["c"], 7, True), (["c"], 8, True), (["c"], 9, True),
+    assert [(u.names, u.seed, u.retrained, u.fresh) for u in units] == [
+        (["base"], 7, False, False),
+        (["a"], 7, False, False), (["a"], 8, True, True), (["a"], 9, True, True),
+        # no checkpoint kept: its search run is retrained at the search's seed, and still not a fresh seed
+        (["b"], 7, True, False), (["b"], 8, True, True), (["b"], 9, True, True),
+        (["c"], 7, True, False), (["c"], 8, True, True), (["c"], 9, True, True),
     ]  # fmt: skip
     assert units[1].checkpoints == {"a": "checkpoint-a"} and units[2].checkpoints is None
     assert units[1].params == {"a": {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4,
                                      "loss_type": "sigmoid"}}  # fmt: skip
 
 
-def test_confirmed_columns_average_the_seeds_recheck_the_constraints_and_make_the_frontier():
+def test_confirmed_columns_average_the_fresh_seeds_only_recheck_every_seed_and_make_the_frontier():
     seeds = pd.DataFrame(
         [
-            _seed("base", 0, 0.0, 5.6, 0.0),
-            _seed("a", 0, 0.9, 5.0, 4.0), _seed("a", 1, 0.3, 5.2, 12.0),  # mean KL 8 > 6: breaks the budget
-            _seed("b", 0, 0.5, 5.5, 3.0), _seed("b", 1, 0.7, 5.3, 3.0),  # 0.6, 5.4
-            _seed("c", 0, 0.2, 5.9, 1.0), _seed("c", 1, 0.2, 5.7, 1.0),  # 0.2, 5.8
-            {"trial": "c", "seed": 2, "status": "error", "reason": "FloatingPointError: nan"},
+            _seed("base", 0, 0.0, 5.6, 0.0, fresh=False),
+            # the search's own runs, the ones that won: distinct figures that must never enter a confirmed mean
+            _seed("a", 0, 9.0, 9.0, 0.5, fresh=False), _seed("b", 0, 9.0, 9.0, 0.5, fresh=False),
+            _seed("c", 0, 9.0, 9.0, 0.5, fresh=False),
+            _seed("a", 1, 0.9, 5.0, 4.0), _seed("a", 2, 0.3, 5.2, 12.0),  # seed 2 breaks the budget
+            _seed("b", 1, 0.5, 5.5, 3.0), _seed("b", 2, 0.7, 5.3, 3.0),  # 0.6, 5.4
+            _seed("c", 1, 0.2, 5.9, 1.0), _seed("c", 2, 0.2, 5.7, 1.0),  # 0.2, 5.8
+            {"trial": "c", "seed": 3, "retrained": True, "status": "error", "reason": "FloatingPointError: nan"},
         ]
     )  # fmt: skip
-    table = confirmed_columns(_search_table(), seeds, [Constraint("kl/ref", 6.0)], OBJECTIVES)
+    table = confirmed_columns(_search_table(), seeds, [Constraint("kl/ref", 10.0)], OBJECTIVES)
     by = table.set_index("trial")
-    assert by.loc["a", CONFIRMED + "reward/mean"] == pytest.approx(0.6)
+    fresh = seeds[seeds["retrained"] & (seeds["status"] == "ok")].groupby("trial")["reward/mean"].mean()
+    for trial in ("a", "b", "c"):  # the mean of the fresh seeds alone
+        assert by.loc[trial, CONFIRMED + "reward/mean"] == pytest.approx(fresh[trial])
+        assert by.loc[trial, CONFIRMED + "search_run/reward/mean"] == 9.0  # shown beside, not averaged in
     assert by.loc["b", CONFIRMED + "diversity/word_entropy"] == pytest.approx(5.4)
     assert by[CONFIRMED + "seeds"].to_dict() == {"a": 2, "b": 2, "c": 2, "d": 0}  # the failed seed is not counted
+    assert by[CONFIRMED + "failed_seeds"].to_dict() == {"a": 0, "b": 0, "c": 1, "d": 0}
+    # a's mean KL, 8, meets the budget of 10, but its seed 2 broke it: not confirmed feasible
+    assert by.loc["a", CONFIRMED + "kl/ref"] == pytest.approx(8.0)
     assert by[CONFIRMED + "feasible"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
-    assert by.loc["a", CONFIRMED + "violations"] == "kl/ref 8 > 6"
+    assert by.loc["a", CONFIRMED + "violations"] == "seed 2: kl/ref 12 > 10"
     assert by[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
     assert np.isnan(by.loc["d", CONFIRMED + "reward/mean"])
     # the search's figures are kept as they were
     assert by.loc["a", "reward/mean"] == 0.9 and by.loc["a", "pareto"]
 
-    # every seed of a configuration failed: it stays a candidate, infeasible, named so
-    error = {"trial": "c", "seed": 0, "status": "error", "reason": "FloatingPointError: nan"}
+    # every fresh seed of a configuration failed: it stays a candidate, infeasible, named so
+    error = {"trial": "c", "seed": 1, "retrained": True, "status": "error", "reason": "FloatingPointError: nan"}
     failed = pd.concat([seeds[seeds["trial"] != "c"], pd.DataFrame([error])], ignore_index=True)
-    lost = confirmed_columns(_search_table(), failed, [Constraint("kl/ref", 6.0)], OBJECTIVES).set_index("trial")
+    lost = confirmed_columns(_search_table(), failed, [Constraint("kl/ref", 10.0)], OBJECTIVES).set_index("trial")
     assert lost.loc["c", CONFIRMED + "seeds"] == 0 and not lost.loc["c", CONFIRMED + "feasible"]
     assert lost.loc["c", CONFIRMED + "violations"] == NO_SEED and pd.isna(lost.loc["d", CONFIRMED + "violations"])
     assert list(confirmed_view(lost.reset_index())["trial"]) == ["a", "b", "c"]
@@ -100,13 +111,23 @@ def test_confirmed_columns_average_the_seeds_recheck_the_constraints_and_make_th
     view = confirmed_view(table).set_index("trial")
     assert list(view.index) == ["a", "b", "c"]
     assert view.loc["b", "reward/mean"] == pytest.approx(0.6) and view.loc["b", "search/reward/mean"] == 0.5
+    assert view.loc["b", "search_run/reward/mean"] == 9.0
     assert view["pareto"].to_dict() == {"a": False, "b": True, "c": True}
-    assert view.loc["a", "violations"] == "kl/ref 8 > 6" and view.loc["c", "seeds"] == 2
+    assert view.loc["a", "violations"] == "seed 2: kl/ref 12 > 10" and view.loc["c", "seeds"] == 2
     assert not any(c.startswith(CONFIRMED) for c in view.columns)
 
 
+def test_each_divergences_best_is_confirmed_beside_the_frontier():
+    table = _search_table().assign(kind="trial", feasible=[True, True, True, False])
+    table = pd.concat([table, table.iloc[[0]].assign(trial="e", pareto=False, **{"reward/mean": 0.95})],
+                      ignore_index=True)  # a reverse_kl candidate off the frontier, best in reward  # fmt: skip
+    table.loc[1, "pareto"] = False  # forward_kl's only feasible candidate is off the frontier
+    chosen = table.loc[to_confirm(table, OBJECTIVES[0]), "trial"].tolist()
+    assert chosen == ["a", "b", "c", "e"]  # the frontier (a, c) and each divergence's best (e, b, c)
+
+
 def test_a_dominated_configuration_leaves_the_confirmed_frontier():
-    seeds = pd.DataFrame([_seed("a", 0, 0.5, 5.0, 1.0), _seed("b", 0, 0.6, 5.5, 1.0), _seed("c", 0, 0.1, 5.9, 1.0)])
+    seeds = pd.DataFrame([_seed("a", 1, 0.5, 5.0, 1.0), _seed("b", 1, 0.6, 5.5, 1.0), _seed("c", 1, 0.1, 5.9, 1.0)])
     table = confirmed_columns(_search_table(), seeds, [], OBJECTIVES)
     assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": True, "d": False}
     # reward against KL, KL minimised: a (0.5, KL 1) is dominated by b (0.6, KL 1); c (0.1, KL 0.5) is not
@@ -119,28 +140,37 @@ def test_a_dominated_configuration_leaves_the_confirmed_frontier():
     assert table.set_index("trial")[CONFIRMED + "pareto"].to_dict() == {"a": False, "b": True, "c": False, "d": False}
 
 
-def test_the_confirmation_prompts_are_held_out_and_the_search_keeps_its_own():
+def test_the_confirmation_prompts_share_no_text_with_the_search_or_the_preference_data():
+    from alignray.data.pipeline import load_prompts
+
     config = SweepConfig(eval_prompts=128, confirmation_prompts=128)
     drawn = evaluation_prompts(config.policy, 300, config.seed)
-    search, held_out = split_prompts(config, lambda n: drawn[:n])
+    preference = load_prompts(config.preference_config("-"))
+    search, held_out, dropped = split_prompts(config, lambda n: drawn[:n], preference)
     assert search == evaluation_prompts(config.policy, 128, config.seed)  # what a sweep without confirmation uses
-    assert len(held_out) == 128 == len(set(held_out)) and not set(held_out) & set(search)
-    repeated = [p for p in drawn[128:256] if p in set(search)]
-    assert repeated  # openings of different reviews coincide ("This is"): these are skipped, and the draw goes on
-    assert held_out == list(dict.fromkeys(p for p in drawn[128:] if p not in set(search)))[:128]
+    assert len(held_out) == 128 == len(set(held_out))
+    assert not set(held_out) & set(search) and not set(held_out) & set(preference)  # by text
+    # openings of different reviews coincide ("I am", "This is"): skipped, counted, and the draw goes on
+    assert dropped["search"] > 0 and dropped["preference"] > 0
+    assert held_out == [p for p in dict.fromkeys(drawn[128:]) if p not in set(search) | set(preference)][:128]
+    # without the preference prompts, some of them would have been confirmation prompts
+    _, unaware, _ = split_prompts(config, lambda n: drawn[:n])
+    assert set(unaware) & set(preference)
 
 
 def test_the_confirmation_prompts_stop_where_the_pool_ends():
     config = SweepConfig(eval_prompts=4, confirmation_prompts=4)
-    pool = ["a", "b", "c", "d", "a", "b", "e"]  # the pool holds one prompt the search has not seen... then two
-    search, held_out = split_prompts(config, lambda n: pool[:n])
+    pool = ["a", "b", "c", "d", "a", "b", "f", "e"]  # the pool holds two prompts the search has not seen, one a
+    search, held_out, dropped = split_prompts(config, lambda n: pool[:n], ["f"])  # preference prompt
     assert search == ["a", "b", "c", "d"] and held_out == ["e"]
+    assert dropped == {"search": 2, "preference": 1, "repeated": 0}
 
 
 def test_a_rerun_evaluates_no_unit_twice(tmp_path):
     """Units with a saved result (or a recorded failure) are read back: no Ray task starts (Ray is not even up)."""
     a = (Candidate("a", (("a", "model"),)),)
-    units = [Unit(0), Unit(0, a, {"a": {}}, {"a": "kept"}), Unit(1, a, {"a": {"divergence": "reverse_kl"}})]
+    fresh = Unit(1, a, {"a": {"divergence": "reverse_kl"}}, fresh=True)
+    units = [Unit(0), Unit(0, a, {"a": {}}, {"a": "kept"}), fresh]
     for unit, metrics in zip(units[:2], [{"reward/mean": 0.1}, {"reward/mean": 0.4}], strict=True):
         directory = unit.directory(tmp_path, unit.names[0])
         directory.mkdir(parents=True)

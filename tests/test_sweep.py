@@ -112,9 +112,16 @@ def test_grid_is_the_seeds_grid():
          "learning_rate=0.5 is outside the searched range"),
         ({"points_to_evaluate": ('{"divergence": "alpha_divergence", "alpha": 0.99, "beta": 0.1, '
                                  '"learning_rate": 1e-3}',)}, "alpha=0.99 is outside the searched range [0.1, 0.9]"),
-        ({"num_trials": 1, "points_to_evaluate": ('{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}',
-                                                  '{"divergence": "forward_kl", "beta": 0.1, "learning_rate": 1e-3}')},
-         "holds 2 points but num_trials=1"),
+        ({"num_trials": 2, "divergences": ("reverse_kl",),
+          "points_to_evaluate": tuple(f'{{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": {lr:g}}}'
+                                      for lr in (3e-4, 4e-4, 5e-4))},
+         "holds 3 points but num_trials=2"),
+        # every divergence its share: at least two trials each
+        ({"num_trials": 7}, "num_trials=7 is fewer than 2 per divergence (4 divergences"),
+        ({"num_trials": 3, "divergences": ("reverse_kl", "forward_kl")}, "give --num-trials 4 or more"),
+        # the search's own runs are not a confirmation
+        ({"replicates": 0}, "replicates=0 with confirmation_prompts set would call the search's own runs"),
+        ({"max_garbled_increase": 0.0}, "max_garbled_increase=0.0 must be > 0"),
         ({"cpus_per_trial": 0.0001}, "cpus_per_trial=0.0001 must be >= 1"),
         ({"storage": "postgresql://sweeper:hunter2@db/studies"}, "holds a password"),
         ({"storage_password_env": "not a name"}, "is not an environment variable's name"),

@@ -144,10 +144,13 @@ def divergence_answers(
             versus_base, versus_best = {}, {}
             top = experiment.samples(best) if best != trial else None
             for metric in metrics:
-                if samples is not None and base is not None:
-                    versus_base[metric] = paired_difference(samples, base, metric, (trial, BASE), resamples=resamples)
-                if samples is not None and top is not None:
-                    versus_best[metric] = paired_difference(samples, top, metric, (trial, best), resamples=resamples)
+                for found, other, name in ((versus_base, base, BASE), (versus_best, top, best)):
+                    if samples is None or other is None:
+                        continue
+                    try:
+                        found[metric] = paired_difference(samples, other, metric, (trial, name), resamples=resamples)
+                    except ValueError:  # a metric without an interval (samples saved without ids or text)
+                        continue
         answers.append(Answer(divergence, row, None, intervals, versus_base, versus_best, confirmed is not None))
     return answers, verdicts
 

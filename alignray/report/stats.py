@@ -16,10 +16,12 @@ every seed on the same held-out prompts, gets intervals that carry it from ``see
 ``seed_prompt_difference``. The estimate is the mean over the S seeds of each seed's metric. Its variance has two
 parts: the seeds', s²/S (s² the sample variance of the seeds' metrics), and the prompts', V_p (the variance of the
 mean over seeds under a bootstrap over prompts; one draw shared by every seed, since prompts are crossed with seeds;
-seeds not drawn). The interval is the estimate ± t_ν × √(s²/S + V_p), ν by Welch–Satterthwaite, and the p-value comes
-from the same t. Drawing 2 seeds with replacement would see half their variance (64% coverage at a nominal 95%); the
-t with few degrees of freedom keeps the coverage at about the nominal rate. One seed has no seed part: the interval
-is over prompts only (``Interval.seed_part`` is False).
+seeds not drawn). The half-width is √((t × √(s²/S))² + (z × √V_p)²): a t quantile with S − 1 degrees of freedom
+(Welch's for a difference) on the seed part, the normal one on the prompt part, and the p-value is where that
+interval reaches 0. Drawing 2 seeds with replacement would see half their variance (53–65% coverage measured at a
+nominal 95%); one t over the pooled variance (Welch–Satterthwaite) covered 88–92% with 2 seeds, because its degrees
+of freedom rest on a variance with one. ``tests/test_confirmation_stats.py`` measures the coverage. One seed has no
+seed part: the interval is over prompts only (``Interval.seed_part`` is False).
 Token metrics need the samples' ``completion_ids`` and word metrics their ``completion`` text; samples saved without
 them (sweeps before the ids were kept) give those metrics no interval, and the report says so.
 """
@@ -445,13 +447,16 @@ def _prompt_replicates(
 def _seed_prompt_interval(
     estimate: float, per_seed: Sequence[np.ndarray], replicates: np.ndarray, confidence: float
 ) -> tuple[Interval, float]:
-    """The interval estimate ± t_ν × se and the two-sided p-value 2 × (1 − T_ν(|estimate| / se)) of an estimate
-    that sums or subtracts sides' means over seeds.
+    """The interval and two-sided p-value of an estimate that sums or subtracts sides' means over seeds.
 
     ``per_seed``: each side's per-seed values at equal prompt weights; ``replicates``: the prompt bootstrap of the
-    estimate. se² = V_s + V_p, with V_s = Σ s²/S over the sides with S ≥ 2 seeds (s²: their sample variance) and
-    V_p the replicates' variance; ν = se⁴ / Σ (s²/S)² / (S − 1) (Welch–Satterthwaite, V_p with infinite degrees of
-    freedom), the normal quantile when no side has 2 seeds. NaN bounds when se is not finite; NaN p when se is 0."""
+    estimate. The seed part V_s = Σ s²/S over the sides with S ≥ 2 seeds (s²: their sample variance) gets a t
+    quantile with Welch's ν_s = V_s² / Σ (s²/S)² / (S − 1) degrees of freedom, the prompt part V_p (the replicates'
+    variance) the normal one, and the half-width is √((t × √V_s)² + (z × √V_p)²). With two seeds s² has one degree
+    of freedom, so the seed part widens by t(1) (12.7 at 95%): a single t over the pooled variance (Satterthwaite)
+    covered 88-92% at a nominal 95%, this covers at least nominal. The p-value is the one 1 − confidence at which
+    the interval reaches 0, so p < 1 − confidence exactly when the interval excludes 0. NaN bounds when a part is
+    not finite; NaN p when both parts are 0."""
     seed_part, denominator = 0.0, 0.0
     for values in per_seed:
         if len(values) >= 2:
@@ -459,14 +464,27 @@ def _seed_prompt_interval(
             seed_part += part
             denominator += part**2 / (len(values) - 1)
     has_seed_part = any(len(values) >= 2 for values in per_seed)
-    se = math.sqrt(seed_part + float(np.var(replicates, ddof=1)))
-    if not math.isfinite(se):
+    prompt_part = float(np.var(replicates, ddof=1))
+    if not (math.isfinite(seed_part) and math.isfinite(prompt_part)):
         return Interval(estimate, math.nan, math.nan, has_seed_part), math.nan
-    df = se**4 / denominator if denominator > 0 else math.inf
-    law = stats.t(df) if math.isfinite(df) else stats.norm
-    half = float(law.ppf(0.5 + confidence / 2)) * se
-    p_value = float(2 * law.sf(abs(estimate) / se)) if se > 0 else math.nan
-    return Interval(estimate, estimate - half, estimate + half, has_seed_part), p_value
+    df = seed_part**2 / denominator if denominator > 0 else math.inf
+
+    def half(level: float) -> float:
+        t = float(stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
+        return math.hypot(t * math.sqrt(seed_part), float(stats.norm.ppf(0.5 + level / 2)) * math.sqrt(prompt_part))
+
+    width = half(confidence)
+    if seed_part + prompt_part == 0:
+        p_value = math.nan
+    elif abs(estimate) >= half(1 - 1e-12):
+        p_value = 1e-12
+    elif estimate == 0:
+        p_value = 1.0
+    else:
+        from scipy.optimize import brentq
+
+        p_value = 1 - brentq(lambda level: half(level) - abs(estimate), 1e-12, 1 - 1e-12, xtol=1e-10)
+    return Interval(estimate, estimate - width, estimate + width, has_seed_part), float(p_value)
 
 
 def seed_prompt_intervals(
@@ -479,11 +497,11 @@ def seed_prompt_intervals(
     """Intervals over training seeds and prompts of one configuration's metrics: ``seeds`` holds one frame of
     evaluation samples per training seed, all on the same prompts (same prompt_id, same text).
 
-    The estimate is the mean over the S seeds of each seed's metric. The interval is estimate ± t_ν × se with
-    se² = s²/S + V_p: s² the variance of the seeds' metrics, V_p the variance of the mean over seeds under a
-    bootstrap over prompts (one draw for every seed, seeds not drawn), ν by Welch–Satterthwaite (see
-    ``_seed_prompt_interval``). With one seed there is no seed part: the interval is the estimate ± z × √V_p,
-    flagged ``seed_part=False``. Metrics: those every seed's samples allow."""
+    The estimate is the mean over the S seeds of each seed's metric. The interval adds a seed part, s²/S (s² the
+    variance of the seeds' metrics) under a t quantile with S − 1 degrees of freedom, to a prompt part, V_p (the
+    variance of the mean over seeds under a bootstrap over prompts: one draw for every seed, seeds not drawn) under
+    the normal one (see ``_seed_prompt_interval``). With one seed there is no seed part: the interval is the
+    estimate ± z × √V_p, flagged ``seed_part=False``. Metrics: those every seed's samples allow."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     if len(seeds) < 1:
@@ -517,10 +535,10 @@ def seed_prompt_difference(
     """The difference of the mean over seeds of ``metric`` between configurations ``a`` and ``b`` (one frame of
     samples per training seed each; ``b`` may hold one, the base policy's), on the prompts every frame shares.
 
-    Interval and two-sided p-value come from one t: se² = s_a²/S_a + s_b²/S_b + V_p, a side with one seed adding
-    no seed term, V_p the variance of the difference under a bootstrap over prompts (one draw for both sides and
-    every seed), ν by Welch–Satterthwaite (see ``_seed_prompt_interval``). So p < 1 − confidence exactly when the
-    interval excludes 0. ``seed_part=False`` when neither side has 2 seeds."""
+    Interval and two-sided p-value come from one construction (``_seed_prompt_interval``): the seed part
+    s_a²/S_a + s_b²/S_b, a side with one seed adding nothing, under a t quantile, and V_p, the variance of the
+    difference under a bootstrap over prompts (one draw for both sides and every seed), under the normal one. So
+    p < 1 − confidence exactly when the interval excludes 0. ``seed_part=False`` when neither side has 2 seeds."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     for name, side in zip(names, (a, b), strict=True):

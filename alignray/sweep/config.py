@@ -67,8 +67,9 @@ class SweepConfig:
     """Smallest β (log-uniform)."""
     beta_max: float = 2.0
     """Largest β."""
-    learning_rate_min: float = 2e-4
-    """Smallest learning rate (log-uniform)."""
+    learning_rate_min: float = 1e-4
+    """Smallest learning rate (log-uniform). Each divergence's first trial draws from the lower half of the range
+    (log scale), where every divergence can be feasible."""
     learning_rate_max: float = 1e-3
     """Largest learning rate. On tiny-imdb every trial at lr >= 1.06e-3 ended at KL 25-32 nats whatever β was (the
     measured sweep quoted under max_kl), far outside the KL budget: the old top of the range, 2e-3, is the policy's own

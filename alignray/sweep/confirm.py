@@ -38,19 +38,18 @@ import pandas as pd
 from alignray.metrics import METRICS
 from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
+from alignray.sweep.frontier import CONFIRM
 from alignray.sweep.objectives import Objective, objective_points, signed
 from alignray.sweep.plan import Plan, say, write_atomic
 
-__all__ = ["CONFIRM", "CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view",
-           "confirm_stage", "run_units", "split_prompts", "to_confirm"]  # fmt: skip
+__all__ = ["CONFIRMED", "Candidate", "Unit", "confirmation_units", "confirmed_columns", "confirmed_view",
+           "confirm_stage", "run_units", "split_prompts"]  # fmt: skip
 
 CONFIRMED = "confirmed/"
 """Prefix of the confirmation's columns in ``results.parquet``: ``confirmed/<metric>`` (mean over fresh seeds),
 ``confirmed/seeds`` (fresh seeds evaluated), ``confirmed/failed_seeds``, ``confirmed/feasible``,
 ``confirmed/violations``, ``confirmed/pareto`` and ``confirmed/search_run/<metric>`` (the search's own run on the
 confirmation prompts, shown beside, never averaged in)."""
-CONFIRM = "confirm"
-"""The results column that marks the candidates sent to confirmation."""
 SEARCH_RUN = CONFIRMED + "search_run/"
 BASE_UNIT = "base"
 NO_SEED = "no seed evaluated: every seed failed (confirmation.parquet holds the reasons)"
@@ -125,19 +124,6 @@ def split_prompts(
         if len(held_out) == config.confirmation_prompts or len(drawn) < wanted:
             return search, held_out, dropped
         wanted += config.confirmation_prompts - len(held_out)
-
-
-def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
-    """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
-    divergence's feasible trained candidate best in ``objective`` (its answer; a derived candidate belongs to no
-    divergence)."""
-    from alignray.sweep.derive import DERIVED
-
-    chosen = table["pareto"].astype(bool).copy()
-    feasible = table[table["feasible"].astype(bool) & (table["kind"] != DERIVED)]
-    for _, rows in feasible.groupby("divergence", sort=False):
-        chosen[objective.best_first(rows).index[0]] = True
-    return chosen
 
 
 def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataFrame,
@@ -333,7 +319,6 @@ def confirm_stage(
     from alignray.sweep.pareto import hypervolume
 
     config, objectives = plan.config, plan.config.objective_pair
-    table = table.assign(**{CONFIRM: to_confirm(table, objectives[0])})
     chosen = table[table[CONFIRM]]
     if not plan.confirmation or chosen.empty:
         why = "confirmation_prompts=0" if not plan.confirmation else "no feasible candidate to confirm"

@@ -22,13 +22,17 @@ import pandas as pd
 from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.derive import DERIVED
-from alignray.sweep.objectives import objective_points, signed
+from alignray.sweep.objectives import Objective, objective_points, signed
 from alignray.sweep.pareto import hypervolume, pareto_mask
 from alignray.sweep.plan import Plan, say, write_atomic
 from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
-__all__ = ["HV_DIVERSITY_SLACK", "checkpoints_by_trial", "collect_results", "feasibility", "frontier",
-           "frontier_stage", "hypervolume_reference", "keep_models", "reference_rule", "study_numbers"]  # fmt: skip
+CONFIRM = "confirm"
+"""The results column that marks the candidates the confirmation measures (``to_confirm``)."""
+
+__all__ = ["CONFIRM", "HV_DIVERSITY_SLACK", "checkpoints_by_trial", "collect_results", "feasibility", "frontier",
+           "frontier_stage", "hypervolume_reference", "keep_models", "reference_rule", "study_numbers",
+           "to_confirm"]  # fmt: skip
 
 
 def _trial_id(result) -> tuple[str, int]:
@@ -115,6 +119,17 @@ def _points(result) -> list[dict[str, Any]]:
         return json.loads(source.read())
 
 
+def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
+    """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
+    divergence's feasible trained candidate best in ``objective`` (its answer; a derived candidate belongs to no
+    divergence)."""
+    chosen = table["pareto"].astype(bool).copy()
+    feasible = table[table["feasible"].astype(bool) & (table["kind"] != DERIVED)]
+    for _, rows in feasible.groupby("divergence", sort=False):
+        chosen[objective.best_first(rows).index[0]] = True
+    return chosen
+
+
 def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:
     """``table`` with each constraint's value (``constraint/<metric>``: the metric minus its bound), ``feasible``
     (finished and within every constraint) and ``violations`` (what it broke, as text)."""
@@ -152,8 +167,8 @@ def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     """Copy every finished candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
     to ``frontier/<id>/`` (a derived one rebuilt from its parents and saved there); delete the trials' other models
     unless ``keep_all_models``, keeping the models derived candidates are made from (``trained_pareto``: a resumed
-    sweep derives from them again) and the parents of derived frontier models, which confirmation rebuilds them
-    from."""
+    sweep derives from them again), the candidates to confirm (``CONFIRM``: the confirmation evaluates the search's
+    own run of each) and the parents of derived frontier models, which confirmation rebuilds them from."""
     from pyarrow.fs import FileType
 
     from alignray.sweep.derive import build, fetch_model, model_path, recipe_of
@@ -164,7 +179,8 @@ def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     (out / "samples").mkdir(exist_ok=True)
     checkpoints = checkpoints_by_trial(grids)
     trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
-    needed = {(p["tune_trial"], model_path(p)) for _, p in trained[trained["trained_pareto"]].iterrows()}
+    kept = trained["trained_pareto"] | (trained[CONFIRM] if CONFIRM in trained else False)
+    needed = {(p["tune_trial"], model_path(p)) for _, p in trained[kept].iterrows()}
     for _, row in table[table["pareto"] & (table["kind"] == DERIVED)].iterrows():  # parents of the frontier's
         needed |= {(p["tune_trial"], model_path(p)) for _, p in trained.loc[list(row["parents"])].iterrows()}
     for _, row in table.iterrows():
@@ -282,6 +298,7 @@ def frontier_stage(
         say(f"4/6 frontier: {len(feasible)} of {finished} evaluated candidates ({kinds['trial']} trials' final "
              f"models, {kinds['point']} points along them, {kinds[DERIVED]} derived) within the constraints; "
              f"frontier: {shown}; saving models, results.parquet, pareto.csv")  # fmt: skip
+    table[CONFIRM] = to_confirm(table, config.objective_pair[0])
     keep_models(plan, grids, table)
     write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     front = table[table["pareto"]].drop(columns="pareto")
