@@ -8,10 +8,10 @@ Metric names (reported to Tune as they are): ``reward/{mean,std,p10,p50,p90,frac
 ``kl/ref`` (Monte Carlo KL(π‖π_ref) = mean over samples of log π(y|x) − log π_ref(y|x)), ``fluency/ref_perplexity``
 (exp of the mean negative log π_ref per generated token), ``fluency/nonword_rate`` (words outside the reference
 vocabulary / all words, pooled over all completions) and ``fluency/garbled_rate`` (the share of completions at least
-40% of whose words are non-words, ``GARBLED``: the tail of the non-word rate, which a mean can hide). Words and the reference
-vocabulary are ``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add nothing to
-the word entropy (they are left out of it; replacing real words with them still changes it) and count against the
-rate.
+40% of whose words are non-words, ``GARBLED``: the tail of the non-word rate, which a mean can hide). Words and the
+reference vocabulary are ``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add
+nothing to the word entropy (they are left out of it; replacing real words with them still changes it) and count
+against the rate.
 Samples are drawn by pure sampling (temperature 1, no top-k/top-p), so that they are samples of π and the KL and
 entropy estimates are unbiased.
 """

@@ -186,13 +186,14 @@ def answer_table(experiment: Experiment, answers: Sequence[Answer]) -> pd.DataFr
         for metric in dict.fromkeys([KL, *fluency]):
             cell[metric] = num(row.get(metric))
         if answer.confirmed:
-            cell["fresh seeds"] = str(int(row.get("seeds", 0)))
+            cell["fresh seeds"] = str(int(row.get("seeds", 0) or 0))
             failed = int(row.get("failed_seeds", 0) or 0)
             cell["flags"] = f"{failed} fresh seed(s) failed" if failed else ""
         for metric in (first.metric, second.metric):
             cell[f"vs base: {metric}"] = _difference(answer.versus_base.get(metric), answer.confirmed)
+        for metric in (first.metric, second.metric):
             cell[f"vs best: {metric}"] = _difference(answer.versus_best.get(metric), answer.confirmed) or (
-                "best" if not answer.versus_best else "")
+                "the best" if not answer.versus_best else "")
         rows.append(cell)
     return pd.DataFrame(rows).fillna("")
 

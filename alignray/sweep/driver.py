@@ -413,11 +413,15 @@ def _print_frontier(plan: Plan, table: pd.DataFrame, base: dict[str, float], sum
         confirmation.get("replicates", 0), confirmation.get("prompts")
     ) if "hypervolume" in confirmation else "the search's evaluation; not confirmed"  # fmt: skip
     first, second = config.objective_pair
-    for name, title in (("answer.csv", "The answer per divergence"), ("answer_kl.csv", "Reward at common KLs, "
-                        "read off each divergence's reward-KL envelope (the search's prompts: exploratory)")):
-        if (out / name).is_file():
-            with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):
-                print(f"\n{title}:\n{pd.read_csv(out / name).fillna('').to_string(index=False)}")
+    if (out / "answer.csv").is_file():
+        print(f"\nThe answer per divergence ({where}; the search's figures when not confirmed):")
+        for _, row in pd.read_csv(out / "answer.csv", dtype=str).fillna("").iterrows():
+            print(f"  {row['divergence']}: " + "; ".join(f"{k} {v}" for k, v in row.items()
+                                                       if k != "divergence" and v))  # fmt: skip
+    if (out / "answer_kl.csv").is_file():
+        kl = pd.read_csv(out / "answer_kl.csv", dtype=str).fillna("")
+        print("\nReward at common KLs, read off each divergence's reward-KL envelope (the search's prompts, "
+              f"exploratory):\n{kl.to_string(index=False)}")
     print(f"\nPareto frontier ({first.title} vs {second.title}; {where}), {summary['seconds']} s:")
     print(_format_table(confirmed_view(table) if "hypervolume" in confirmation else table, config, base))
     volume = confirmation if "hypervolume" in confirmation else summary
