@@ -134,7 +134,7 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     frontier, which a resumed sweep derives from again; every other model is deleted, an errored point's too."""
     from ray.tune import Checkpoint
 
-    from alignray.sweep import driver
+    from alignray.sweep import frontier, plan
 
     base, a, b = models
     grids, root = [[]], tmp_path / "tune"
@@ -154,8 +154,8 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     )  # fmt: skip
     table.loc[table["trial"] == "bbbbb2@3", "status"] = "error"  # a point whose objectives were NaN
     config = SweepConfig(output=str(out), policy=str(base))
-    plan = driver.Plan(config, out, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(root))
-    driver._keep_models(plan, grids, table)
+    planned = plan.Plan(config, out, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(root))
+    frontier.keep_models(planned, grids, table)
 
     kept = sorted(str(p.parent.relative_to(root)) for p in root.rglob("model.safetensors"))
     assert kept == [

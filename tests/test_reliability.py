@@ -27,6 +27,8 @@ import torch
 
 import alignray.sweep.checks as checks
 import alignray.sweep.driver as driver
+import alignray.sweep.frontier as frontier
+import alignray.sweep.plan as plan
 from alignray.config import parse_config
 from alignray.divergences import DIVERGENCES, get_divergence
 from alignray.losses import LOSS_TYPES, preference_loss
@@ -281,12 +283,12 @@ def test_fault_full_disk_leaves_earlier_results_intact(tmp_path):
     (tmp_path / f".{results.name}.tmp").symlink_to("/dev/full")  # the write lands on a device that is always full
     table = pd.DataFrame({"trial": [f"t{i}" for i in range(20000)], "reward/mean": range(20000)})
     with pytest.raises(OSError, match=f"could not write {re.escape(str(results))}: .*earlier results are untouched"):
-        driver._write_atomic(results, lambda p: table.to_parquet(p, index=False))
+        plan.write_atomic(results, lambda p: table.to_parquet(p, index=False))
     assert results.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.parquet"]  # no temporary file left
     with pytest.raises(OSError, match=errno.errorcode[errno.ENOSPC] + "|No space left"):
         (tmp_path / f".{results.name}.tmp").symlink_to("/dev/full")
-        driver._write_atomic(results, lambda p: p.write_text("x" * 100_000))
+        plan.write_atomic(results, lambda p: p.write_text("x" * 100_000))
     assert results.read_bytes() == before
 
 
@@ -305,8 +307,8 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
                         path=f"/x/run_trial_abcde{i}_{i}_beta=0.1")
         for i in range(2)
     ]  # fmt: skip
-    table = driver.collect_results([grid], config)
-    table["pareto"] = driver.frontier(table, config)
+    table = frontier.collect_results([grid], config)
+    table["pareto"] = frontier.frontier(table, config)
     assert list(table["status"]) == ["error", "error"] and not table["pareto"].any()
     assert table["reason"].str.contains("crash").all()
     # the experiment directory the driver leaves: the base policy evaluated, no trial finished
@@ -316,7 +318,7 @@ def test_fault_every_trial_errored_still_gives_a_table_frontier_and_report(tmp_p
     assert "base (SFT)" in shown
     finished = table[table["status"] == "ok"]
     reference = (base["reward/mean"], 0.5 * base["diversity/token_entropy"])
-    volume = driver.hypervolume(finished[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
+    volume = frontier.hypervolume(finished[["reward/mean", "diversity/token_entropy"]].to_numpy(), reference)
     assert volume == 0
     table.to_parquet(out / "results.parquet", index=False)
     summary = {"study": "alignray-0123abcd", "trials": 2, "errors": 2, "frontier": [], "hypervolume": volume,
@@ -366,7 +368,7 @@ def test_fault_read_only_directory_gives_a_clear_error_and_earlier_results(read_
     before = results.read_bytes()
     table = pd.DataFrame({"trial": ["b", "c"]})
     with pytest.raises(OSError, match=r"could not write .*results\.parquet: .*earlier results are untouched"):
-        driver._write_atomic(results, lambda p: table.to_parquet(p, index=False))
+        plan.write_atomic(results, lambda p: table.to_parquet(p, index=False))
     assert results.read_bytes() == before and [p.name for p in read_only.iterdir()] == ["results.parquet"]
 
 
@@ -440,9 +442,9 @@ def test_security_storage_password_is_never_printed_or_written(tmp_path, monkeyp
     monkeypatch.setenv("ALIGNRAY_TEST_PASSWORD", "hunter2")
     config = SweepConfig(output=str(tmp_path / "exp"), storage="postgresql://sweeper@127.0.0.1:1/studies",
                          storage_password_env="ALIGNRAY_TEST_PASSWORD")  # fmt: skip
-    assert "sweeper:hunter2@" in driver.study_storage_url(config)
+    assert "sweeper:hunter2@" in checks.study_storage_url(config)
     assert "hunter2" not in json.dumps(dataclasses.asdict(config))
-    assert "hunter2" not in checks.masked_url(driver.study_storage_url(config))  # the search stage's announcement
+    assert "hunter2" not in checks.masked_url(checks.study_storage_url(config))  # the search stage's announcement
     with pytest.raises(ValueError) as refused:
         checks.check_storage(config)
     assert "hunter2" not in str(refused.value) and "cannot be opened" in str(refused.value)

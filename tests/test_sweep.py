@@ -184,7 +184,8 @@ def sweep(tmp_path_factory, micro_world, ray_cluster):
     out = tmp_path_factory.mktemp("sweep") / "exp"
     point = '{"divergence": "forward_kl", "beta": 0.5, "learning_rate": 1e-3}'
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
-            "--num-trials", "4", "--points-to-evaluate", point, *MICRO_SWEEP]  # fmt: skip
+            "--num-trials", "6", "--divergences", "reverse_kl", "forward_kl", "js_divergence",
+            "--points-to-evaluate", point, *MICRO_SWEEP]  # fmt: skip
     here = os.getcwd()
     os.chdir(out.parent)  # a relative --output, as users type it: trials run in working directories of their own
     try:
@@ -200,7 +201,9 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     out, summary, _ = sweep
     table = pd.read_parquet(out / "results.parquet")
     trials = table[table["kind"] == "trial"]
-    assert len(trials) == 4 and table["trial"].is_unique and summary["candidates"]["trial"] == 4
+    assert len(trials) == 6 and table["trial"].is_unique and summary["candidates"]["trial"] == 6
+    # each divergence its share: two trials each
+    assert trials["divergence"].value_counts().to_dict() == {"reverse_kl": 2, "forward_kl": 2, "js_divergence": 2}
     ok = table[table["status"] == "ok"]  # every candidate: final models, points along them, derived ones
     points = ok[["reward/mean", DIVERSITY]].to_numpy()
     np.testing.assert_array_equal(ok["pareto"].to_numpy(), _brute_force_front(points))
@@ -266,35 +269,48 @@ def test_derived_candidates_carry_their_recipe_and_are_judged_like_trials(sweep)
     assert len(ok) and ok["violations"].isna().eq(ok["feasible"]).all()
 
 
-def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(sweep):
-    """Confirmation: every search-frontier configuration at its search run and one new seed, and the base policy, on
-    8 prompts held out from the search's 8; the report's frontier (pareto.csv, the summary) is the confirmed one."""
+def test_the_frontier_and_each_divergences_best_are_confirmed_with_fresh_seeds_on_held_out_prompts(sweep):
+    """Confirmation: the search frontier and each divergence's best, each at two fresh seeds and at its search run,
+    and the base policy, on 8 prompts that share no text with the search's 8 or the preference data's; the
+    confirmed figures are the fresh seeds' means, and the report's frontier (pareto.csv, the summary) is the
+    confirmed one."""
     from test_report import _dominated_area
 
+    from alignray.data.pipeline import load_prompts
     from alignray.metrics import evaluation_prompts
+    from alignray.sweep.checks import load_resumed
 
     out, summary, argv = sweep
     table = pd.read_parquet(out / "results.parquet")
-    searched = sorted(table.loc[table["pareto"], "trial"])
+    searched = sorted(table.loc[table["confirm"], "trial"])
+    assert set(table.loc[table["pareto"], "trial"]) <= set(searched)
+    feasible = table[table["feasible"] & (table["kind"] != "derived")]
+    for divergence, rows in feasible.groupby("divergence"):  # each divergence's best in reward is confirmed
+        assert rows.sort_values("reward/mean").iloc[-1]["trial"] in searched, divergence
     seeds = pd.read_parquet(out / "confirmation.parquet")
-    assert len(seeds) == 1 + 2 * len(searched) and (seeds["status"] == "ok").all()
-    assert sorted(seeds.loc[seeds["retrained"], "trial"]) == searched and set(seeds["seed"]) == {0, 1}
-    kept = seeds[seeds["trial"] != "base"]
-    means = kept.groupby("trial")["reward/mean"].mean()
+    assert len(seeds) == 1 + 3 * len(searched) and (seeds["status"] == "ok").all()
+    assert sorted(seeds.loc[seeds["retrained"], "trial"]) == sorted(searched * 2) and set(seeds["seed"]) == {0, 1, 2}
+    assert not seeds.loc[seeds["seed"] == 0, "retrained"].any()  # the search's own run: seed 0, not fresh
+    fresh = seeds[seeds["retrained"]]
+    means = fresh.groupby("trial")["reward/mean"].mean()
     confirmed = table.set_index("trial").loc[searched]
-    np.testing.assert_allclose(confirmed["confirmed/reward/mean"], means.loc[searched])
+    np.testing.assert_allclose(confirmed["confirmed/reward/mean"], means.loc[searched])  # fresh seeds alone
+    search_run = seeds[~seeds["retrained"] & (seeds["trial"] != "base")].set_index("trial")["reward/mean"]
+    np.testing.assert_allclose(confirmed["confirmed/search_run/reward/mean"], search_run.loc[searched])
     assert (confirmed["confirmed/seeds"] == 2).all()
-    # a new seed trains another model: its KL to the reference differs from the search run's
+    # a fresh seed trains another model: its KL to the reference differs from the other's
     for trial in searched:
-        runs = kept[kept["trial"] == trial].set_index("seed")["kl/ref"]
-        assert runs[0] != runs[1]
+        runs = fresh[fresh["trial"] == trial].set_index("seed")["kl/ref"]
+        assert runs[1] != runs[2]
     # held-out prompts: the search's 8 are the first of one seeded draw, the confirmation's the next 8 others
     policy = argv[argv.index("--policy") + 1]
-    drawn = evaluation_prompts(policy, 40, 0)
+    drawn = evaluation_prompts(policy, 60, 0)
+    preference = load_prompts(load_resumed(SweepConfig(output=str(out), resume=True)).preference_config("-"))
     search, held_out = (list(pd.read_parquet(out / path).drop_duplicates("prompt_id")["prompt"])
                         for path in ("base/samples.parquet", "confirm/base/samples.parquet"))  # fmt: skip
-    assert search == drawn[:8] and len(held_out) == 8 and not set(held_out) & set(search)
-    assert held_out == [p for p in dict.fromkeys(drawn[8:]) if p not in set(search)][:8]
+    assert search == drawn[:8] and len(held_out) == 8
+    assert not set(held_out) & set(search) and not set(held_out) & set(preference)
+    assert held_out == [p for p in dict.fromkeys(drawn[8:]) if p not in set(search) | set(preference)][:8]
     # the final frontier: confirmed, feasible, Pareto-optimal at the confirmed figures, within the search's
     final = table[table["confirmed/pareto"]]
     front = pd.read_csv(out / "pareto.csv")
@@ -308,8 +324,13 @@ def test_the_feasible_frontier_is_confirmed_with_a_new_seed_on_held_out_prompts(
     assert summary["confirmation"]["reference_point"] == pytest.approx(list(reference))
     assert summary["confirmation"]["hypervolume"] == pytest.approx(_dominated_area(points, reference), abs=1e-12)
     report = (out / "report.md").read_text()
-    assert "## Confirmation" in report
+    assert "## Confirmation" in report and "## The answer per divergence" in report
+    assert report.index("## The answer per divergence") < report.index("![")  # before any figure
     assert f"The confirmed frontier holds {len(final)} of the {len(searched)}" in report
+    answers = pd.read_csv(out / "answer.csv")
+    assert list(answers["divergence"]) == ["reverse_kl", "forward_kl", "js_divergence"]
+    # forward_kl's trials meet a NaN (the fault injected for this module): no answer, said so
+    assert answers.set_index("divergence").loc["forward_kl", "answer"].startswith("none: no feasible candidate")
 
 
 def test_trials_run_one_after_another_in_reused_workers(tmp_path, micro_world, ray_cluster):
@@ -546,7 +567,7 @@ def test_results_and_study_join_both_ways(sweep):
         trial = by_number[int(row["optuna_trial"])]
         assert trial.user_attrs[TUNE_TRIAL_ATTR] == row["trial"]
         assert trial.params["divergence"] == row["divergence"]
-        assert trial.params["beta"] == pytest.approx(row["beta"])
+        assert trial.params[f"{row['divergence']}.beta"] == pytest.approx(row["beta"])  # its divergence's own
 
 
 def test_a_storage_password_comes_from_the_environment_and_is_never_pickled(tmp_path, monkeypatch):
@@ -654,16 +675,16 @@ def test_resume_refuses_changed_options_and_only_grows(sweep):
         config = parse_config(SweepConfig, argv, presets=SWEEP_PRESETS)
         return load_resumed(config, given_fields(SweepConfig, argv, SWEEP_PRESETS))
 
-    assert resumed().num_trials == 4 and resumed().num_prompts == 12  # the saved settings, not the defaults
-    grown = resumed("--num-trials", "6", "--max-failures", "3")
-    assert (grown.num_trials, grown.max_failures, grown.num_prompts) == (6, 3, 12)
+    assert resumed().num_trials == 6 and resumed().num_prompts == 12  # the saved settings, not the defaults
+    grown = resumed("--num-trials", "8", "--max-failures", "3")
+    assert (grown.num_trials, grown.max_failures, grown.num_prompts) == (8, 3, 12)
     with pytest.raises(ValueError, match="--preset cannot be given with --resume"):
         resumed("--preset", "gpt2-imdb")  # its 32 trials and 600 prompts would otherwise slip in
     assert resumed("--num-prompts", "12").num_prompts == 12  # the same value is no change
     with pytest.raises(ValueError, match=r"num_prompts=99 differs from the resumed sweep's num_prompts=12"):
         resumed("--num-prompts", "99")
     with pytest.raises(ValueError, match="a sweep can grow, not shrink"):
-        resumed("--num-trials", "2")
+        resumed("--num-trials", "5")
 
 
 def test_resume_with_more_trials_adds_them_to_the_same_study(sweep):
@@ -672,18 +693,20 @@ def test_resume_with_more_trials_adds_them_to_the_same_study(sweep):
 
     out, summary, _ = sweep
     before = pd.read_parquet(out / "results.parquet")
-    extended = main(["--output", str(out), "--resume", "--num-trials", "5"])
+    extended = main(["--output", str(out), "--resume", "--num-trials", "9"])
     table = pd.read_parquet(out / "results.parquet")
     before, table = before[before["kind"] == "trial"], table[table["kind"] == "trial"]
-    assert extended["trials"] == 5 and len(table) == 5 and table["trial"].is_unique
+    assert extended["trials"] == 9 and len(table) == 9 and table["trial"].is_unique
+    # the added three go one to each divergence: the balance holds across the two Tune experiments
+    assert table["divergence"].value_counts().to_dict() == {"reverse_kl": 3, "forward_kl": 3, "js_divergence": 3}
     kept = table.set_index("trial").loc[before["trial"]]
     np.testing.assert_allclose(kept["time/train_s"].fillna(-1), before["time/train_s"].fillna(-1))  # not retrained
-    assert table["index"].tolist() == [1, 2, 3, 4, 5]  # the added experiment's trial follows the first four
+    assert table["index"].tolist() == list(range(1, 10))  # the added experiment's trials follow the first six
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}")
-    assert len(study.trials) == 5
+    assert len(study.trials) == 9
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     assert sorted(table["optuna_trial"]) == [t.number for t in study.trials]
-    assert json.loads((out / "sweep.json").read_text())["config"]["num_trials"] == 5
+    assert json.loads((out / "sweep.json").read_text())["config"]["num_trials"] == 9
 
 
 def test_yaml_points_are_read_as_numbers_and_a_home_path_is_expanded(tmp_path):
@@ -747,7 +770,7 @@ def test_constraints_are_the_kl_budget_and_the_fluency_bound_over_the_base():
 
 
 def test_infeasible_trials_stay_in_the_table_with_what_they_broke_and_leave_the_frontier():
-    from alignray.sweep.driver import feasibility, frontier
+    from alignray.sweep.frontier import feasibility, frontier
 
     config = SweepConfig()
     table = pd.DataFrame({
@@ -790,6 +813,9 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     from types import SimpleNamespace
 
     from alignray.sweep import driver
+    from alignray.sweep.constraints import sweep_constraints
+    from alignray.sweep.frontier import frontier_stage
+    from alignray.sweep.plan import Plan
 
     config = SweepConfig(output=str(tmp_path))
     metrics = {"reward/mean": 0.5, "diversity/word_entropy": 6.7, "kl/ref": 30.0, "fluency/nonword_rate": 0.2}
@@ -801,9 +827,9 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
     monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
-    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    plan = Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11}
-    table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
+    table, summary = frontier_stage(plan, [grid], base, sweep_constraints(config, base))
     assert "none of the 2 evaluated candidates met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
         capsys.readouterr().out
     )
@@ -815,7 +841,7 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
 
 
 def test_the_hypervolume_reference_lets_a_diversity_gain_count():
-    from alignray.sweep.driver import hypervolume_reference
+    from alignray.sweep.frontier import hypervolume_reference
 
     base = {"reward/mean": 0.0, "diversity/word_entropy": 6.0}
     reference = hypervolume_reference(SweepConfig(), base)
@@ -840,6 +866,9 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
     from test_report import _dominated_area
 
     from alignray.sweep import driver
+    from alignray.sweep.constraints import sweep_constraints
+    from alignray.sweep.frontier import frontier_stage
+    from alignray.sweep.plan import Plan
 
     config = SweepConfig(output=str(tmp_path), objectives=REWARD_KL, max_nonword_increase=None,  # max_kl 10
                          derive_lambdas=(), soups=False)  # fmt: skip
@@ -859,9 +888,9 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
     ]  # fmt: skip
     monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
     monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
-    plan = driver.Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
+    plan = Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "kl/ref": 0.0}
-    table, summary = driver._frontier(plan, [grid], base, driver.sweep_constraints(config, base))
+    table, summary = frontier_stage(plan, [grid], base, sweep_constraints(config, base))
     assert summary["frontier"] == ["aaaa1", "bbbb2", "eeee5"]
     assert summary["reference_point"] == [0.0, 10.0]  # the base's reward, the KL budget
     assert "the KL budget, kl/ref 10 (max_kl" in summary["reference_rule"]
@@ -894,24 +923,24 @@ def test_the_study_maximises_and_minimises_as_the_objectives_say(tmp_path):
     assert [t.user_attrs["tune_trial_id"] for t in study.best_trials] == ["nearkl02"]  # the same reward, less KL
 
 
-def test_a_sweep_saved_before_objectives_resumes_with_both_maximised_and_refuses_new_ones(tmp_path):
+def test_a_sweep_saved_with_one_study_for_all_divergences_is_refused_on_resume_and_left_as_it_was(tmp_path):
+    """A sweep made before each divergence got its own share (and its own parameters in the study) cannot be
+    extended without mixing two searches: --resume refuses it, naming the reason and the fix, before Ray starts, and
+    changes nothing in it; its report can still be read."""
     import shutil
 
+    from alignray.report import write_report
     from alignray.sweep.checks import load_resumed
 
     out = tmp_path / "old"
-    out.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "experiment" / "sweep.json", out / "sweep.json")
-    assert "diversity_metric" in json.loads((out / "sweep.json").read_text())["config"]
-
-    def resumed(**given):
-        return load_resumed(SweepConfig(output=str(out), resume=True, **given), given)
-
-    saved = resumed()
-    assert saved.objectives == ("reward/mean", "diversity/token_entropy")
-    assert saved.confirmation_prompts == 0  # saved before the confirmation existed: it resumes unconfirmed
-    assert [o.direction for o in saved.objective_pair] == ["max", "max"]
-    assert resumed(objectives=("reward/mean:max", "diversity/token_entropy")).objectives == saved.objectives
-    changed = r"objectives=\('reward/mean', 'kl/ref:min'\) differs from the resumed sweep's objectives=\('reward/mean'"
-    with pytest.raises(ValueError, match=changed):
-        resumed(objectives=REWARD_KL)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "experiment", out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="made before each divergence got its share of the search.*another --output"):
+        load_resumed(SweepConfig(output=str(out), resume=True))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    run = subprocess.run([sys.executable, str(ROOT / "jobs" / "sweep.py"), "--output", str(out), "--resume"],
+                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 2 and "made before each divergence got its share" in run.stderr
+    assert "[alignray] started a local Ray" not in run.stdout + run.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert (write_report(out)["report.md"]).is_file()  # still readable

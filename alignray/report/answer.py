@@ -35,8 +35,8 @@ from alignray.report.stats import (
     seed_prompt_intervals,
 )
 
-__all__ = ["Answer", "KLEnvelopes", "answer_table", "confirmed_verdicts", "divergence_answers", "envelope_table",
-           "kl_envelopes", "upper_envelope"]  # fmt: skip
+__all__ = ["Answer", "KLEnvelopes", "answer_table", "confirmed_verdicts", "divergence_answers", "envelope_corners",
+           "envelope_table", "kl_envelopes", "upper_envelope"]  # fmt: skip
 
 REWARD = "reward/mean"
 """The envelope's y axis: the DPO paper's figure 2 plots reward against KL."""
@@ -209,13 +209,20 @@ class KLEnvelopes:
     left_out: dict[str, str]
 
 
-def upper_envelope(kl: np.ndarray, reward: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The upper envelope of reward against KL through the points (``kl``, ``reward``), read at ``at``: the corners
-    (no point has less KL and more reward) joined by straight lines, flat after the last; NaN before the first."""
+def envelope_corners(kl: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of the upper envelope of reward against KL through the points (``kl``, ``reward``): the points
+    that no other point beats with less KL and more reward, by KL."""
+    kl, reward = np.asarray(kl, dtype=np.float64), np.asarray(reward, dtype=np.float64)
     order = np.lexsort((-reward, kl))
     kl, reward = kl[order], reward[order]
     keep = reward > np.maximum.accumulate(np.concatenate([[-np.inf], reward[:-1]]))
-    corners_kl, corners_reward = kl[keep], reward[keep]
+    return kl[keep], reward[keep]
+
+
+def upper_envelope(kl: np.ndarray, reward: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The upper envelope of reward against KL through the points (``kl``, ``reward``), read at ``at``: the corners
+    (no point has less KL and more reward) joined by straight lines, flat after the last; NaN before the first."""
+    corners_kl, corners_reward = envelope_corners(kl, reward)
     values = np.interp(at, corners_kl, corners_reward)
     return np.where(at < corners_kl[0], np.nan, values)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alignray.report.answer import envelope_corners
 from alignray.report.experiment import (
     BASE,
     DERIVED,
@@ -346,10 +347,13 @@ def pareto_figure(experiment: Experiment, intervals: dict[str, dict[str, Interva
 
 @dataclasses.dataclass(frozen=True)
 class TrialGroup:
-    """One divergence (and loss type) and its finished trained candidates (trials and points)."""
+    """One divergence (and loss type), its finished trained candidates (trials and points) and its upper envelope of
+    y against KL through the base policy and its feasible ones: the corners, then flat to its largest feasible KL
+    (empty: none feasible, or y minimised)."""
 
     name: str
     trials: Points
+    envelope: tuple[tuple[float, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,8 +379,16 @@ def reward_kl_info(experiment: Experiment) -> RewardKLInfo:
     found: list[TrialGroup] = []
     derived = _no_points()
     if KL in experiment.results.columns:
-        found = [TrialGroup(group_name(g), _points(group_rows(experiment, g), KL, y.metric))
-                 for g in groups(experiment)]  # fmt: skip
+        base_y = float(experiment.base.get(y.metric, math.nan))
+        for g in groups(experiment):
+            rows = group_rows(experiment, g)
+            feasible = rows[feasible_mask(rows)].dropna(subset=[KL, y.metric])
+            corners = ()
+            if y.direction == "max" and len(feasible):
+                kl, value = envelope_corners(np.r_[0.0, feasible[KL]], np.r_[base_y, feasible[y.metric]])
+                reach = float(feasible[KL].max())  # flat from the last corner to the largest feasible KL
+                corners = tuple(zip([*kl.tolist(), reach], [*value.tolist(), float(value[-1])], strict=True))
+            found.append(TrialGroup(group_name(g), _points(rows, KL, y.metric), corners))
         derived = _points(experiment.finished[experiment.finished["kind"] == DERIVED], KL, y.metric)
     base = (0.0, float(experiment.base.get(y.metric, math.nan)))
     return RewardKLInfo(KL, y, base, tuple(found), experiment.constraints.get(KL), derived)
@@ -384,8 +396,9 @@ def reward_kl_info(experiment: Experiment) -> RewardKLInfo:
 
 def draw_reward_kl(info: RewardKLInfo):
     """KL on x and the y objective (usually reward) on y: every finished trained candidate marked by divergence
-    (infeasible ones hollow), derived candidates grey crosses (gid "derived"), the base policy a star at KL 0, the KL
-    budget a vertical dashed line (gid "budget")."""
+    (infeasible ones hollow), each divergence's upper envelope through its feasible ones (gid "envelope"), derived
+    candidates grey crosses (gid "derived"), the base policy a star at KL 0, the KL budget a vertical dashed line
+    (gid "budget")."""
     import matplotlib
 
     plt = _pyplot()
@@ -394,6 +407,9 @@ def draw_reward_kl(info: RewardKLInfo):
     ax.plot(*info.base, marker="*", markersize=16, color="black", linestyle="none", label="base SFT policy", zorder=5)
     for i, group in enumerate(info.groups):
         _scatter(ax, group.trials, MARKERS[i % len(MARKERS)], colors[i % 10], group.name, markersize=7, alpha=0.8)
+        if len(group.envelope) > 1:
+            (line,) = ax.plot(*zip(*group.envelope, strict=True), color=colors[i % 10], linewidth=1.2, alpha=0.7)
+            line.set_gid("envelope")
     if len(info.derived.trials):
         _scatter(ax, info.derived, DERIVED_MARKER, DERIVED_COLOR, DERIVED_LABEL, gid="derived", markersize=6,
                  alpha=0.8)  # fmt: skip
