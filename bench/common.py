@@ -29,3 +29,5 @@ SIX_TRIALS = tuple(
 )  # fmt: skip
 """Six trials over three divergences, β and learning rates within tiny-imdb's KL budget, as points to evaluate: the
 same trials in every search a benchmark compares."""
+SIX_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence")
+"""The divergences of ``SIX_TRIALS``: a sweep searches only these, two trials each."""

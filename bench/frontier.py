@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import ray
-from common import SIX_TRIALS  # bench/common.py
+from common import SIX_DIVERGENCES, SIX_TRIALS  # bench/common.py
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
@@ -52,7 +52,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        base = SweepConfig(num_trials=args.trials, points_to_evaluate=SIX_TRIALS[: args.trials])
+        base = SweepConfig(num_trials=args.trials, points_to_evaluate=SIX_TRIALS[: args.trials],
+                           divergences=SIX_DIVERGENCES)
         found = {}
         for i, (name, settings) in enumerate(sweeps.items()):
             out = root / name

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import ray
-from common import SIX_TRIALS  # bench/common.py
+from common import SIX_DIVERGENCES, SIX_TRIALS  # bench/common.py
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
@@ -44,6 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         base = SweepConfig(num_trials=args.trials, points_to_evaluate=SIX_TRIALS[: args.trials],
+                           divergences=SIX_DIVERGENCES,
                            confirmation_prompts=0, derive_lambdas=(), soups=False)  # the trials only: nothing derived
         found: dict[str, list[tuple[float, float]]] = {"fresh": [], "reused": []}
         volumes = set()

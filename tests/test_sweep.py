@@ -756,17 +756,48 @@ def test_a_multi_worker_trials_train_run_is_deleted_once_reported(tmp_path):
 def _constraints():
     from alignray.sweep.constraints import sweep_constraints
 
-    return sweep_constraints(SweepConfig(max_kl=10.0, max_nonword_increase=0.05), {"fluency/nonword_rate": 0.11})
+    return sweep_constraints(SweepConfig(max_kl=10.0, max_nonword_increase=0.05, max_garbled_increase=None),
+                             {"fluency/nonword_rate": 0.11})  # fmt: skip
 
 
-def test_constraints_are_the_kl_budget_and_the_fluency_bound_over_the_base():
+def test_constraints_are_the_kl_budget_and_the_fluency_bounds_over_the_base():
     from alignray.sweep.constraints import Constraint, sweep_constraints
 
     assert _constraints() == [Constraint("kl/ref", 10.0), Constraint("fluency/nonword_rate", pytest.approx(0.16))]
-    assert sweep_constraints(SweepConfig(max_kl=None, max_nonword_increase=None), {}) == []
+    base = {"fluency/nonword_rate": 0.11, "fluency/garbled_rate": 0.01}
+    assert sweep_constraints(SweepConfig(), base)[2] == Constraint("fluency/garbled_rate", pytest.approx(0.05))
+    assert sweep_constraints(SweepConfig(max_kl=None, max_nonword_increase=None, max_garbled_increase=None), {}) == []
+    with pytest.raises(ValueError, match="base policy's fluency/garbled_rate is nan"):  # never "always feasible"
+        sweep_constraints(SweepConfig(), {"fluency/nonword_rate": 0.11, "fluency/garbled_rate": float("nan")})
     kl = Constraint("kl/ref", 10.0)
     assert kl.value({"kl/ref": 32.5}) == pytest.approx(22.5) and kl.value({"kl/ref": 4.0}) == pytest.approx(-6.0)
     assert kl.value({}) == np.inf and kl.value({"kl/ref": float("nan")}) == np.inf
+
+
+def test_the_tail_bound_excludes_a_normal_mean_with_a_heavy_tail():
+    """A candidate whose non-word rate is the base's on average but which writes gibberish now and then breaks the
+    tail bound; one whose every completion is a little worse, the same mean, does not."""
+    from alignray.metrics import metrics_from_samples
+    from alignray.sweep.constraints import sweep_constraints, violations
+
+    vocabulary = {"good", "film", "fine", "plot"}
+    real = "good film fine plot good film fine plot good film"
+
+    def samples(texts: list[str]) -> pd.DataFrame:
+        n = len(texts)
+        return pd.DataFrame({"completion": texts, "completion_ids": [[1, 2]] * n, "reward": 0.0, "positive": True,
+                             "logp": -1.0, "ref_logp": -1.0, "entropy": 1.0, "tokens": 2})  # fmt: skip
+
+    base = metrics_from_samples(samples([real.replace("plot good", "qzx good")] * 100), vocabulary)  # 1 in 10
+    heavy = metrics_from_samples(samples([real] * 83 + ["qzx vvb good film wpk zzt plot rrk"] * 17), vocabulary)
+    even = metrics_from_samples(samples([real] * 50 + [real.replace("plot good", "qzx vvb")] * 50), vocabulary)
+    assert base["fluency/garbled_rate"] == 0 and heavy["fluency/garbled_rate"] == pytest.approx(0.17)
+    constraints = sweep_constraints(SweepConfig(), base)
+    # both within the mean bound (base + 0.05): the mean cannot tell them apart
+    for candidate in (heavy, even):
+        assert abs(candidate["fluency/nonword_rate"] - base["fluency/nonword_rate"]) < 0.02
+    assert violations(heavy, constraints) == "fluency/garbled_rate 0.17 > 0.04"
+    assert violations(even, constraints) is None
 
 
 def test_infeasible_trials_stay_in_the_table_with_what_they_broke_and_leave_the_frontier():
