@@ -22,9 +22,9 @@ from alignray.sweep.confirm import (
     confirmed_view,
     run_units,
     split_prompts,
-    to_confirm,
 )
 from alignray.sweep.constraints import Constraint
+from alignray.sweep.frontier import to_confirm
 from alignray.sweep.objectives import parse_objectives
 
 OBJECTIVES = parse_objectives(("reward/mean", "diversity/word_entropy"))

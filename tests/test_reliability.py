@@ -117,10 +117,14 @@ SWEEP_CASES = {
     "point_outside_the_alpha_range": (["--points-to-evaluate", '{"divergence": "alpha_divergence", "alpha": 0.99, '
                                        '"beta": 0.1, "learning_rate": 1e-3}'],
                                       ["alpha=0.99 is outside the searched range [0.1, 0.9]"]),
-    "more_points_than_trials": (["--num-trials", "1", "--points-to-evaluate",
+    "more_points_than_trials": (["--num-trials", "2", "--divergences", "reverse_kl", "--points-to-evaluate",
                                  '{"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 1e-3}',
-                                 '{"divergence": "forward_kl", "beta": 0.1, "learning_rate": 1e-3}'],
-                                ["holds 2 points but num_trials=1"]),
+                                 '{"divergence": "reverse_kl", "beta": 0.2, "learning_rate": 1e-3}',
+                                 '{"divergence": "reverse_kl", "beta": 0.3, "learning_rate": 1e-3}'],
+                                ["holds 3 points but num_trials=2"]),
+    "fewer_trials_than_two_per_divergence": (["--num-trials", "6"],
+                                             ["num_trials=6 is fewer than 2 per divergence"]),
+    "confirmed_without_fresh_seeds": (["--replicates", "0"], ["replicates=0 with confirmation_prompts set"]),
 }  # fmt: skip
 
 
@@ -523,7 +527,7 @@ def fault_sweep(tmp_path_factory, micro_world):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     ray.init(address=cluster.address)
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
-            "--tune-storage", str(tune), "--num-trials", "2", "--max-concurrent-trials", "2", "--max-failures", "2",
+            "--tune-storage", str(tune), "--num-trials", "4", "--max-concurrent-trials", "2", "--max-failures", "2",
             "--divergences", "js_divergence", "reverse_kl", *MICRO_SWEEP]  # fmt: skip
     ended: dict = {}
 
@@ -578,14 +582,14 @@ def test_fault_killed_node_is_retried_and_the_sweep_finishes(fault_sweep, record
     out, summary, killed, seconds = fault_sweep
     results = pd.read_parquet(out / "results.parquet")
     table = results[results["kind"] == "trial"]  # each trial's final model; its points and derived models besides
-    record_property("trials_expected", 2)  # read by docs/reliability_figures.py: trials lost
+    record_property("trials_expected", 4)  # read by docs/reliability_figures.py: trials lost
     record_property("trials_recorded", len(table))
     print(f"worker node removed during {killed.get('trial')}; sweep {seconds:.0f} s")
     assert killed.get("trial"), "no trial was seen running on the worker node"
     assert killed["done_before"] is False  # removed mid-trial, before its report
-    assert len(table) == 2 and table["trial"].is_unique and summary["trials"] == 2
+    assert len(table) == 4 and table["trial"].is_unique and summary["trials"] == 4
     victim = re.search(r"divergence=(\w+?)(,|_\d|$)", killed["trial"]).group(1)
-    row = table[table["divergence"] == victim]
+    row = table[table["trial"] == re.match(r"run_trial_([0-9a-f]+)_", killed["trial"]).group(1)]
     assert len(row) == 1
     if victim == "reverse_kl":  # retried on the head and finished
         assert row["status"].item() == "ok" and (out / "samples" / f"{row['trial'].item()}.parquet").is_file()
@@ -598,11 +602,11 @@ def test_fault_killed_node_is_retried_and_the_sweep_finishes(fault_sweep, record
 def test_fault_trial_that_raises_is_recorded_and_failed_in_the_study(fault_sweep):
     out, summary, _, _ = fault_sweep
     table = pd.read_parquet(out / "results.parquet")
-    crashed = table[table["divergence"] == "js_divergence"]
-    assert len(crashed) == 1 and (crashed["status"] == "error").all() and summary["errors"] == 1
+    crashed = table[(table["divergence"] == "js_divergence") & (table["kind"] == "trial")]
+    assert len(crashed) == 2 and (crashed["status"] == "error").all() and summary["errors"] == 2
     assert crashed["reason"].str.contains(f"RuntimeError: {FAULT_VARIABLE}: injected crash for js_divergence").all()
     study = optuna.load_study(
         study_name=summary["study"], storage=f"sqlite:///{out / 'study.db'}", sampler=optuna.samplers.RandomSampler()
     )
     states = sorted(t.state.name for t in study.trials)
-    assert states == ["COMPLETE", "FAIL"]  # one study trial each: no retry counted twice, nothing silently lost
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]  # one study trial each: no retry counted twice

@@ -471,16 +471,19 @@ def test_every_divergence_is_tried_first_unless_points_are_given():
     points = seed_points(config)
     assert [p["divergence"] for p in points] == list(config.divergences)
     assert [("alpha" in p) for p in points] == [False, False, False, True] and 0.1 <= points[3]["alpha"] <= 0.9
-    # a Latin hypercube in log space: each seed in its own quarter of log β and of log lr, so no two share a stratum
-    for name, low, high in (("beta", 0.01, 1.0), ("learning_rate", 1e-4, 1e-2)):
-        strata = sorted(int(4 * np.log(p[name] / low) / np.log(high / low)) for p in points)
-        assert strata == [0, 1, 2, 3], (name, [p[name] for p in points])
+    # a Latin hypercube in the cautious corner, in log space: β in the upper half, the learning rate in the lower
+    # half, each start point in its own eighth of the range, so no two share a stratum
+    for name, low, high, half in (("beta", 0.01, 1.0, [4, 5, 6, 7]), ("learning_rate", 1e-4, 1e-2, [0, 1, 2, 3])):
+        strata = sorted(int(8 * np.log(p[name] / low) / np.log(high / low)) for p in points)
+        assert strata == half, (name, [p[name] for p in points])
     assert seed_points(config) == points  # seeded: the same config gives the same seeds
     assert seed_points(dataclasses.replace(config, seed=1)) != points
-    assert len(seed_points(SweepConfig(num_trials=2))) == 2
+    assert len(seed_points(SweepConfig(num_trials=2, divergences=("reverse_kl",)))) == 1
     point = '{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}'
     given = SweepConfig(divergences=("reverse_kl", "gan"), points_to_evaluate=(point,))
-    assert seed_points(given) == [{"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3}]
+    first, added = seed_points(given)  # the point given, then a start point for the divergence it leaves out
+    assert first == {"divergence": "gan", "beta": 0.3, "learning_rate": 1e-3} and added["divergence"] == "reverse_kl"
+    assert 0.05 * 2 <= added["beta"] ** 2 and added["learning_rate"] ** 2 <= 1e-4 * 1e-3  # in the cautious corner
     with pytest.raises(ValueError, match="divergence='gan' is outside the searched divergences"):
         SweepConfig(points_to_evaluate=(point,))  # Optuna would refuse it inside the search, after the data stage
     assert len(seed_points(SweepConfig(search="grid"))) == 16
@@ -843,7 +846,7 @@ def test_optuna_is_told_each_constraint_as_the_metric_minus_its_bound(tmp_path):
 def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from alignray.sweep import driver
+    from alignray.sweep import frontier as frontier_module
     from alignray.sweep.constraints import sweep_constraints
     from alignray.sweep.frontier import frontier_stage
     from alignray.sweep.plan import Plan
@@ -856,16 +859,17 @@ def test_a_sweep_where_nothing_is_feasible_says_so_and_still_writes_everything(t
                         path=f"/x/run_trial_abcde{i}0_{i + 1}_beta=0.1")
         for i in range(2)
     ]  # fmt: skip
-    monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
-    monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
+    monkeypatch.setattr(frontier_module, "study_numbers", lambda config, study: {})
+    monkeypatch.setattr(frontier_module, "keep_models", lambda plan, grids, table: None)
     plan = Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
-    base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11}
+    base = {"reward/mean": 0.0, "diversity/word_entropy": 6.6, "fluency/nonword_rate": 0.11,
+            "fluency/garbled_rate": 0.0}  # fmt: skip
     table, summary = frontier_stage(plan, [grid], base, sweep_constraints(config, base))
-    assert "none of the 2 evaluated candidates met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16)" in (
-        capsys.readouterr().out
-    )
+    assert ("none of the 2 evaluated candidates met the constraints (kl/ref <= 10; fluency/nonword_rate <= 0.16; "
+            "fluency/garbled_rate <= 0.04)") in capsys.readouterr().out  # fmt: skip
     assert summary["feasible"] == 0 and summary["frontier"] == [] and summary["hypervolume"] == 0.0
-    assert summary["constraints"] == pytest.approx({"kl/ref": 10.0, "fluency/nonword_rate": 0.16})
+    assert summary["constraints"] == pytest.approx({"kl/ref": 10.0, "fluency/nonword_rate": 0.16,
+                                                    "fluency/garbled_rate": 0.04})  # fmt: skip
     saved = pd.read_parquet(tmp_path / "results.parquet")
     assert len(saved) == 2 and not saved["feasible"].any() and saved["violations"].str.contains("kl/ref 30").all()
     assert pd.read_csv(tmp_path / "pareto.csv").empty
@@ -897,6 +901,7 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
     from test_report import _dominated_area
 
     from alignray.sweep import driver
+    from alignray.sweep import frontier as frontier_module
     from alignray.sweep.constraints import sweep_constraints
     from alignray.sweep.frontier import frontier_stage
     from alignray.sweep.plan import Plan
@@ -917,8 +922,8 @@ def test_a_minimised_kl_keeps_the_low_kl_trials_and_its_hypervolume_is_the_area_
                         path=f"/x/run_trial_{trial}_{i + 1}_beta=0.1")
         for i, (trial, (reward, kl)) in enumerate(trials.items())
     ]  # fmt: skip
-    monkeypatch.setattr(driver, "_study_numbers", lambda config, study: {})
-    monkeypatch.setattr(driver, "_keep_models", lambda plan, grids, table: None)
+    monkeypatch.setattr(frontier_module, "study_numbers", lambda config, study: {})
+    monkeypatch.setattr(frontier_module, "keep_models", lambda plan, grids, table: None)
     plan = Plan(config, tmp_path, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(tmp_path))
     base = {"reward/mean": 0.0, "kl/ref": 0.0}
     table, summary = frontier_stage(plan, [grid], base, sweep_constraints(config, base))

@@ -34,6 +34,7 @@ from alignray.report.stats import (
     seed_prompt_difference,
     seed_prompt_intervals,
 )
+from alignray.sweep.frontier import ANSWER
 
 __all__ = ["Answer", "KLEnvelopes", "answer_table", "confirmed_verdicts", "divergence_answers", "envelope_corners",
            "envelope_table", "kl_envelopes", "upper_envelope"]  # fmt: skip
@@ -45,7 +46,7 @@ REWARD = "reward/mean"
 @dataclasses.dataclass(frozen=True)
 class Answer:
     """One divergence's answer: ``row`` its candidate (a confirmed row when the sweep confirmed, else the search's
-    best), or None with ``why``."""
+    best), or None with ``why`` (with a row: a note on how it was chosen)."""
 
     divergence: str
     row: pd.Series | None
@@ -54,6 +55,8 @@ class Answer:
     versus_base: dict[str, Paired] = dataclasses.field(default_factory=dict)
     versus_best: dict[str, Paired] = dataclasses.field(default_factory=dict)
     confirmed: bool = False
+    best: bool = False
+    """Whether it is the best answer in the first objective, the one the others are compared with."""
 
 
 def confirmed_verdicts(
@@ -94,7 +97,9 @@ def _why_none(experiment: Experiment, divergence: str) -> str:
     parts = [f"{len(finished)} finished candidates"] + broke + ([f"{errored} errored"] if errored else [])
     confirmed = experiment.confirmed
     if confirmed is not None and feasible_mask(finished).any():
-        tried = confirmed[confirmed["divergence"] == divergence]
+        tried = confirmed[(confirmed["divergence"] == divergence) & (confirmed["kind"] != DERIVED)]
+        if tried.empty:
+            return "its feasible candidates were not confirmed (a sweep recorded before each divergence's best was)"
         failed = "; ".join(f"`{r['trial']}`: {r['violations']}" for _, r in tried.iterrows())
         return f"no candidate held up on confirmation ({failed})"
     return f"no feasible candidate ({', '.join(parts)})"
@@ -112,14 +117,26 @@ def divergence_answers(
     confirmed = experiment.confirmed
     divergences = list(experiment.config.get("divergences") or sorted(set(experiment.trained["divergence"])))
     chosen: dict[str, pd.Series] = {}
+    notes: dict[str, str] = {}
     for divergence in divergences:
-        if confirmed is not None:
-            rows = confirmed[(confirmed["divergence"] == divergence) & (confirmed["kind"] != DERIVED)]
-        else:
+        if confirmed is None:
             rows = experiment.trained[experiment.trained["divergence"] == divergence]
-        rows = rows[feasible_mask(rows)]
-        if len(rows):
-            chosen[divergence] = first.best_first(rows).iloc[0]
+            rows = rows[feasible_mask(rows)]
+            if len(rows):
+                chosen[divergence] = first.best_first(rows).iloc[0]
+            continue
+        rows = confirmed[(confirmed["divergence"] == divergence) & (confirmed["kind"] != DERIVED)]
+        # the answer was chosen at the search's figures; choosing it again by the confirmed ones would be biased
+        marked = rows[rows[ANSWER].astype(bool)] if ANSWER in rows.columns else rows.iloc[:0]
+        if len(marked) and feasible_mask(marked).all():
+            chosen[divergence] = marked.iloc[0]
+            continue
+        others = rows[feasible_mask(rows)]
+        if len(others):
+            chosen[divergence] = first.best_first(others).iloc[0]
+            if len(marked):
+                notes[divergence] = (f"the search's best `{marked.iloc[0]['trial']}` failed confirmation "
+                                     f"({marked.iloc[0]['violations']}); the best other confirmed candidate instead")
     best = first.best_first(pd.DataFrame(list(chosen.values()))).iloc[0]["trial"] if chosen else None
     verdicts: dict[tuple[str, str, str], Paired] = {}
     if confirmed is not None:
@@ -151,7 +168,8 @@ def divergence_answers(
                         found[metric] = paired_difference(samples, other, metric, (trial, name), resamples=resamples)
                     except ValueError:  # a metric without an interval (samples saved without ids or text)
                         continue
-        answers.append(Answer(divergence, row, None, intervals, versus_base, versus_best, confirmed is not None))
+        answers.append(Answer(divergence, row, notes.get(divergence), intervals, versus_base, versus_best,
+                              confirmed is not None, trial == best))  # fmt: skip
     return answers, verdicts
 
 
@@ -188,12 +206,15 @@ def answer_table(experiment: Experiment, answers: Sequence[Answer]) -> pd.DataFr
         if answer.confirmed:
             cell["fresh seeds"] = str(int(row.get("seeds", 0) or 0))
             failed = int(row.get("failed_seeds", 0) or 0)
-            cell["flags"] = f"{failed} fresh seed(s) failed" if failed else ""
+            flags = [f"{failed} fresh seed(s) failed"] if failed else []
+            if any(not i.seed_part for i in answer.intervals.values()):
+                flags.append("one fresh seed: intervals over prompts only")
+            cell["flags"] = "; ".join([*flags, *([answer.why] if answer.why else [])])
         for metric in (first.metric, second.metric):
             cell[f"vs base: {metric}"] = _difference(answer.versus_base.get(metric), answer.confirmed)
         for metric in (first.metric, second.metric):
-            cell[f"vs best: {metric}"] = _difference(answer.versus_best.get(metric), answer.confirmed) or (
-                "the best" if not answer.versus_best else "")
+            cell[f"vs best: {metric}"] = "the best" if answer.best else _difference(
+                answer.versus_best.get(metric), answer.confirmed)
         rows.append(cell)
     return pd.DataFrame(rows).fillna("")
 

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from alignray.sweep.config import SweepConfig
+from alignray.sweep.config import SweepConfig, check_share
 from alignray.sweep.objectives import with_objectives
 from alignray.sweep.searcher import study_storage_url
 
@@ -202,7 +202,9 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
             f"num_trials={changed['num_trials']} is fewer than the resumed sweep's {saved.num_trials}; a sweep can "
             "grow, not shrink"
         )
-    return dataclasses.replace(saved, **{k: v for k, v in changed.items() if k in RESUMABLE})
+    resumed = dataclasses.replace(saved, **{k: v for k, v in changed.items() if k in RESUMABLE})
+    check_share(resumed)  # against the saved divergences: the config parsed from the command line had the defaults
+    return resumed
 
 
 def _differs(config: SweepConfig, saved: SweepConfig, name: str) -> bool:

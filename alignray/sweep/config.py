@@ -17,7 +17,7 @@ from alignray.registry import unknown_name
 from alignray.sweep.objectives import Objective, parse_objectives
 from alignray.train_config import TrainConfig
 
-__all__ = ["PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig", "storage_password_refusal"]
+__all__ = ["PARAMETERS", "SAMPLERS", "SWEEP_PRESETS", "SweepConfig", "check_share", "storage_password_refusal"]
 
 PARAMETERS = ("divergence", "beta", "learning_rate", "alpha", "loss_type")
 """The names a trial's parameters (and a point to evaluate) may use."""
@@ -28,8 +28,8 @@ SAMPLERS = ("tpe", "nsga2", "random")
 @dataclass(frozen=True)
 class SweepConfig:
     """A reward–diversity sweep: preference data on Ray Data, f-DPO trials searched by Optuna on Ray Tune, and the
-    Pareto frontier. Defaults are the tiny-imdb preset: 10 trials of ~940 pairs each, 2 at a time, in well under 10
-    minutes on 2 CPU cores."""
+    Pareto frontier. Defaults are the tiny-imdb preset: 8 trials (2 per divergence) of ~285 pairs each, 2 at a time,
+    each divergence's answer confirmed with 2 fresh seeds, in about 6 minutes on 2 CPU cores."""
 
     output: str = "runs/sweep"
     """Experiment directory: preferences, study, Tune experiment, results, frontier models, report."""
@@ -37,9 +37,9 @@ class SweepConfig:
     """SFT policy every trial starts from and stays near: a preset, a local path or a hub id."""
     reward: str = "tiny-imdb"
     """Reward model (its POSITIVE logit): a preset, a local path or a hub id."""
-    num_prompts: int = 112
-    """Preference data: prompts (openings of held-out IMDB reviews kept for preference data). 112 prompts give ~330
-    pairs, 21 steps, a trial's training in 15-20 s on one CPU core: the size that lets make sweep confirm every
+    num_prompts: int = 96
+    """Preference data: prompts (openings of held-out IMDB reviews kept for preference data). 96 prompts give ~285
+    pairs, 18 steps, a trial's training in ~15 s on one CPU core: the size that lets make sweep confirm every
     divergence's answer with fresh seeds within 6 minutes on 2 cores."""
     samples_per_prompt: int = 4
     """Preference data: completions sampled per prompt."""
@@ -54,11 +54,14 @@ class SweepConfig:
     """optuna (the sampler below over the space) or grid (the seeds' hand grid: β ∈ {0.1, 0.5, 1, 10} × reverse_kl,
     forward_kl, js_divergence, alpha_divergence α=0.5; num_trials is then the grid's 16)."""
     sampler: str = "tpe"
-    """Optuna sampler: tpe, nsga2 or random."""
+    """Optuna sampler: tpe, nsga2 or random. Each divergence has its own β, learning rate and α in the study, which
+    TPE models from that divergence's trials; NSGA-II crosses over only the parameters every trial shares, so with
+    them it draws β, the learning rate and α at random."""
     num_trials: int = 8
     """Trials to run (search=optuna), at least 2 per divergence: each divergence gets an equal share (±1)."""
     startup_trials: int = 4
-    """Random trials before TPE models the space (NSGA-II: its population size)."""
+    """Finished trials before TPE models the space, counted over all divergences (the start points, one per
+    divergence, are the first of them); NSGA-II: its population size."""
     divergences: tuple[str, ...] = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
     """Divergences to search over (alignray.divergences.DIVERGENCES)."""
     loss_types: tuple[str, ...] = ("sigmoid",)
@@ -82,8 +85,9 @@ class SweepConfig:
     """Learning rate of every grid trial."""
     points_to_evaluate: tuple[str, ...] = ()
     """Trials to run first, each a JSON mapping, e.g. '{"divergence": "reverse_kl", "beta": 0.1,
-    "learning_rate": 5e-4}' (YAML: a list of mappings); default: one per divergence at the middle of the ranges, so
-    that every divergence is tried however few trials there are."""
+    "learning_rate": 5e-4}' (YAML: a list of mappings); default: one per divergence in the cautious corner of the
+    space (β in the upper half of its range, the learning rate in the lower half), so that every divergence is tried
+    first where it can be feasible."""
     objectives: tuple[str, ...] = ("reward/mean", "diversity/word_entropy")
     """The two objectives, each a recorded metric (alignray.metrics.METRICS) written metric, metric:max or metric:min
     (default max); the first is the plots' y axis, the second their x axis. Default: reward against
@@ -123,11 +127,11 @@ class SweepConfig:
     """Each trial: pairs per optimizer step and worker."""
     max_length: int = 96
     """Each trial: tokens of prompt + completion kept per pair."""
-    eval_prompts: int = 80
+    eval_prompts: int = 64
     """Each trial: held-out evaluation prompts (disjoint from the preference prompts)."""
     eval_samples_per_prompt: int = 2
     """Each trial: completions sampled per evaluation prompt."""
-    confirmation_prompts: int = 96
+    confirmation_prompts: int = 80
     """Confirmation: evaluation prompts held out from the search's (other reviews of the evaluation pool, drawn after
     the search's eval_prompts, none sharing its text with a search or preference-data prompt) on which the confirmed
     candidates are measured again, every seed of them; the report's answers, frontier, intervals and verdicts come
@@ -138,7 +142,7 @@ class SweepConfig:
     is the run that won the search). At least 1 while confirmation_prompts is set."""
     eval_points: int = 2
     """Each trial: models evaluated along its training, at each multiple of ceil(steps / eval_points) and at the end
-    (2 on tiny-imdb's 21 steps: steps 11 and 21); every one is a frontier candidate (``<trial>@<step>`` in
+    (2 on tiny-imdb's 18 steps: steps 9 and 18); every one is a frontier candidate (``<trial>@<step>`` in
     results.parquet, the final one the trial id), and Optuna is told the final one. Each costs an evaluation (~7 s
     on tiny-imdb). 1: the final model only."""
     derive_lambdas: tuple[float, ...] = ()
@@ -242,12 +246,8 @@ class SweepConfig:
                 "replicates=0 with confirmation_prompts set would call the search's own runs, the ones that won the "
                 "search, confirmed; give --replicates 1 or more (fresh seeds), or --confirmation-prompts 0"
             )
-        if self.search == "optuna" and self.num_trials < 2 * len(self.divergences):
-            raise ValueError(
-                f"num_trials={self.num_trials} is fewer than 2 per divergence ({len(self.divergences)} divergences: "
-                f"{', '.join(self.divergences)}); give --num-trials {2 * len(self.divergences)} or more, or search "
-                "fewer --divergences"
-            )
+        if not self.resume:  # a resumed sweep searches its saved divergences: load_resumed checks it against them
+            check_share(self)
         if self.confirmation_prompts == 1:
             raise ValueError("confirmation_prompts=1 gives no interval; use at least 2, or 0 for no confirmation")
         if self.eval_points > 10:
@@ -288,6 +288,16 @@ class SweepConfig:
             strategy=self.strategy,
             k=self.k,
             seed=self.seed,
+        )
+
+
+def check_share(config: SweepConfig) -> None:
+    """At least two trials per divergence, so that each one's share holds a start point and a sampled trial."""
+    if config.search == "optuna" and config.num_trials < 2 * len(config.divergences):
+        raise ValueError(
+            f"num_trials={config.num_trials} is fewer than 2 per divergence ({len(config.divergences)} divergences: "
+            f"{', '.join(config.divergences)}); give --num-trials {2 * len(config.divergences)} or more, or search "
+            "fewer --divergences"
         )
 
 

@@ -29,10 +29,12 @@ from alignray.sweep.searcher import TUNE_TRIAL_ATTR, study_storage_url
 
 CONFIRM = "confirm"
 """The results column that marks the candidates the confirmation measures (``to_confirm``)."""
+ANSWER = "answer"
+"""The results column that marks each divergence's answer, chosen at the search's figures (``divergence_best``)."""
 
-__all__ = ["CONFIRM", "HV_DIVERSITY_SLACK", "checkpoints_by_trial", "collect_results", "feasibility", "frontier",
-           "frontier_stage", "hypervolume_reference", "keep_models", "reference_rule", "study_numbers",
-           "to_confirm"]  # fmt: skip
+__all__ = ["ANSWER", "CONFIRM", "HV_DIVERSITY_SLACK", "checkpoints_by_trial", "collect_results", "divergence_best",
+           "feasibility", "frontier", "frontier_stage", "hypervolume_reference", "keep_models", "reference_rule",
+           "study_numbers", "to_confirm"]  # fmt: skip
 
 
 def _trial_id(result) -> tuple[str, int]:
@@ -119,15 +121,21 @@ def _points(result) -> list[dict[str, Any]]:
         return json.loads(source.read())
 
 
-def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
-    """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
-    divergence's feasible trained candidate best in ``objective`` (its answer; a derived candidate belongs to no
-    divergence)."""
-    chosen = table["pareto"].astype(bool).copy()
+def divergence_best(table: pd.DataFrame, objective: Objective) -> pd.Series:
+    """Each divergence's feasible trained candidate best in ``objective`` at the search's figures: the candidate the
+    confirmation confirms as its answer, chosen before the confirmation measures it (a derived candidate belongs to
+    no divergence)."""
+    chosen = pd.Series(False, index=table.index)
     feasible = table[table["feasible"].astype(bool) & (table["kind"] != DERIVED)]
     for _, rows in feasible.groupby("divergence", sort=False):
         chosen[objective.best_first(rows).index[0]] = True
     return chosen
+
+
+def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
+    """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
+    divergence's answer (``divergence_best``)."""
+    return table["pareto"].astype(bool) | divergence_best(table, objective)
 
 
 def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:
@@ -298,7 +306,8 @@ def frontier_stage(
         say(f"4/6 frontier: {len(feasible)} of {finished} evaluated candidates ({kinds['trial']} trials' final "
              f"models, {kinds['point']} points along them, {kinds[DERIVED]} derived) within the constraints; "
              f"frontier: {shown}; saving models, results.parquet, pareto.csv")  # fmt: skip
-    table[CONFIRM] = to_confirm(table, config.objective_pair[0])
+    table[ANSWER] = divergence_best(table, config.objective_pair[0])
+    table[CONFIRM] = table[ANSWER] | table["pareto"]
     keep_models(plan, grids, table)
     write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     front = table[table["pareto"]].drop(columns="pareto")

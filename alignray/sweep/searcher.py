@@ -20,7 +20,7 @@ Four differences from ``OptunaSearch``, nothing else:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -65,20 +65,24 @@ def open_storage(config: SweepConfig) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(study_storage_url(config))
 
 
-def divergence_counts(study: optuna.Study) -> Counter[str]:
-    """How many of the study's trials each divergence has: asked, running, finished or failed, and waiting ones
-    (enqueued points) by the divergence they fix."""
+def divergence_counts(study: optuna.Study, running: Collection[int] | None = None) -> Counter[str]:
+    """How many of the study's trials each divergence has: finished or failed, running, and waiting ones (enqueued
+    points) by the divergence they fix. ``running``: the numbers of the running trials that count; a trial left
+    RUNNING by a driver that died before Tune saved its searcher never finishes and takes no share (None: all)."""
     counts: Counter[str] = Counter()
     for trial in study.get_trials(deepcopy=False):
+        if running is not None and trial.state == optuna.trial.TrialState.RUNNING and trial.number not in running:
+            continue
         divergence = trial.params.get("divergence") or trial.system_attrs.get("fixed_params", {}).get("divergence")
         if divergence is not None:
             counts[divergence] += 1
     return counts
 
 
-def next_divergence(study: optuna.Study, divergences: Sequence[str]) -> str:
-    """The divergence the next trial goes to: the one with the fewest trials so far, the first configured on a tie."""
-    counts = divergence_counts(study)
+def next_divergence(study: optuna.Study, divergences: Sequence[str], running: Collection[int] | None = None) -> str:
+    """The divergence the next trial goes to: the one with the fewest trials so far (``divergence_counts``), the
+    first configured on a tie."""
+    counts = divergence_counts(study, running)
     return min(divergences, key=lambda name: (counts[name], list(divergences).index(name)))
 
 
@@ -103,7 +107,8 @@ class StudySearch(OptunaSearch):
         if trial_id not in self._ot_trials and self._sweep_config.search != "grid":
             waiting = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
             if not waiting:  # a waiting point keeps its divergence; otherwise the one with the fewest trials
-                divergence = next_divergence(self._ot_study, self._sweep_config.divergences)
+                mine = {trial.number for trial in self._ot_trials.values()}  # Tune's own, this run's or restored
+                divergence = next_divergence(self._ot_study, self._sweep_config.divergences, mine)
                 self._ot_study.enqueue_trial({"divergence": divergence})
         params = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)

@@ -114,22 +114,22 @@ def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
 
 
 def seed_points(config: SweepConfig) -> list[dict[str, Any]]:
-    """The trials to run first, in plain names: ``points_to_evaluate``, the grid's points for ``search='grid'``, or
-    else one per divergence in the cautious corner of the space, where every divergence can be feasible: β in the
+    """The trials to run first, in plain names: the grid's points for ``search='grid'``; else ``points_to_evaluate``
+    and then one start point for each divergence they leave out (all of them by default), at most ``num_trials`` in
+    all. The start points lie in the cautious corner of the space, where every divergence can be feasible: β in the
     upper half of its range and the learning rate in the lower half (log scale), spread by a Latin hypercube
     (scipy.stats.qmc, seeded by ``seed``) so that no two share a β or a learning-rate stratum. A divergence's first
     trial at a high learning rate and low β drifts past the KL budget whatever the divergence (on tiny-imdb, reverse
     KL at lr 9e-4 reached KL 11.6 and 14.3), and then says nothing about where it is feasible."""
     if config.search == "grid":
         points = grid_points(config)
-    elif config.points_to_evaluate:
-        points = [json.loads(point) for point in config.points_to_evaluate]
     else:
         from scipy.stats import qmc
 
-        names = config.divergences[: config.num_trials]
-        draws = qmc.LatinHypercube(d=3, seed=config.seed).random(len(names))
-        points = []
+        points = [json.loads(point) for point in config.points_to_evaluate]
+        covered = {point["divergence"] for point in points}
+        names = [name for name in config.divergences if name not in covered][: config.num_trials - len(points)]
+        draws = qmc.LatinHypercube(d=3, seed=config.seed).random(len(names)) if names else []
         for name, (u_beta, u_lr, u_alpha) in zip(names, draws, strict=True):
             point = {
                 "divergence": name,
