@@ -142,7 +142,7 @@ def test_confirmed_verdicts_read_the_fresh_seeds_as_one_holm_family_with_the_aga
 
 
 def test_a_single_divergence_gets_its_row_and_no_comparison_said_plainly(tmp_path):
-    from alignray.report.sweep_report import _answer_blocks
+    from alignray.report.answer import answer_blocks
 
     rows = [_row("a1", "reverse_kl", 1.0, 2.0), _row("a2", "reverse_kl", 1.5, 4.0)]
     samples = {BASE: _samples(0.0, 0.0), **{r["trial"]: _samples(r["reward/mean"], r["kl/ref"]) for r in rows}}
@@ -151,7 +151,7 @@ def test_a_single_divergence_gets_its_row_and_no_comparison_said_plainly(tmp_pat
     answers, _ = divergence_answers(experiment, resamples=50)
     assert [a.divergence for a in answers] == ["reverse_kl"] and answers[0].row["trial"] == "a2"
     assert answers[0].versus_best == {} and set(answers[0].versus_base) == {"reward/mean", "diversity/word_entropy"}
-    blocks = _answer_blocks(experiment, answer_table(experiment, answers), kl_envelopes(experiment, 50),
+    blocks = answer_blocks(experiment, answer_table(experiment, answers), kl_envelopes(experiment, 50),
                             pd.DataFrame())  # fmt: skip
     text = " ".join(str(content) for kind, content in blocks if kind == "p")
     assert "One divergence was searched: there is no comparison between divergences." in text

@@ -8,11 +8,14 @@
 One module per concern, each importing only those above it:
 
 - ``formatting``: how numbers and trials are written.
-- ``stats``: the bootstrap over evaluation prompts (and over seeds and prompts together, for the confirmation),
+- ``stats``: the bootstrap over evaluation prompts (and the seed-and-prompt intervals of the confirmation),
   metric intervals and paired differences (how confidence is computed is told there).
 - ``experiment``: loading an experiment and the views every part shares (groups, frontiers, reference point,
   feasibility: frontiers hold feasible trials only; the recommended frontier is the confirmed one when the sweep
   confirmed).
+- ``answer``: each divergence's answer at the KL budget (confirmed, one Holm family of verdicts) and the reward–KL
+  envelopes read at common KLs.
+- ``picks``: "What to pick" in sentences.
 - ``watch``: the reward-hacking watch (n-grams that rose against the base policy, reward rising with non-words).
 - ``tables``: the report's tables.
 - ``figures``: each static figure (a PNG) as a record of its data (gathered) and a drawing of it.

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from alignray.report.document import Block
 from alignray.report.experiment import BASE, DERIVED, KL, Experiment, feasible_mask
 from alignray.report.formatting import num, params
 from alignray.report.stats import (
@@ -36,8 +37,8 @@ from alignray.report.stats import (
 )
 from alignray.sweep.frontier import ANSWER
 
-__all__ = ["Answer", "KLEnvelopes", "answer_table", "confirmed_verdicts", "divergence_answers", "envelope_corners",
-           "envelope_table", "kl_envelopes", "upper_envelope"]  # fmt: skip
+__all__ = ["Answer", "KLEnvelopes", "answer_blocks", "answer_table", "confirmed_verdicts", "divergence_answers",
+           "envelope_corners", "envelope_table", "kl_envelopes", "upper_envelope"]  # fmt: skip
 
 REWARD = "reward/mean"
 """The envelope's y axis: the DPO paper's figure 2 plots reward against KL."""
@@ -319,3 +320,39 @@ def envelope_table(envelopes: KLEnvelopes) -> pd.DataFrame:
             for d, values in envelopes.values.items()]  # fmt: skip
     rows += [{"divergence": d, "largest feasible KL": "", "note": why} for d, why in envelopes.left_out.items()]
     return pd.DataFrame(rows).fillna("")
+
+
+def answer_blocks(
+    experiment: Experiment, answers: pd.DataFrame, envelopes: KLEnvelopes, kl_shown: pd.DataFrame
+) -> list[Block]:
+    """The report's first section: each divergence's answer at the KL budget, then the reward–KL envelopes read at
+    common KLs."""
+    first = experiment.objectives[0]
+    budget = experiment.constraints.get(KL)
+    within = f"within the KL budget ({KL} ≤ {num(budget)}) and the fluency bounds" if budget else "within the bounds"
+    confirmed = experiment.confirmed is not None
+    text = (f"For each divergence, its candidate best in `{first.metric}` {within}"
+            + (", confirmed on fresh seeds and held-out prompts (means over the fresh seeds; brackets: "
+               f"{CONFIDENCE:.0%} intervals over seeds and prompts). \"vs base\" and \"vs best\" are differences "
+               "with their interval and Holm-adjusted p over the report's one family of confirmed comparisons; a "
+               f"divergence whose difference from the best has Holm p ≥ {1 - CONFIDENCE:.2g} is not shown to be "
+               "worse." if confirmed else
+               ": **not confirmed**, search figures on the prompts that chose them; differences exploratory.")
+            + (" One divergence was searched: there is no comparison between divergences."
+               if len(answers) == 1 else ""))  # fmt: skip
+    blocks: list[Block] = [("h2", "The answer per divergence"), ("p", text), ("table", answers)]
+    if envelopes.kls:
+        read = "; ".join(f"{d} {', '.join(str(v) for v in values)}" for d, values in envelopes.values.items())
+        kls = ", ".join(f"{k:g}" for k in envelopes.kls)
+        blocks += [
+            ("p", f"Reward against KL, each divergence's upper envelope over its feasible candidates (trials and "
+                  f"points along training, at their search figures) from the base policy at KL 0, read by "
+                  f"interpolation at KLs every compared divergence reaches ({kls} nats): {read}. Exploratory: the "
+                  f"search's prompts, which chose these candidates, with {CONFIDENCE:.0%} bootstrap intervals over "
+                  "them."),
+            ("table", kl_shown),
+        ]  # fmt: skip
+    elif envelopes.left_out:
+        blocks.append(("p", "No reward–KL comparison: " + "; ".join(f"{d}: {why}" for d, why in
+                                                                    envelopes.left_out.items()) + "."))
+    return blocks

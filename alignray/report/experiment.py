@@ -32,6 +32,7 @@ import pandas as pd
 
 from alignray.sweep.confirm import CONFIRMED, confirmed_view
 from alignray.sweep.derive import DERIVED
+from alignray.sweep.frontier import CONFIRM
 from alignray.sweep.objectives import Objective, objective_points, parse_objectives, signed, with_objectives
 from alignray.sweep.pareto import hypervolume_curve, pareto_mask
 
@@ -212,8 +213,26 @@ def load_experiment(directory: str | Path) -> Experiment:
     confirmed_base = json.loads(confirmed.read_text())["metrics"] if confirmed.is_file() else None
     seeds_path = directory / "confirmation.parquet"
     seeds = pd.read_parquet(seeds_path) if seeds_path.is_file() else None
+    if seeds is not None and "retrained" in seeds and CONFIRM not in results and CONFIRMED + "seeds" in results:
+        results = _fresh_seeds_only(results, seeds, record.get("summary", {}), config)
     return Experiment(directory, record["study"], config, record.get("summary", {}), results, base, confirmed_base,
                       seeds)  # fmt: skip
+
+
+def _fresh_seeds_only(
+    results: pd.DataFrame, seeds: pd.DataFrame, summary: dict[str, Any], config: dict[str, Any]
+) -> pd.DataFrame:
+    """An experiment confirmed before the search's own run was kept out of the confirmed figures: its confirmed
+    columns computed again from the fresh seeds (``retrained``) alone, under the constraints it recorded."""
+    from alignray.sweep.confirm import confirmed_columns
+    from alignray.sweep.constraints import Constraint
+
+    bounds = (summary.get("confirmation") or {}).get("constraints") or {}
+    constraints = [Constraint(metric, float(bound)) for metric, bound in bounds.items()]
+    results = results.drop(columns=[c for c in results.columns if c.startswith(CONFIRMED)])
+    results = confirmed_columns(results, seeds, constraints, parse_objectives(config["objectives"]))
+    results[CONFIRM] = results["trial"].isin(set(seeds["trial"]))
+    return results
 
 
 def _with_kinds(results: pd.DataFrame) -> pd.DataFrame:

@@ -478,7 +478,7 @@ def _seed_prompt_interval(
         p_value = math.nan
     elif abs(estimate) >= half(1 - 1e-12):
         p_value = 1e-12
-    elif estimate == 0:
+    elif abs(estimate) <= half(1e-12):  # 0, or nearer 0 than any interval reaches
         p_value = 1.0
     else:
         from scipy.optimize import brentq

@@ -13,18 +13,16 @@ their recipes, the points on a frontier; "What to pick" and the frontier tables 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from alignray.report.answer import KLEnvelopes, answer_table, divergence_answers, envelope_table, kl_envelopes
+from alignray.report.answer import answer_blocks, answer_table, divergence_answers, envelope_table, kl_envelopes
 from alignray.report.document import Block, render_html, render_markdown, write_text
 from alignray.report.experiment import (
     BASE,
     DERIVED,
-    KINDS,
     KL,
     POINT,
     TRIAL,
@@ -45,8 +43,9 @@ from alignray.report.figures import (
     reward_kl_info,
     save_png,
 )
-from alignray.report.formatting import group_name, label, num, params
+from alignray.report.formatting import group_name, label, num
 from alignray.report.interactive import interactive_pareto
+from alignray.report.picks import KIND_NAMES, against_base, candidates_noun, pick_lines, unconfirmed
 from alignray.report.stats import (
     CONFIDENCE,
     INTERVAL_METRICS,
@@ -59,7 +58,6 @@ from alignray.report.stats import (
     holm_adjusted,
     metric_intervals,
     paired_difference,
-    seed_prompt_difference,
     seed_prompt_intervals,
 )
 from alignray.report.tables import (
@@ -73,28 +71,8 @@ from alignray.report.tables import (
     watch_table,
 )
 from alignray.report.watch import NONWORD, NONWORD_RISE, watch_info, watched_reward
-from alignray.sweep.objectives import Objective
 
 __all__ = ["write_report"]
-
-KIND_NAMES = {TRIAL: "trials", POINT: "points along training", DERIVED: "derived by weight arithmetic"}
-"""Each kind of candidate in the report's words, for counts."""
-
-
-def _finished(experiment: Experiment) -> str:
-    """How many candidates finished, in words: "10 finished trials" or, with points or derived candidates, "102
-    finished candidates: 4 trials, 8 points along training, 90 derived by weight arithmetic"."""
-    ok = experiment.finished
-    if not experiment.has_candidates:
-        return f"{len(ok)} finished trials"
-    counts = [f"{int((ok['kind'] == kind).sum())} {KIND_NAMES[kind]}" for kind in KINDS]
-    return f"{len(ok)} finished candidates: {', '.join(counts)}"
-
-
-def _noun(experiment: Experiment) -> str:
-    """What the report calls the rows of ``results.parquet``: "trials", or "candidates" when some are not trials."""
-    return "candidates" if experiment.has_candidates else "trials"
-
 
 def _load_samples(experiment: Experiment, trials: Sequence[str]) -> dict[str, pd.DataFrame]:
     loaded = {}
@@ -166,11 +144,6 @@ def _matched_text(experiment: Experiment, matched: MatchedKL) -> str:
     return text
 
 
-def _bounds(experiment: Experiment) -> str:
-    """The constraints as written in the report: "kl/ref ≤ 10, fluency/nonword_rate ≤ 0.163"."""
-    return ", ".join(f"{metric} ≤ {num(bound)}" for metric, bound in experiment.constraints.items())
-
-
 def _constraints(experiment: Experiment) -> str | None:
     """The "Constraints" paragraph: each bound, where it came from, and how many finished trials met them all; None
     when the sweep had no constraints."""
@@ -185,40 +158,15 @@ def _constraints(experiment: Experiment) -> str | None:
         elif metric == NONWORD and config.get("max_nonword_increase") is not None and metric in base:
             increase = num(config["max_nonword_increase"])
             source = f" (the base policy's {num(base[metric])} + max_nonword_increase {increase})"
+        elif metric == "fluency/garbled_rate" and config.get("max_garbled_increase") is not None and metric in base:
+            increase = num(config["max_garbled_increase"])
+            source = f" (the base policy's {num(base[metric])} + max_garbled_increase {increase})"
         stated.append(f"`{metric}` ≤ {num(bound)}{source}")
-    feasible, finished, noun = len(experiment.feasible), len(experiment.finished), _noun(experiment)
+    feasible, finished, noun = len(experiment.feasible), len(experiment.finished), candidates_noun(experiment)
     return (f"Constraints: {', '.join(stated) or 'not recorded in sweep.json'}. {feasible} of {finished} finished "
             f"{noun} are feasible. Only feasible {noun} enter the frontier, the hypervolume, \"What to pick\" and the "
             f"comparisons; the plots draw the others hollow, and the table of every {noun[:-1]} names the constraints "
             "each broke.")  # fmt: skip
-
-
-def _against_base(
-    experiment: Experiment, loaded: dict[str, pd.DataFrame], trials: Sequence[str], resamples: int
-) -> dict[str, dict[str, Paired]]:
-    """Each trial's paired difference against the base policy in both objectives, where both have samples and the
-    metric an interval: on the confirmation prompts, seeds and prompts resampled together, when the sweep confirmed;
-    else on the search's evaluation prompts (``loaded``)."""
-    confirmed = experiment.confirmed is not None
-    out: dict[str, dict[str, Paired]] = {}
-    for trial in trials:
-        if confirmed:
-            mine, base = experiment.confirmation_samples(trial), experiment.confirmation_samples(BASE)
-        else:
-            mine, base = [loaded[trial]] if trial in loaded else [], [loaded[BASE]] if BASE in loaded else []
-        if not mine or not base:
-            continue
-        out[trial] = {}
-        for metric in (o.metric for o in experiment.objectives):
-            try:
-                if confirmed:
-                    out[trial][metric] = seed_prompt_difference(mine, base, metric, (trial, BASE), resamples=resamples)
-                else:
-                    out[trial][metric] = paired_difference(mine[0], base[0], metric, (trial, BASE),
-                                                           resamples=resamples)  # fmt: skip
-            except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
-                continue
-    return out
 
 
 def _confirmed_intervals(experiment: Experiment, resamples: int) -> dict[str, dict[str, Interval]]:
@@ -233,149 +181,6 @@ def _confirmed_intervals(experiment: Experiment, resamples: int) -> dict[str, di
         if seeds:
             out[trial] = seed_prompt_intervals(seeds, resamples=resamples)
     return out
-
-
-def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paired]) -> str:
-    """A pick's differences against the base policy in both objectives, each with its paired interval and whether
-    it is better or worse in the objective's direction, and what the pick gives up."""
-    parts, lost = [], []
-    base = experiment.frontier_base
-    for objective in experiment.objectives:
-        metric = objective.metric
-        if metric not in paired:
-            parts.append(f"{metric} difference {num(row[metric] - base.get(metric, float('nan')))} "
-                         "(no interval)")  # fmt: skip
-            continue
-        difference, adjusted = paired[metric].difference, paired[metric].adjusted_p
-        decided = adjusted < 1 - CONFIDENCE if math.isfinite(adjusted) else difference.high < 0 or difference.low > 0
-        if decided and difference.estimate != 0:
-            higher = difference.estimate > 0
-            worse = higher != (objective.direction == "max")
-            verdict = f"{'higher' if higher else 'lower'} than the base: {'worse' if worse else 'better'}"
-            verdict = f"**{verdict}**" if worse else verdict
-            if worse:
-                lost.append(objective)
-        else:
-            verdict = f"no difference at {CONFIDENCE:.0%}" + (" after Holm" if math.isfinite(adjusted) else "")
-        held = f"; Holm p {num(adjusted)}" if math.isfinite(adjusted) else ""
-        parts.append(f"{metric} difference {difference} ({verdict}{held})")
-    text = "Against the base policy: " + ", ".join(parts) + "."
-    for objective in reversed(lost):  # what it gives up in the second objective, usually diversity, first
-        text += f" **This pick is worse than the base policy in {objective.metric} ({objective.better}).**"
-    return text
-
-
-def _best(objective: Objective) -> str:
-    """How "What to pick" titles the pick best in ``objective``: "Highest reward", "Lowest kl/ref"."""
-    family = objective.metric.split("/")[0]
-    name = family if family in ("reward", "diversity") else objective.metric
-    return f"{'Highest' if objective.direction == 'max' else 'Lowest'} {name}"
-
-
-def _pick(
-    experiment: Experiment,
-    intervals: dict[str, dict[str, Interval]],
-    comparisons: list[Paired],
-    against: dict[str, dict[str, Paired]],
-) -> list[str]:
-    """The computed sentences of "What to pick"."""
-    if experiment.finished.empty:
-        return ["No trial finished: there is no frontier to pick from (see the errored trials below)."]
-    if experiment.frontier.empty and experiment.confirmed is not None:
-        broken = "; ".join(f"{label(row, lr=True)} `{row['trial']}`: {row['violations']}"
-                           for _, row in experiment.confirmed.iterrows())  # fmt: skip
-        return [f"**None of the {len(experiment.confirmed)} configurations on the search's feasible frontier held up "
-                f"on confirmation: there is no frontier to recommend.** {broken}. The search's figures were luck of "
-                "its seed or prompts, or the bounds sit at the edge of what these configurations reach; see the "
-                "Confirmation table, and run more trials or raise --replicates."]  # fmt: skip
-    if experiment.frontier.empty:
-        bounds = f" ({_bounds(experiment)})" if experiment.constraints else ""
-        return [f"**No trial met the constraints{bounds}: there is no frontier to recommend.** The table of every "
-                "trial names what each broke; loosen the bounds (max_kl, max_nonword_increase) or search lower "
-                "learning rates and larger β, and run the sweep again."]  # fmt: skip
-    (first, second), front = experiment.objectives, experiment.frontier
-    reward, diversity = first.metric, second.metric
-    confirmed = experiment.confirmed
-
-    def described(row: pd.Series) -> str:
-        found = intervals.get(row["trial"], {})
-        r = str(found[reward]) if reward in found else num(row[reward])
-        d = str(found[diversity]) if diversity in found else num(row[diversity])
-        search = (f" (search: {num(row['search/' + reward])}, {num(row['search/' + diversity])})"
-                  if confirmed is not None else "")  # fmt: skip
-        if confirmed is not None and pd.notna(row.get("search_run/" + reward)):
-            search += f" (search run on these prompts: {num(row['search_run/' + reward])})"
-        failed = int(row.get("failed_seeds", 0) or 0) if confirmed is not None else 0
-        flag = f" **{failed} fresh seed(s) failed: confirmed on fewer seeds.**" if failed else ""
-        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{search}.{flag} "
-                f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
-
-    base = intervals.get(BASE, {})
-    base_values = experiment.frontier_base
-    base_text = ", ".join(f"{m} {base[m] if m in base else num(base_values.get(m))}" for m in (reward, diversity))
-    if confirmed is None:
-        text = [
-            f"The frontier holds {len(front)} of {_finished(experiment)}. Base SFT policy: "
-            f"{base_text}. Brackets are {CONFIDENCE:.0%} bootstrap intervals over the evaluation prompts; differences "
-            "against the base policy are paired over the prompts both were scored on. **Not confirmed**: "
-            f"{_unconfirmed(experiment)}, so these figures come from the prompts that chose the frontier and from one "
-            "training run each.",
-        ]
-    else:
-        seeds = int(confirmed["seeds"].max())
-        prompts = experiment.summary.get("confirmation", {}).get("prompts", "the")
-        text = [
-            f"The confirmed frontier holds {len(front)} of the {len(confirmed)} confirmed candidates (the search's "
-            f"feasible frontier and each divergence's best, of {_finished(experiment)}), each retrained"
-            + (" (a derived one rebuilt from its parents' retrained weights)" if experiment.kinds[DERIVED] else "")
-            + f" with up to {seeds} fresh seeds and measured on {prompts} confirmation prompts that share no text "
-            f"with the search's or the preference data's. Base SFT policy on the same prompts: {base_text}. Figures "
-            "are means over the fresh seeds only; the search's own run, the one that won, is measured beside them "
-            f"(\"search run\") and never averaged in. Brackets are {CONFIDENCE:.0%} intervals that add the spread "
-            "between seeds (a t quantile, few seeds) to the prompts' (bootstrap); differences against the base "
-            "policy and between divergences are one Holm family, read from these seeds. \"search:\" gives the "
-            "figures that chose each candidate.",
-        ]
-    text.append(f"- {_best(first)}: {described(front.iloc[0])}")
-    if len(front) > 1:
-        text.append(f"- {_best(second)} on the frontier: {described(front.iloc[-1])}")
-    best = front.iloc[0]["search/" + reward] if confirmed is not None else front.iloc[0][reward]
-    if "violations" in experiment.finished:
-        left_out = experiment.finished[experiment.finished["violations"].notna()]
-        left_out = first.best_first(left_out[first.sign * left_out[reward] > first.sign * best])
-        if not left_out.empty:
-            shown = "; ".join(f"{label(row)} `{row['trial']}`, {reward} {num(row[reward])} ({row['violations']})"
-                              for _, row in left_out.head(3).iterrows())  # fmt: skip
-            text.append(f"- Left out by the constraints, better in {reward} in the search than any pick: {shown}.")
-    if confirmed is not None:
-        dropped = confirmed[~confirmed["trial"].isin(front["trial"])]
-        if not dropped.empty:
-            why = "; ".join(f"{label(row)} `{row['trial']}` (" + (
-                f"{row['violations']}" if row["seeds"] == 0 else f"{reward} {num(row[reward])}, search "
-                f"{num(row['search/' + reward])}; " + (f"broke {row['violations']}" if pd.notna(row["violations"])
-                                                       else "dominated")) + ")"
-                for _, row in dropped.iterrows())  # fmt: skip
-            text.append(f"- On the search's frontier but not confirmed: {why}.")
-    if confirmed is None:
-        for c in comparisons:
-            if c.metric == reward:
-                text.append(
-                    f"- {c.a} vs {c.b}, exploratory (the search's prompts, which chose them; no verdict): {reward} "
-                    f"difference {c.difference} over {c.prompts} shared prompts."
-                )
-    return text
-
-
-def _named(row: pd.Series) -> str:
-    """A pick as "What to pick" names it, with its kind: a trial by its divergence, loss type, parameters and id; a
-    point along training also by its trial and step; a derived candidate by its recipe."""
-    if row["kind"] == DERIVED:
-        return f"**derived by weight arithmetic**, {label(row)} (candidate `{row['trial']}`: {row['recipe']})"
-    text = f"**{row['divergence']}** ({row['loss_type']}) {params(row)}, learning rate {row['learning_rate']:.2g}"
-    if row["kind"] == POINT:
-        return (f"{text} (point `{row['trial']}`: trial `{row['tune_trial']}` at step {int(row['step'])}, a model "
-                "saved along its training)")  # fmt: skip
-    return f"{text} (trial `{row['trial']}`)"
 
 
 def _candidates_blocks(experiment: Experiment) -> list[Block]:
@@ -418,52 +223,12 @@ def _candidates_blocks(experiment: Experiment) -> list[Block]:
     return blocks
 
 
-def _answer_blocks(
-    experiment: Experiment, answers: pd.DataFrame, envelopes: KLEnvelopes, kl_shown: pd.DataFrame
-) -> list[Block]:
-    """The report's first section: each divergence's answer at the KL budget, then the reward–KL envelopes read at
-    common KLs."""
-    first = experiment.objectives[0]
-    budget = experiment.constraints.get(KL)
-    within = f"within the KL budget ({KL} ≤ {num(budget)}) and the fluency bounds" if budget else "within the bounds"
-    confirmed = experiment.confirmed is not None
-    text = (f"For each divergence, its candidate best in `{first.metric}` {within}"
-            + (", confirmed on fresh seeds and held-out prompts (means over the fresh seeds; brackets: 95% "
-               "intervals over seeds and prompts). \"vs base\" and \"vs best\" are differences with their "
-               "interval and Holm-adjusted p over the report's one family of confirmed comparisons; a divergence "
-               "whose difference from the best has Holm p ≥ 0.05 is not shown to be worse." if confirmed else
-               ": **not confirmed**, search figures on the prompts that chose them; differences exploratory.")
-            + (" One divergence was searched: there is no comparison between divergences."
-               if len(answers) == 1 else ""))  # fmt: skip
-    blocks: list[Block] = [("h2", "The answer per divergence"), ("p", text), ("table", answers)]
-    if envelopes.kls:
-        read = "; ".join(f"{d} {', '.join(str(v) for v in values)}" for d, values in envelopes.values.items())
-        kls = ", ".join(f"{k:g}" for k in envelopes.kls)
-        blocks += [
-            ("p", f"Reward against KL, each divergence's upper envelope over its feasible candidates (trials and "
-                  f"points along training, at their search figures) from the base policy at KL 0, read by "
-                  f"interpolation at KLs every compared divergence reaches ({kls} nats): {read}. Exploratory: the "
-                  "search's prompts, which chose these candidates, with 95% bootstrap intervals over them."),
-            ("table", kl_shown),
-        ]  # fmt: skip
-    elif envelopes.left_out:
-        blocks.append(("p", "No reward–KL comparison: " + "; ".join(f"{d}: {why}" for d, why in
-                                                                    envelopes.left_out.items()) + "."))
-    return blocks
-
-
-def _unconfirmed(experiment: Experiment) -> str:
-    """Why the sweep has no confirmation, in words."""
-    skipped = experiment.summary.get("confirmation", {}).get("skipped")
-    return skipped or "the sweep ran before confirmation existed"
-
-
 def _confirmation_blocks(experiment: Experiment, intervals: dict[str, dict[str, Interval]]) -> list[Block]:
     """The "Confirmation" section: each configuration of the search's feasible frontier, its search figures and its
     confirmed ones with seed-and-prompt intervals, feasibility and place on the confirmed frontier."""
     confirmed = experiment.confirmed
     if confirmed is None:
-        return [("h2", "Confirmation"), ("p", f"None: {_unconfirmed(experiment)}.")]
+        return [("h2", "Confirmation"), ("p", f"None: {unconfirmed(experiment)}.")]
     info = experiment.summary.get("confirmation", {})
     dropped = info.get("dropped_prompts") or {}
     text = (f"The {len(confirmed)} confirmed candidates (the search's feasible frontier and each divergence's best), "
@@ -532,7 +297,7 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     if experiment.confirmed is not None:  # the picks' lines belong to the one Holm family of confirmed verdicts
         against = {p: {m: v for (a, b, m), v in verdicts.items() if a == p and b == BASE} for p in picks}
     else:
-        against = _against_base(experiment, loaded, picks, resamples)
+        against = against_base(experiment, loaded, picks, resamples)
     envelopes = kl_envelopes(experiment, resamples)
     answers_shown, kl_shown = answer_table(experiment, answers), envelope_table(envelopes)
     written = {"answer.csv": out / "answer.csv", "answer_kl.csv": out / "answer_kl.csv"}
@@ -565,7 +330,7 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                f"{len(experiment.results)} candidates ({len(errors)} errored): {kinds[TRIAL]} trials, "
                f"{kinds[POINT]} points along their training, {kinds[DERIVED]} derived by weight "
                "arithmetic")  # fmt: skip
-    noun = _noun(experiment)
+    noun = candidates_noun(experiment)
     blocks: list[Block] = [
         ("h1", f"Sweep {experiment.study}"),
         ("p", f"{counted}, search {search}{timing}; objectives "
@@ -573,9 +338,9 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
               f"`{config.get('policy')}`, reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} "
               f"evaluation prompts x {config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
         *([("p", constraints)] if constraints else []),
-        *_answer_blocks(experiment, answers_shown, envelopes, kl_shown),
+        *answer_blocks(experiment, answers_shown, envelopes, kl_shown),
         ("h2", "What to pick"),
-        *[("p", line) for line in _pick(experiment, confirmed or intervals, comparisons, against)],
+        *[("p", line) for line in pick_lines(experiment, confirmed or intervals, comparisons, against)],
         *_confirmation_blocks(experiment, confirmed),
         ("h2", "Pareto frontier"),
         ("p", f"Every {noun[:-1]} at its search figures (the search's evaluation prompts, one training run); "
@@ -655,7 +420,7 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                  "run (--replicates) the seed part of these intervals is rough and errs narrow."
                  if experiment.confirmed is not None else
                  "They measure evaluation noise over prompts, not training randomness: each configuration was "
-                 f"trained once and not confirmed ({_unconfirmed(experiment)}), so two close trials may swap places "
+                 f"trained once and not confirmed ({unconfirmed(experiment)}), so two close trials may swap places "
                  "on a retrain.")),
         ("h2", "Live views"),
         ("p", f"`tensorboard --logdir {experiment.config.get('tune_storage') or out / 'tune'}` (training curves "

@@ -341,6 +341,8 @@ def _report(out: Path) -> None:
     with the command that retries it."""
     from alignray.report import write_report
 
+    for name in ("answer.csv", "answer_kl.csv"):  # an earlier run's answer is never printed as this one's
+        (out / name).unlink(missing_ok=True)
     try:
         written = write_report(out)
     except Exception as err:  # the sweep's results are already on disk; a broken plot must not fail the sweep
