@@ -1,6 +1,6 @@
 """The alignray sweep: which divergence and which β? Answered as a reward–diversity Pareto frontier.
 
-    python jobs/sweep.py                                   # tiny-imdb, ~10 trials in ~10 minutes on 2 CPU cores
+    python jobs/sweep.py                                   # tiny-imdb: 8 trials, each divergence confirmed, 2 cores
     python jobs/sweep.py --preset gpt2-imdb --output runs/gpt2      # the hub models, one GPU per trial
     python jobs/sweep.py --search grid --output runs/grid           # the seeds' hand grid, to compare searches
     python jobs/sweep.py --output runs/sweep --resume               # continue a sweep whose driver was killed
@@ -10,9 +10,11 @@
 The first line printed is where the results land. A job that runs from Ray's copy of its working directory
 (``--working-dir``) must be given an absolute --output, or it is refused: the copy is temporary.
 
-Stages: preference data on Ray Data; reference log-probs and the base policy once; Ray Tune + Optuna trials (each
-trains with FDPOTrainer and evaluates in its own resources); the frontier (results.parquet, pareto.csv,
-frontier/<trial>/ models, report.md, the Optuna study in study.db). Every option is checked before Ray starts.
+Stages: preference data on Ray Data; reference log-probs and the base policy once; Ray Tune + Optuna trials, each
+divergence its share (each trains with FDPOTrainer and evaluates in its own resources); the frontier
+(results.parquet, pareto.csv, frontier/<trial>/ models, the Optuna study in study.db); the confirmation of each
+divergence's answer and the frontier with fresh seeds on held-out prompts; the report (answer.csv, report.md). The job
+ends by printing each divergence's answer. Every option is checked before Ray starts.
 """
 
 from __future__ import annotations

@@ -165,9 +165,9 @@ def test_bad_input_sweep_yaml(case, tmp_path, capsys, no_sweep):
 
 def test_bad_input_numbers_written_as_yaml_strings_are_accepted(tmp_path):
     config = parse_config(
-        SweepConfig, ["--config", _yaml(tmp_path, 'beta_min: "0.1"\nnum_trials: "6"\nlearning_rate_max: "1e-3"\n')]
+        SweepConfig, ["--config", _yaml(tmp_path, 'beta_min: "0.1"\nnum_trials: "12"\nlearning_rate_max: "1e-3"\n')]
     )
-    assert (config.beta_min, config.num_trials, config.learning_rate_max) == (0.1, 6, 1e-3)
+    assert (config.beta_min, config.num_trials, config.learning_rate_max) == (0.1, 12, 1e-3)
     assert isinstance(config.beta_min, float) and isinstance(config.num_trials, int)
 
 
