@@ -110,9 +110,9 @@ def test_report_writes_markdown_html_and_pngs_of_the_expected_size(report):
     for name in sizes:
         assert f"]({name})" in text
     assert text.count("| base (SFT) |") == 1
-    rows = [line for line in text.splitlines() if line.startswith("| ")]
-    table_start = next(i for i, line in enumerate(rows) if line.startswith("| divergence |"))
-    assert rows[table_start + 1].startswith("| base (SFT) |")  # the base policy's row first
+    rows = [line for line in _section(text, "Per divergence and loss type").splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| divergence |") and rows[1].startswith("| base (SFT) |")  # the base's row first
+    assert text.index("## The answer per divergence") < text.index("](pareto.png)")  # the answer before any figure
 
 
 def test_html_is_self_contained(report):

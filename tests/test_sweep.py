@@ -798,9 +798,10 @@ def test_the_tail_bound_excludes_a_normal_mean_with_a_heavy_tail():
         return pd.DataFrame({"completion": texts, "completion_ids": [[1, 2]] * n, "reward": 0.0, "positive": True,
                              "logp": -1.0, "ref_logp": -1.0, "entropy": 1.0, "tokens": 2})  # fmt: skip
 
-    base = metrics_from_samples(samples([real.replace("plot good", "qzx good")] * 100), vocabulary)  # 1 in 10
+    one, two = real.replace("plot good", "qzx good", 1), real.replace("plot good", "qzx vvb", 1)  # 1 and 2 in 10
+    base = metrics_from_samples(samples([one] * 100), vocabulary)
     heavy = metrics_from_samples(samples([real] * 83 + ["qzx vvb good film wpk zzt plot rrk"] * 17), vocabulary)
-    even = metrics_from_samples(samples([real] * 50 + [real.replace("plot good", "qzx vvb")] * 50), vocabulary)
+    even = metrics_from_samples(samples([real] * 50 + [two] * 50), vocabulary)
     assert base["fluency/garbled_rate"] == 0 and heavy["fluency/garbled_rate"] == pytest.approx(0.17)
     constraints = sweep_constraints(SweepConfig(), base)
     # both within the mean bound (base + 0.05): the mean cannot tell them apart
