@@ -115,8 +115,9 @@ class SweepConfig:
     The mean bound above misses a policy that writes normal text and, now and then, gibberish. None: no bound.
     Calibrated on two default sweeps (seed 0, 96 evaluation prompts x 2, samples read): the base wrote 0 of 192
     such completions; candidates below KL 5 wrote 0-4.7%, most under 3% (a reverse-KL trial at KL 1.8 wrote 7 of
-    192, each gibberish, the rest like the base's text); candidates past KL 5.8 wrote 2.1-12.5%, most above 5%. A forward-KL trial at KL 4.5
-    whose mean rate (0.134) met the mean bound wrote 4.2%: this bound, not the mean's, left it out."""
+    192, each gibberish, the rest like the base's text); candidates past KL 5.8 wrote 2.1-12.5%, most above 5%. A
+    forward-KL trial at KL 4.5 whose mean rate (0.134) met the mean bound wrote 4.2%: this bound, not the mean's,
+    left it out."""
     hv_reward: float | None = None
     """The first objective's value at the hypervolume reference point (default: the base policy's)."""
     hv_diversity: float | None = None
