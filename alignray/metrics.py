@@ -101,11 +101,10 @@ def nonword_rate(texts: Iterable[str], vocabulary: Collection[str]) -> float:
 
 
 def garbled_rate(texts: Iterable[str], vocabulary: Collection[str]) -> float:
-    """Share of the texts at least ``GARBLED`` of whose words are not in ``vocabulary`` (a text without words is not
-    garbled); 0 for no texts."""
-    texts = list(texts)
-    garbled = [bool(words(text)) and text_nonword_rate(text, vocabulary) >= GARBLED for text in texts]
-    return sum(garbled) / len(texts) if texts else 0.0
+    """Share of the texts at least ``GARBLED`` of whose words are not in ``vocabulary`` (a text without words has a
+    rate of 0: not garbled); 0 for no texts."""
+    rates = [text_nonword_rate(text, vocabulary) for text in texts]
+    return sum(rate >= GARBLED for rate in rates) / len(rates) if rates else 0.0
 
 
 def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:

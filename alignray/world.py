@@ -35,6 +35,7 @@ __all__ = [
     "pick_device",
     "policy_context",
     "quiet_libraries",
+    "quiet_ray_data",
     "resolve_model",
 ]
 
@@ -54,7 +55,7 @@ class WorldError(RuntimeError):
 
 def quiet_libraries() -> None:
     """Silence the libraries' own console output in this process (a sweep trial, the reference task): warnings about
-    their future versions, weight-loading, dataset and Ray Data progress, and their info logs. Errors still show."""
+    their future versions, weight-loading and dataset progress bars, and their info logs. Errors still show."""
     import warnings
 
     import datasets
@@ -71,9 +72,14 @@ def quiet_libraries() -> None:
     datasets.utils.logging.disable_progress_bar()
     for name in ("transformers", "trl", "datasets", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress, logged line by line off a terminal
+
+
+def quiet_ray_data() -> None:
+    """Keep Ray Data's progress, which it logs line by line when it has no terminal, out of this driver's log. Only
+    the process that runs a dataset needs it: workers never import Ray Data for it."""
     from ray.data import DataContext
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     DataContext.get_current().enable_progress_bars = False
 
 

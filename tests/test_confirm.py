@@ -24,7 +24,7 @@ from alignray.sweep.confirm import (
     split_prompts,
 )
 from alignray.sweep.constraints import Constraint
-from alignray.sweep.frontier import to_confirm
+from alignray.sweep.frontier import divergence_best, to_confirm
 from alignray.sweep.objectives import parse_objectives
 
 OBJECTIVES = parse_objectives(("reward/mean", "diversity/word_entropy"))
@@ -122,7 +122,7 @@ def test_each_divergences_best_is_confirmed_beside_the_frontier():
     table = pd.concat([table, table.iloc[[0]].assign(trial="e", pareto=False, **{"reward/mean": 0.95})],
                       ignore_index=True)  # a reverse_kl candidate off the frontier, best in reward  # fmt: skip
     table.loc[1, "pareto"] = False  # forward_kl's only feasible candidate is off the frontier
-    chosen = table.loc[to_confirm(table, OBJECTIVES[0]), "trial"].tolist()
+    chosen = table.loc[to_confirm(table.assign(answer=divergence_best(table, OBJECTIVES[0]))), "trial"].tolist()
     assert chosen == ["a", "b", "c", "e"]  # the frontier (a, c) and each divergence's best (e, b, c)
 
 

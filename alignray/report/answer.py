@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,8 +67,12 @@ def confirmed_verdicts(
     read from the fresh seeds on the confirmation prompts, Holm-adjusted as one family; keyed (a, b, metric)."""
     found: list[Paired] = []
     keys: list[tuple[str, str, str]] = []
+    read: dict[str, list[pd.DataFrame]] = {}  # each candidate's fresh seeds, read once though it is in several pairs
     for a, b in dict.fromkeys(pairs):
-        mine, theirs = experiment.confirmation_samples(a), experiment.confirmation_samples(b)
+        for trial in (a, b):
+            if trial not in read:
+                read[trial] = experiment.confirmation_samples(trial)
+        mine, theirs = read[a], read[b]
         if not mine or not theirs:
             continue
         for metric in (o.metric for o in experiment.objectives):
@@ -107,13 +111,18 @@ def _why_none(experiment: Experiment, divergence: str) -> str:
 
 
 def divergence_answers(
-    experiment: Experiment, resamples: int = RESAMPLES, extra_pairs: Sequence[tuple[str, str]] = ()
+    experiment: Experiment,
+    resamples: int = RESAMPLES,
+    extra_pairs: Sequence[tuple[str, str]] = (),
+    intervals: Mapping[str, dict[str, Interval]] | None = None,
 ) -> tuple[list[Answer], dict[tuple[str, str, str], Paired]]:
     """Each searched divergence's answer, in the sweep's order (see the module's docstring), and the verdicts of the
     report's one Holm family: each answer against the base policy and against the best answer, and ``extra_pairs``
     (the picks against the base policy). With a confirmation the candidates are the confirmed ones, their figures the
     fresh seeds' means and the verdicts ``confirmed_verdicts``'s; without one, the search's best on its own prompts,
-    its differences exploratory (no verdicts: empty)."""
+    its differences exploratory (no verdicts: empty). ``intervals``: candidates' intervals already computed the same
+    way (the report's), used instead of computing them again."""
+    intervals = intervals or {}
     first = experiment.objectives[0]
     confirmed = experiment.confirmed
     divergences = list(experiment.config.get("divergences") or sorted(set(experiment.trained["divergence"])))
@@ -152,24 +161,25 @@ def divergence_answers(
         row, trial = chosen[divergence], chosen[divergence]["trial"]
         metrics = [o.metric for o in experiment.objectives]
         if confirmed is not None:
-            seeds = experiment.confirmation_samples(trial)
-            intervals = seed_prompt_intervals(seeds, resamples=resamples) if seeds else {}
+            seeds = [] if trial in intervals else experiment.confirmation_samples(trial)
+            found = intervals.get(trial) or (seed_prompt_intervals(seeds, resamples=resamples) if seeds else {})
             versus_base = {m: verdicts[(trial, BASE, m)] for m in metrics if (trial, BASE, m) in verdicts}
             versus_best = {m: verdicts[(trial, best, m)] for m in metrics if (trial, best, m) in verdicts}
         else:
             samples, base = experiment.samples(trial), experiment.samples(BASE)
-            intervals = metric_intervals(samples, resamples=resamples) if samples is not None else {}
+            found = intervals.get(trial) or (metric_intervals(samples, resamples=resamples) if samples is not None
+                                             else {})  # fmt: skip
             versus_base, versus_best = {}, {}
             top = experiment.samples(best) if best != trial else None
             for metric in metrics:
-                for found, other, name in ((versus_base, base, BASE), (versus_best, top, best)):
+                for versus, other, name in ((versus_base, base, BASE), (versus_best, top, best)):
                     if samples is None or other is None:
                         continue
                     try:
-                        found[metric] = paired_difference(samples, other, metric, (trial, name), resamples=resamples)
+                        versus[metric] = paired_difference(samples, other, metric, (trial, name), resamples=resamples)
                     except ValueError:  # a metric without an interval (samples saved without ids or text)
                         continue
-        answers.append(Answer(divergence, row, notes.get(divergence), intervals, versus_base, versus_best,
+        answers.append(Answer(divergence, row, notes.get(divergence), found, versus_base, versus_best,
                               confirmed is not None, trial == best))  # fmt: skip
     return answers, verdicts
 
@@ -279,10 +289,12 @@ def kl_envelopes(experiment: Experiment, resamples: int = RESAMPLES, seed: int =
     divergences = list(experiment.config.get("divergences") or sorted(set(trained["divergence"])))
     members: dict[str, pd.DataFrame] = {}
     left_out: dict[str, str] = {}
+    loaded: dict[str, pd.DataFrame] = {}  # each candidate's samples, read once
     for divergence in divergences:
         rows = trained[(trained["divergence"] == divergence)]
         rows = rows[feasible_mask(rows) & rows[KL].notna()] if KL in rows.columns else rows.iloc[:0]
-        rows = rows[[experiment.samples(t) is not None for t in rows["trial"]]]
+        loaded |= {t: found for t in rows["trial"] if (found := experiment.samples(t)) is not None}
+        rows = rows[rows["trial"].isin(loaded)]
         if rows.empty:
             left_out[divergence] = "no feasible candidate with samples"
         else:
@@ -301,7 +313,7 @@ def kl_envelopes(experiment: Experiment, resamples: int = RESAMPLES, seed: int =
     base_reward = (weights @ base_sums[1]) / (weights @ base_sums[0])
     values: dict[str, list[Interval]] = {}
     for divergence, rows in members.items():
-        sums = np.stack([_prompt_sums(experiment.samples(t), prompt_ids) for t in rows["trial"]])  # (c, 3, P)
+        sums = np.stack([_prompt_sums(loaded[t], prompt_ids) for t in rows["trial"]])  # (c, 3, P)
         n = weights @ sums[:, 0].T  # (1 + resamples, c)
         reward = (weights @ sums[:, 1].T) / np.maximum(n, 1.0)
         kl = (weights @ sums[:, 2].T) / np.maximum(n, 1.0)

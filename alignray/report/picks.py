@@ -16,7 +16,7 @@ import pandas as pd
 
 from alignray.report.experiment import BASE, DERIVED, KINDS, POINT, TRIAL, Experiment
 from alignray.report.formatting import label, num, params
-from alignray.report.stats import CONFIDENCE, Interval, Paired, paired_difference, seed_prompt_difference
+from alignray.report.stats import CONFIDENCE, Interval, Paired, paired_difference
 from alignray.sweep.objectives import Objective
 
 __all__ = ["KIND_NAMES", "against_base", "bounds_text", "candidates_noun", "finished_text", "pick_lines",
@@ -56,26 +56,18 @@ def unconfirmed(experiment: Experiment) -> str:
 def against_base(
     experiment: Experiment, loaded: dict[str, pd.DataFrame], trials: Sequence[str], resamples: int
 ) -> dict[str, dict[str, Paired]]:
-    """Each trial's paired difference against the base policy in both objectives, where both have samples and the
-    metric an interval: on the confirmation prompts, seeds and prompts resampled together, when the sweep confirmed;
-    else on the search's evaluation prompts (``loaded``)."""
-    confirmed = experiment.confirmed is not None
+    """Each trial's paired difference against the base policy in both objectives on the search's evaluation prompts
+    (``loaded``), where both have samples and the metric an interval: exploratory, for a sweep that confirmed
+    nothing (a confirmed sweep's come from ``alignray.report.answer.divergence_answers``, in its Holm family)."""
     out: dict[str, dict[str, Paired]] = {}
     for trial in trials:
-        if confirmed:
-            mine, base = experiment.confirmation_samples(trial), experiment.confirmation_samples(BASE)
-        else:
-            mine, base = [loaded[trial]] if trial in loaded else [], [loaded[BASE]] if BASE in loaded else []
-        if not mine or not base:
+        if trial not in loaded or BASE not in loaded:
             continue
         out[trial] = {}
         for metric in (o.metric for o in experiment.objectives):
             try:
-                if confirmed:
-                    out[trial][metric] = seed_prompt_difference(mine, base, metric, (trial, BASE), resamples=resamples)
-                else:
-                    out[trial][metric] = paired_difference(mine[0], base[0], metric, (trial, BASE),
-                                                           resamples=resamples)  # fmt: skip
+                out[trial][metric] = paired_difference(loaded[trial], loaded[BASE], metric, (trial, BASE),
+                                                       resamples=resamples)  # fmt: skip
             except ValueError:  # a metric without an interval (token metrics of samples saved without ids)
                 continue
     return out
@@ -93,10 +85,10 @@ def _versus_base(experiment: Experiment, row: pd.Series, paired: dict[str, Paire
                          "(no interval)")  # fmt: skip
             continue
         difference, adjusted = paired[metric].difference, paired[metric].adjusted_p
-        decided = adjusted < 1 - CONFIDENCE if math.isfinite(adjusted) else difference.high < 0 or difference.low > 0
         if experiment.confirmed is None:  # the prompts that chose the pick: no verdict
             parts.append(f"{metric} difference {difference} (exploratory: the search's prompts)")
             continue
+        decided = adjusted < 1 - CONFIDENCE if math.isfinite(adjusted) else difference.high < 0 or difference.low > 0
         if decided and difference.estimate != 0:
             higher = difference.estimate > 0
             worse = higher != (objective.direction == "max")

@@ -293,7 +293,8 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
                  if trial in shown or trial == BASE}  # fmt: skip
     confirmed = _confirmed_intervals(experiment, resamples)
     comparisons = _comparisons(experiment, loaded, matched, resamples)
-    answers, verdicts = divergence_answers(experiment, resamples, [(pick, BASE) for pick in picks])
+    answers, verdicts = divergence_answers(experiment, resamples, [(pick, BASE) for pick in picks],
+                                           confirmed if experiment.confirmed is not None else intervals)  # fmt: skip
     if experiment.confirmed is not None:  # the picks' lines belong to the one Holm family of confirmed verdicts
         against = {p: {m: v for (a, b, m), v in verdicts.items() if a == p and b == BASE} for p in picks}
     else:

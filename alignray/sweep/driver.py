@@ -371,9 +371,10 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Run (or resume) the sweep of ``config``: the plan, then the five stages; returns the summary that
     ``sweep.json`` also records."""
-    from alignray.world import quiet_libraries
+    from alignray.world import quiet_libraries, quiet_ray_data
 
     quiet_libraries()  # the job log shows the sweep's stages, not the libraries' warnings
+    quiet_ray_data()
     started = clock = time.monotonic()
     stages: dict[str, float] = {}
 
@@ -395,13 +396,18 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     lap("frontier")
     table, confirmed_base, summary = confirm_stage(plan, data, grids, table, summary)
     lap("confirmation")
-    summary = {**summary, "search_seconds": stages["search"], "stages": stages}
-    write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, summary), indent=2) + "\n"))
+    def record() -> dict[str, Any]:
+        """The summary with the seconds spent so far, saved in sweep.json (the report reads it from there)."""
+        done = {**summary, "seconds": round(time.monotonic() - started, 1), "search_seconds": stages["search"],
+                "stages": dict(stages)}  # fmt: skip
+        write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, done), indent=2) + "\n"))
+        return done
+
+    record()
     say("6/6 report")
     _report(plan.out)
     lap("report")
-    summary = {**summary, "seconds": round(time.monotonic() - started, 1), "stages": stages}
-    write_atomic(plan.out / SWEEP_FILE, lambda p: p.write_text(json.dumps(_record(plan, summary), indent=2) + "\n"))
+    summary = record()  # again, with the report's seconds
     _print_frontier(plan, table, confirmed_base or base, summary)
     return summary
 

@@ -132,10 +132,10 @@ def divergence_best(table: pd.DataFrame, objective: Objective) -> pd.Series:
     return chosen
 
 
-def to_confirm(table: pd.DataFrame, objective: Objective) -> pd.Series:
+def to_confirm(table: pd.DataFrame) -> pd.Series:
     """Which candidates the confirmation measures: those on the feasible search frontier (``pareto``) and each
-    divergence's answer (``divergence_best``)."""
-    return table["pareto"].astype(bool) | divergence_best(table, objective)
+    divergence's answer (``ANSWER``, marked by ``divergence_best``)."""
+    return table["pareto"].astype(bool) | table[ANSWER].astype(bool)
 
 
 def feasibility(table: pd.DataFrame, constraints: list[Constraint]) -> pd.DataFrame:
@@ -307,7 +307,7 @@ def frontier_stage(
              f"models, {kinds['point']} points along them, {kinds[DERIVED]} derived) within the constraints; "
              f"frontier: {shown}; saving models, results.parquet, pareto.csv")  # fmt: skip
     table[ANSWER] = divergence_best(table, config.objective_pair[0])
-    table[CONFIRM] = table[ANSWER] | table["pareto"]
+    table[CONFIRM] = to_confirm(table)
     keep_models(plan, grids, table)
     write_atomic(plan.out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     front = table[table["pareto"]].drop(columns="pareto")
