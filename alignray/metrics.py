@@ -12,6 +12,9 @@ vocabulary / all words, pooled over all completions) and ``fluency/garbled_rate`
 reference vocabulary are ``alignray.vocabulary``'s: by default the words of the IMDB training split. Non-words add
 nothing to the word entropy (they are left out of it; replacing real words with them still changes it) and count
 against the rate.
+With a judge (a second sentiment classifier, never optimised and never an objective or a constraint), the samples also
+get ``judge/mean`` (its POSITIVE logit) and ``judge/frac_positive`` (``JUDGE_METRICS``): a reward gain the judge does
+not share is reward hacking.
 Samples are drawn by pure sampling (temperature 1, no top-k/top-p), so that they are samples of π and the KL and
 entropy estimates are unbiased.
 """
@@ -30,7 +33,9 @@ from alignray.vocabulary import load_vocabulary, words
 
 __all__ = [
     "GARBLED",
+    "JUDGE_METRICS",
     "METRICS",
+    "RECORDED",
     "distinct_n",
     "evaluate",
     "evaluate_config",
@@ -61,6 +66,10 @@ METRICS = (
     "fluency/nonword_rate",
     "fluency/garbled_rate",
 )
+JUDGE_METRICS = ("judge/mean", "judge/frac_positive")
+"""The judge's verdict on the samples, recorded when a judge scores them: never an objective or a constraint."""
+RECORDED = (*METRICS, *JUDGE_METRICS)
+"""Every metric an evaluation may record."""
 GARBLED = 0.4
 """A completion is garbled when at least this share of its words are non-words (``garbled_rate``). On tiny-imdb such
 a completion reads as gibberish, and the base policy wrote none of 192 (make sweep's evaluation, seed 0), while 30%
@@ -115,7 +124,8 @@ def distinct_n(token_ids: Sequence[Sequence[int]], n: int) -> float:
 
 def metrics_from_samples(samples: pd.DataFrame, vocabulary: Collection[str] | None = None) -> dict[str, float]:
     """The METRICS of scored samples with columns reward, positive, completion (text), completion_ids, logp, entropy,
-    ref_logp, tokens; the word metrics against ``vocabulary`` (default: ``alignray.vocabulary.load_vocabulary()``)."""
+    ref_logp, tokens; the word metrics against ``vocabulary`` (default: ``alignray.vocabulary.load_vocabulary()``);
+    and ``JUDGE_METRICS`` when the samples have a judge's columns (judge, judge_positive)."""
     vocabulary = load_vocabulary() if vocabulary is None else vocabulary
     texts = samples["completion"].tolist()
     rewards = samples["reward"].to_numpy(dtype=np.float64)
@@ -123,6 +133,11 @@ def metrics_from_samples(samples: pd.DataFrame, vocabulary: Collection[str] | No
     tokens = samples["tokens"].to_numpy(dtype=np.float64)
     total = max(tokens.sum(), 1.0)
     p10, p50, p90 = np.percentile(rewards, [10, 50, 90])
+    judged = (
+        {"judge/mean": float(samples["judge"].mean()), "judge/frac_positive": float(samples["judge_positive"].mean())}
+        if "judge" in samples.columns
+        else {}
+    )
     return {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()),
@@ -139,6 +154,7 @@ def metrics_from_samples(samples: pd.DataFrame, vocabulary: Collection[str] | No
         "fluency/ref_perplexity": math.exp(-float(samples["ref_logp"].sum()) / total),
         "fluency/nonword_rate": nonword_rate(texts, vocabulary),
         "fluency/garbled_rate": garbled_rate(texts, vocabulary),
+        **judged,
     }
 
 
@@ -150,9 +166,11 @@ def evaluate(
     samples_per_prompt: int = 1,
     max_new_tokens: int = 48,
     seed: int = 0,
+    judge: str | None = None,
     **stage_options,
 ) -> dict[str, float]:
-    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score.
+    """Sample from ``policy`` on ``prompts`` through the Ray Data stages of the preference pipeline and score (by
+    ``judge`` too, when given).
 
     A reference with another tokenizer than the policy's is refused before Ray starts (``check_same_tokenizer``).
     """
@@ -162,7 +180,8 @@ def evaluate(
     check_same_tokenizer(policy, reference)
 
     samples = run_stages(
-        prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, **stage_options
+        prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference, judge=judge,
+        **stage_options,
     )
     return metrics_from_samples(samples)
 
@@ -177,6 +196,7 @@ def evaluate_here(
     seed: int = 0,
     threads: int | None = None,
     batch_size: int = 128,
+    judge: str | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """``evaluate`` in this process, with the same stages and seeds (what a sweep trial runs in its own resources);
     returns the metrics and the scored samples."""
@@ -184,7 +204,7 @@ def evaluate_here(
 
     samples = run_stages_here(
         prompts, policy, reward, samples_per_prompt, max_new_tokens, seed, reference=reference,
-        batch_size=batch_size, threads=threads,
+        batch_size=batch_size, threads=threads, judge=judge,
     )  # fmt: skip
     return metrics_from_samples(samples), samples
 

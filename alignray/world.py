@@ -1,8 +1,11 @@
-"""One place for loading models: the policy, its tokenizer and the reward model, by preset, local path or hub id.
+"""One place for loading models: the policy, its tokenizer, the reward model and the judge, by preset, local path or
+hub id.
 
 ``"tiny-imdb"`` (the default) is the embedded world under ``alignray/assets/tiny-imdb``; ``"lvwerra-imdb"`` names the
-hub models of the original assignment for clusters that reach the hub. Any other string is a local directory
-written by ``save_pretrained`` or a hub id; both go through the same ``from_pretrained`` call.
+hub models of the original assignment for clusters that reach the hub, with the DPO paper's ground-truth sentiment
+classifier (``siebert/sentiment-roberta-large-english``, whose IMDB set-up the f-DPO paper follows) as its judge.
+The judge is a second sentiment classifier that is never optimised: it checks the reward for hacking. Any other string
+is a local directory written by ``save_pretrained`` or a hub id; both go through the same ``from_pretrained`` call.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ __all__ = [
     "ASSETS",
     "PRESETS",
     "RewardModel",
+    "JUDGE_OFF",
     "WorldError",
+    "check_judge",
     "check_same_tokenizer",
     "load_policy",
     "load_reward",
@@ -43,9 +48,16 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 PRESETS: dict[str, dict[str, str]] = {
-    "tiny-imdb": {"policy": str(ASSETS / "tiny-imdb" / "policy"), "reward": str(ASSETS / "tiny-imdb" / "reward")},
-    "lvwerra-imdb": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb"},
+    "tiny-imdb": {role: str(ASSETS / "tiny-imdb" / role) for role in ("policy", "reward", "judge")},
+    "lvwerra-imdb": {
+        "policy": "lvwerra/gpt2-imdb",
+        "reward": "lvwerra/distilbert-imdb",
+        "judge": "siebert/sentiment-roberta-large-english",
+    },
 }
+ROLES = ("policy", "reward", "judge")
+JUDGE_OFF = "none"
+"""The judge setting that turns the judge off."""
 _HUB_HOST = "huggingface.co"
 
 
@@ -96,10 +108,10 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def resolve_model(name: str, role: str) -> str:
     """Turn a preset name, local path or hub id into what ``from_pretrained`` takes, failing early and clearly.
 
-    ``role`` is ``"policy"`` or ``"reward"`` and picks the member of a preset.
+    ``role`` is ``"policy"``, ``"reward"`` or ``"judge"`` and picks the member of a preset.
     """
-    if role not in ("policy", "reward"):
-        raise ValueError(f"role={role!r} is unknown; known: 'policy', 'reward'")
+    if role not in ROLES:
+        raise ValueError(f"role={role!r} is unknown; known: {', '.join(map(repr, ROLES))}")
     name = PRESETS[name][role] if name in PRESETS else name
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids: [owner/]name
@@ -223,10 +235,39 @@ class RewardModel:
         return self.logits(texts, batch_size).argmax(axis=1) == self.positive_index
 
 
-def load_reward(name: str = "tiny-imdb", device: str | torch.device | None = None) -> RewardModel:
-    """The reward model of a preset, path or hub id, on ``pick_device(device)``, in eval mode."""
-    source = resolve_model(name, "reward")
+def check_judge(judge: str, reward: str) -> bool:
+    """Refuse a ``judge`` that is not a sentiment classifier with a POSITIVE label, from its config.json alone (no
+    weights load); True when it is the reward itself (allowed, but then nothing independent checks the reward).
+    ``JUDGE_OFF`` is always accepted. Each refusal is a ValueError naming the field."""
+    if judge == JUDGE_OFF:
+        return False
+    try:
+        source = resolve_model(judge, "judge")
+    except WorldError as err:
+        raise ValueError(f"judge={judge!r}: {err}") from None
+    found = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    architectures = getattr(found, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ValueError(
+            f"judge={judge!r} is not a sequence classifier (its architectures: {architectures or 'none stated'}); "
+            f"give a sentiment classifier (a preset, a local path or a hub id), or {JUDGE_OFF!r} for no judge"
+        )
+    labels = sorted(str(k) for k in (getattr(found, "label2id", None) or {}))
+    if "POSITIVE" not in {label.upper() for label in labels}:
+        raise ValueError(
+            f"judge={judge!r} has no POSITIVE label (its labels: {labels}): the judge's score is its POSITIVE logit, "
+            "as the reward's; give a sentiment classifier with a POSITIVE label"
+        )
+    return source == resolve_model(reward, "reward")
+
+
+def load_reward(
+    name: str = "tiny-imdb", device: str | torch.device | None = None, role: str = "reward"
+) -> RewardModel:
+    """The reward model (or, with ``role="judge"``, the judge) of a preset, path or hub id, on ``pick_device(device)``,
+    in eval mode."""
+    source = resolve_model(name, role)
     model = _from_pretrained(AutoModelForSequenceClassification, source)
-    tokenizer = load_tokenizer(name, "reward")
+    tokenizer = load_tokenizer(name, role)
     limit = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     return RewardModel(model.to(pick_device(device)).eval(), tokenizer, max_length=limit)

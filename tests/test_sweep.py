@@ -190,6 +190,7 @@ def sweep(tmp_path_factory, micro_world, ray_cluster):
     out = tmp_path_factory.mktemp("sweep") / "exp"
     point = '{"divergence": "forward_kl", "beta": 0.5, "learning_rate": 1e-3}'
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
+            "--judge", str(world / "judge"),
             "--num-trials", "6", "--divergences", "reverse_kl", "forward_kl", "js_divergence",
             "--derive-lambdas", "0.5", "1.5", "--soups", "true", "--points-to-evaluate", point,
             *MICRO_SWEEP]  # fmt: skip
@@ -232,6 +233,29 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     # timings are reported beside the metrics
     done = trials[trials["status"] == "ok"]
     assert (done["time/train_s"] > 0).all() and (done["time/eval_s"] > 0).all()
+
+
+def test_the_judge_scores_every_kind_of_candidate_every_confirmation_seed_and_the_base(sweep):
+    """judge/mean and judge/frac_positive beside the reward wherever an evaluation is recorded: trials, points along
+    training, derived candidates, the base policy, each confirmation seed; they are the judge's own (the means of
+    its per-sample scores, which are not the reward's), and the report shows them."""
+    out, summary, _ = sweep
+    judge = ["judge/mean", "judge/frac_positive"]
+    table = pd.read_parquet(out / "results.parquet")
+    ok = table[table["status"] == "ok"]
+    assert set(ok["kind"]) == {"trial", "point", "derived"} and ok[judge].notna().all().all()
+    for _, row in ok.iterrows():
+        samples = pd.read_parquet(out / "samples" / f"{row['trial']}.parquet")
+        assert samples["judge"].mean() == pytest.approx(row["judge/mean"], rel=1e-5, abs=1e-6)
+        assert samples["judge_positive"].mean() == pytest.approx(row["judge/frac_positive"])
+        assert not np.allclose(samples["judge"], samples["reward"])
+    base = json.loads((out / "base" / "metrics.json").read_text())["metrics"]
+    assert set(judge) <= set(base)
+    seeds = pd.read_parquet(out / "confirmation.parquet")
+    assert seeds[judge].notna().all().all() and "base" in set(seeds["trial"])
+    assert table.loc[table["confirm"], "confirmed/judge/mean"].notna().all()
+    report = (out / "report.md").read_text()
+    assert "judge/mean" in report and "Judge: judge vs base" in report
 
 
 def test_trajectory_points_are_tagged_with_their_trial_and_step(sweep):
@@ -348,6 +372,7 @@ def test_trials_run_one_after_another_in_reused_workers(tmp_path, micro_world, r
     world, _ = micro_world
     out = tmp_path / "exp"
     main(["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
+          "--judge", str(world / "judge"),
           "--num-trials", "4", "--divergences", "reverse_kl", "js_divergence", "--confirmation-prompts", "0",
           *MICRO_SWEEP[:-2]])  # fmt: skip
     table = pd.read_parquet(out / "results.parquet")
@@ -408,6 +433,7 @@ def test_resume_after_the_driver_is_killed_adds_no_duplicates(tmp_path, micro_wo
     world, _ = micro_world
     out, saved, log = tmp_path / "exp", tmp_path / "saved", tmp_path / "driver.log"
     argv = ["--output", str(out), "--policy", str(world / "policy"), "--reward", str(world / "reward"),
+            "--judge", str(world / "judge"),
             "--num-trials", "4", "--max-concurrent-trials", "1", "--divergences", "reverse_kl",
             "js_divergence", "--hv-reward", "-10", *MICRO_SWEEP]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
@@ -667,6 +693,7 @@ def test_a_trial_that_cannot_fit_is_refused_once_ray_is_up_and_leaves_nothing(tm
     world, _ = micro_world
     out = tmp_path / "exp"
     config = SweepConfig(output=str(out), policy=str(world / "policy"), reward=str(world / "reward"),
+                         judge=str(world / "judge"),
                          workers_per_trial=64, eval_prompts=8)  # fmt: skip
     with pytest.raises(SweepRefused, match="one trial needs 65.0 CPUs"):
         run_sweep(config)

@@ -237,6 +237,33 @@ def test_measuring_a_saved_world_again_gives_its_card_figures(micro_world):
     assert figures == pytest.approx(card["figures"], abs=1e-6)
     assert {"reward_heldout_accuracy_48_words", "reward_heldout_accuracy_24_words"} <= set(figures)
     assert figures["reward_heldout_reviews"] == BUILDS["micro"].reward_eval_reviews
+    # the judge is measured on the same views as the reward, and the policy's samples by their non-word rate
+    assert {f"judge_heldout_accuracy{s}" for s in ("", "_48_words", "_24_words")} <= set(figures)
+    assert 0 <= figures["policy_samples_nonword_rate"] <= 1 and "policy_samples_judge_positive_fraction" in figures
+    # the learning curve: the training loss and the held-out perplexity along training, step by step
+    curve = card["policy_curve"]
+    assert [row["step"] for row in curve] == list(range(1, BUILDS["micro"].policy_steps + 1))
+    assert all(row["heldout_perplexity"] > 1 and row["train_loss"] > 0 for row in curve)
+
+
+def test_the_judge_is_another_network_than_the_reward_built_with_its_own_seed(micro_world, tmp_path):
+    out, card = micro_world
+    reward, judge = load_reward(str(out / "reward")), load_reward(str(out / "judge"), role="judge")
+    build = BUILDS["micro"]
+    assert judge.model.config.n_layers == build.judge_layers and judge.model.config.dim == build.judge_dim
+    assert judge.model.config.hidden_dim == build.judge_hidden != build.reward_hidden
+    assert card["parameters"]["judge"] == sum(p.numel() for p in judge.model.parameters())
+    assert judge.positive_index == reward.positive_index == 1
+    # a judge-only rebuild keeps the policy and the reward, and trains the same judge again from its seed
+    copy = tmp_path / "world"
+    shutil.copytree(out, copy)
+    new = rebuild_reward(build, copy, command="python jobs/build_world.py --judge-only", role="judge")
+    assert (copy / "reward" / "model.safetensors").read_bytes() == (out / "reward" / "model.safetensors").read_bytes()
+    again = load_reward(str(copy / "judge"), role="judge")
+    for (name, mine), theirs in zip(judge.model.state_dict().items(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs), name
+    assert new["commands"]["judge"] == "python jobs/build_world.py --judge-only"
+    assert new["figures"] == pytest.approx(measure_world(copy), abs=1e-6)
 
 
 def test_reward_only_build_keeps_the_policy_and_replaces_the_reward(micro_world, tmp_path):

@@ -122,11 +122,13 @@ def run_stages(
     generation_actors: int | None = None,
     scoring_actors: int | None = None,
     use_gpu: bool | None = None,
+    judge: str | None = None,
 ) -> pd.DataFrame:
     """Generate ``samples_per_prompt`` completions per prompt and score them, on Ray Data actor pools.
 
     Returns one row per sample, in prompt order: row, prompt_id, prompt, completion, completion_ids, reward,
-    positive (and with ``reference``: logp, entropy, ref_logp, tokens; see ``generate_batch``).
+    positive (with ``reference``: logp, entropy, ref_logp, tokens, see ``generate_batch``; with ``judge``: judge,
+    judge_positive).
     """
     import ray
 
@@ -155,7 +157,7 @@ def run_stages(
         )
         .map_batches(
             Scorer,
-            fn_constructor_kwargs={"reward": reward, "threads": scoring_threads},
+            fn_constructor_kwargs={"reward": reward, "threads": scoring_threads, "judge": judge},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=min(scoring_size, len(blocks))),
@@ -177,13 +179,14 @@ def run_stages_here(
     batch_size: int = 128,
     threads: int | None = None,
     progress: bool = False,
+    judge: str | None = None,
 ) -> pd.DataFrame:
     """``run_stages`` in this process: the same ``Generator`` and ``Scorer`` on the same blocks, so the same seed
     gives the same samples. What a sweep trial runs: Ray Data actors would run outside the trial's resources."""
     from tqdm.auto import tqdm
 
     generator = Generator(policy, max_new_tokens, seed, sampling, reference, threads)
-    scorer = Scorer(reward, threads)
+    scorer = Scorer(reward, threads, judge=judge)
     blocks = _row_blocks(prompts, samples_per_prompt, batch_size)
     scored = [scorer(generator(block)) for block in tqdm(blocks, desc="evaluate", disable=not progress)]
     return pd.concat(scored, ignore_index=True)

@@ -24,6 +24,7 @@ import pandas as pd
 from alignray.report.document import Block
 from alignray.report.experiment import BASE, DERIVED, KL, Experiment, feasible_mask
 from alignray.report.formatting import num, params
+from alignray.report.judge import JUDGE, JudgeCheck
 from alignray.report.stats import (
     CONFIDENCE,
     RESAMPLES,
@@ -195,9 +196,13 @@ def _difference(paired: Paired | None, confirmed: bool) -> str:
     return f"{paired.difference} ({shown})"
 
 
-def answer_table(experiment: Experiment, answers: Sequence[Answer]) -> pd.DataFrame:
+def answer_table(
+    experiment: Experiment, answers: Sequence[Answer], checks: Mapping[str, JudgeCheck] | None = None
+) -> pd.DataFrame:
     """The answers as text cells, one row per divergence: candidate and configuration, both objectives with their
-    intervals, KL and fluency, fresh seeds, the differences from the base policy and from the best divergence."""
+    intervals, the judge's score, KL and fluency, fresh seeds, the differences from the base policy (the judge's
+    too, from ``checks``) and from the best divergence, and the flags (a reward-hacking verdict among them)."""
+    checks = checks or {}
     first, second = experiment.objectives
     fluency = [m for m in ("fluency/nonword_rate", "fluency/garbled_rate") if m in experiment.results.columns]
     rows = []
@@ -212,17 +217,27 @@ def answer_table(experiment: Experiment, answers: Sequence[Answer]) -> pd.DataFr
         for metric in (first.metric, second.metric):
             found = answer.intervals.get(metric)
             cell[metric] = str(found) if found is not None else num(row.get(metric))
+        if JUDGE in answer.intervals or pd.notna(row.get(JUDGE)):
+            found = answer.intervals.get(JUDGE)
+            cell[JUDGE] = str(found) if found is not None else num(row.get(JUDGE))
         for metric in dict.fromkeys([KL, *fluency]):
             cell[metric] = num(row.get(metric))
+        check = checks.get(row["trial"])
+        hacking = ["reward hacking? the reward rose over the base and the judge did not"] if check and \
+            check.hacking else []  # fmt: skip
+        if not answer.confirmed and hacking:
+            cell["flags"] = hacking[0] + " (exploratory)"
         if answer.confirmed:
             cell["fresh seeds"] = str(int(row.get("seeds", 0) or 0))
             failed = int(row.get("failed_seeds", 0) or 0)
             flags = [f"{failed} fresh seed(s) failed"] if failed else []
             if any(not i.seed_part for i in answer.intervals.values()):
                 flags.append("one fresh seed: intervals over prompts only")
-            cell["flags"] = "; ".join([*flags, *([answer.why] if answer.why else [])])
+            cell["flags"] = "; ".join([*hacking, *flags, *([answer.why] if answer.why else [])])
         for metric in (first.metric, second.metric):
             cell[f"vs base: {metric}"] = _difference(answer.versus_base.get(metric), answer.confirmed)
+        if check is not None and check.judge is not None:
+            cell[f"vs base: {JUDGE}"] = f"{check.judge.difference}" + ("" if answer.confirmed else " (exploratory)")
         for metric in (first.metric, second.metric):
             cell[f"vs best: {metric}"] = "the best" if answer.best else _difference(
                 answer.versus_best.get(metric), answer.confirmed)

@@ -10,12 +10,13 @@ verdict.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from alignray.report.experiment import BASE, DERIVED, KINDS, POINT, TRIAL, Experiment
 from alignray.report.formatting import label, num, params
+from alignray.report.judge import JUDGE, JudgeCheck
 from alignray.report.stats import CONFIDENCE, Interval, Paired, paired_difference
 from alignray.sweep.objectives import Objective
 
@@ -118,8 +119,10 @@ def pick_lines(
     intervals: dict[str, dict[str, Interval]],
     comparisons: list[Paired],
     against: dict[str, dict[str, Paired]],
+    checks: Mapping[str, JudgeCheck] | None = None,
 ) -> list[str]:
-    """The computed sentences of "What to pick"."""
+    """The computed sentences of "What to pick" (``checks``: the picks' judge checks, ``alignray.report.judge``)."""
+    checks = checks or {}
     if experiment.finished.empty:
         return ["No trial finished: there is no frontier to pick from (see the errored trials below)."]
     if experiment.frontier.empty and experiment.confirmed is not None:
@@ -148,8 +151,13 @@ def pick_lines(
             search += f" (search run on these prompts: {num(row['search_run/' + reward])})"
         failed = int(row.get("failed_seeds", 0) or 0) if confirmed is not None else 0
         flag = f" **{failed} fresh seed(s) failed: confirmed on fewer seeds.**" if failed else ""
-        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{search}.{flag} "
-                f"{_versus_base(experiment, row, against.get(row['trial'], {}))}")  # fmt: skip
+        judged = ""
+        if JUDGE in found or pd.notna(row.get(JUDGE)):
+            judged = f", {JUDGE} {found[JUDGE] if JUDGE in found else num(row.get(JUDGE))}"
+        check = checks.get(row["trial"])
+        verdict = f" Judge: {check.text()}." if check is not None else ""
+        return (f"{_named(row)}: {reward} {r}, {diversity} {d}{judged}{search}.{flag} "
+                f"{_versus_base(experiment, row, against.get(row['trial'], {}))}{verdict}")  # fmt: skip
 
     base = intervals.get(BASE, {})
     base_values = experiment.frontier_base

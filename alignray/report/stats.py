@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from alignray.metrics import GARBLED, METRICS
+from alignray.metrics import GARBLED, JUDGE_METRICS, RECORDED
 from alignray.report.formatting import num
 from alignray.vocabulary import load_vocabulary, words
 
@@ -62,8 +62,9 @@ __all__ = [
     "seed_prompt_intervals",
 ]
 
-INTERVAL_METRICS = tuple(m for m in METRICS if m not in ("reward/p10", "reward/p50", "reward/p90"))
-"""Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one."""
+INTERVAL_METRICS = tuple(m for m in RECORDED if m not in ("reward/p10", "reward/p50", "reward/p90"))
+"""Metrics given a bootstrap interval; reward percentiles (p10/p50/p90) are reported without one; the judge's only
+when the samples were judged."""
 TOKEN_METRICS = ("diversity/token_entropy", "diversity/distinct_1", "diversity/distinct_2")
 """Metrics computed from ``completion_ids``: no interval when the stored samples lack them."""
 WORD_METRICS = ("diversity/word_entropy", "fluency/nonword_rate", "fluency/garbled_rate")
@@ -191,6 +192,9 @@ class PromptTable:
                 "tokens": kept["tokens"].astype(float),
             }
         )
+        if "judge" in kept.columns:
+            frame["judge"] = kept["judge"].astype(float)
+            frame["judge_positive"] = kept["judge_positive"].astype(float)
         self._words: sparse.csr_matrix | None = None
         if "completion" in kept.columns:
             vocabulary = load_vocabulary() if vocabulary is None else vocabulary
@@ -210,7 +214,9 @@ class PromptTable:
         self.names = tuple(
             m
             for m in INTERVAL_METRICS
-            if (m not in TOKEN_METRICS or self._grams) and (m not in WORD_METRICS or self._words is not None)
+            if (m not in TOKEN_METRICS or self._grams)
+            and (m not in WORD_METRICS or self._words is not None)
+            and (m not in JUDGE_METRICS or "judge" in frame.columns)
         )
 
     def __len__(self) -> int:
@@ -228,6 +234,9 @@ class PromptTable:
             "kl/ref": s["logratio"] / s["rows"],
             "fluency/ref_perplexity": np.exp(-s["ref_logp"] / np.maximum(s["tokens"], 1.0)),
         }
+        if "judge" in s:
+            out["judge/mean"] = s["judge"] / s["rows"]
+            out["judge/frac_positive"] = s["judge_positive"] / s["rows"]
         if self._words is not None:
             out["fluency/nonword_rate"] = s["nonwords"] / np.maximum(s["words"], 1.0)
             out["fluency/garbled_rate"] = s["garbled"] / s["rows"]

@@ -45,6 +45,7 @@ from alignray.report.figures import (
 )
 from alignray.report.formatting import group_name, label, num
 from alignray.report.interactive import interactive_pareto
+from alignray.report.judge import judge_checks, judge_note
 from alignray.report.picks import KIND_NAMES, against_base, candidates_noun, pick_lines, unconfirmed
 from alignray.report.stats import (
     CONFIDENCE,
@@ -300,7 +301,10 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
     else:
         against = against_base(experiment, loaded, picks, resamples)
     envelopes = kl_envelopes(experiment, resamples)
-    answers_shown, kl_shown = answer_table(experiment, answers), envelope_table(envelopes)
+    judged = [*picks, *(a.row["trial"] for a in answers if a.row is not None)]
+    unloaded = [trial for trial in judged if trial not in loaded]
+    checks = judge_checks(experiment, judged, {**loaded, **_load_samples(experiment, unloaded)}, resamples)
+    answers_shown, kl_shown = answer_table(experiment, answers, checks), envelope_table(envelopes)
     written = {"answer.csv": out / "answer.csv", "answer_kl.csv": out / "answer_kl.csv"}
     answers_shown.to_csv(written["answer.csv"], index=False)
     kl_shown.to_csv(written["answer_kl.csv"], index=False)
@@ -336,12 +340,14 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         ("h1", f"Sweep {experiment.study}"),
         ("p", f"{counted}, search {search}{timing}; objectives "
               f"`{first.metric}` ({first.better}) and `{second.metric}` ({second.better}); policy "
-              f"`{config.get('policy')}`, reward `{config.get('reward')}`, {config.get('eval_prompts', '?')} "
+              f"`{config.get('policy')}`, reward `{config.get('reward')}`, judge `{config.get('judge', 'none')}` "
+              f"(never optimised), {config.get('eval_prompts', '?')} "
               f"evaluation prompts x {config.get('eval_samples_per_prompt', '?')} samples."),  # fmt: skip
         *([("p", constraints)] if constraints else []),
+        *([("p", note)] if (note := judge_note(experiment)) else []),
         *answer_blocks(experiment, answers_shown, envelopes, kl_shown),
         ("h2", "What to pick"),
-        *[("p", line) for line in pick_lines(experiment, confirmed or intervals, comparisons, against)],
+        *[("p", line) for line in pick_lines(experiment, confirmed or intervals, comparisons, against, checks)],
         *_confirmation_blocks(experiment, confirmed),
         ("h2", "Pareto frontier"),
         ("p", f"Every {noun[:-1]} at its search figures (the search's evaluation prompts, one training run); "

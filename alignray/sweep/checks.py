@@ -137,7 +137,7 @@ def check_sweep(config: SweepConfig) -> None:
     from alignray.eval_config import EVAL_PROMPT_TOKENS
     from alignray.train import check_against_policy as check_training
     from alignray.train_config import TrainConfig
-    from alignray.world import WorldError, policy_context, resolve_model
+    from alignray.world import WorldError, check_judge, policy_context, resolve_model
 
     check_output(config)
     check_storage(config)
@@ -146,6 +146,7 @@ def check_sweep(config: SweepConfig) -> None:
             resolve_model(getattr(config, role), role)
         except WorldError as err:
             raise WorldError(f"{role}={getattr(config, role)!r}: {err}") from None
+    check_judge(config.judge, config.reward)
     check_preferences(config.preference_config(str(Path(config.output) / "preferences")))
     check_training(TrainConfig(data="-", policy=config.policy, max_length=config.max_length))
     context = policy_context(config.policy)

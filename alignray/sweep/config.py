@@ -37,6 +37,12 @@ class SweepConfig:
     """SFT policy every trial starts from and stays near: a preset, a local path or a hub id."""
     reward: str = "tiny-imdb"
     """Reward model (its POSITIVE logit): a preset, a local path or a hub id."""
+    judge: str = "tiny-imdb"
+    """A second sentiment classifier that scores every evaluation (``judge/mean``, ``judge/frac_positive``) and is
+    never optimised, never an objective, never a constraint: a pick whose reward rose while the judge's did not is
+    flagged as reward hacking. A preset (tiny-imdb: its larger judge/, built apart from the reward; lvwerra-imdb:
+    siebert/sentiment-roberta-large-english), a local path or a hub id of a sequence classifier with a POSITIVE
+    label; none for no judge."""
     num_prompts: int = 96
     """Preference data: prompts (openings of held-out IMDB reviews kept for preference data). 96 prompts give ~285
     pairs, 18 steps, a trial's training in ~15 s on one CPU core: the size that lets make sweep confirm every
@@ -277,6 +283,13 @@ class SweepConfig:
         _check_storage_url(self)
 
     @property
+    def judge_model(self) -> str | None:
+        """The judge to score with, or None when it is off."""
+        from alignray.world import JUDGE_OFF
+
+        return None if self.judge == JUDGE_OFF else self.judge
+
+    @property
     def objective_pair(self) -> tuple[Objective, Objective]:
         """The two objectives, parsed: the first, then the second."""
         return parse_objectives(self.objectives)
@@ -407,6 +420,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "gpt2-imdb": {
         "policy": "lvwerra-imdb",
         "reward": "lvwerra-imdb",
+        "judge": "lvwerra-imdb",
         "num_prompts": 600,
         "samples_per_prompt": 6,
         "k": 3,

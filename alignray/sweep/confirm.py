@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alignray.metrics import METRICS
+from alignray.metrics import METRICS, RECORDED
 from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.frontier import CONFIRM
@@ -380,7 +380,7 @@ def confirmed_columns(
     named = seeds[seeds["trial"] != BASE_UNIT]
     fresh = named[named["retrained"].astype(bool)]
     ok = fresh[fresh["status"] == "ok"]
-    metrics = [m for m in METRICS if m in ok.columns]
+    metrics = [m for m in RECORDED if m in ok.columns]
     means = ok.groupby("trial")[metrics].mean()
     for metric in metrics:
         table[CONFIRMED + metric] = table["trial"].map(means[metric]).astype(float)
@@ -423,7 +423,7 @@ def confirmed_view(table: pd.DataFrame) -> pd.DataFrame:
     rows = table[sent.astype(bool)].copy()
     for column in [c for c in table.columns if c.startswith(CONFIRMED)]:
         name = column[len(CONFIRMED) :]
-        if name in METRICS and name in rows.columns:
+        if name in RECORDED and name in rows.columns:
             rows[f"search/{name}"] = rows[name]
         rows[name] = rows[column]
     return rows.drop(columns=[c for c in rows.columns if c.startswith(CONFIRMED)])

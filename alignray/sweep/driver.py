@@ -185,7 +185,7 @@ def _reference(plan: Plan, data: Path) -> tuple[Path, dict[str, float]]:
     base = plan.out / "base"
     key = hash_of({"data": json.loads((data.parent / "card.json").read_text())["config_hash"], "max_length":
                  config.max_length, "policy": config.policy, "eval": [prompts, config.eval_samples_per_prompt,
-                 config.max_new_tokens, config.reward, config.seed]})  # fmt: skip
+                 config.max_new_tokens, config.reward, config.judge, config.seed]})  # fmt: skip
     done = base / "metrics.json"
     saved = json.loads(done.read_text()) if done.is_file() else {}
     if target.is_file() and saved.get("key") == key and set(METRICS) <= set(saved.get("metrics", {})):

@@ -196,13 +196,14 @@ class Failures:
 
 def evaluate_model(model: str, config: SweepConfig, prompts: list[str], seed: int) -> tuple[dict[str, float], Any]:
     """``model`` evaluated as every policy of the sweep is, in this process: ``eval_samples_per_prompt`` samples of
-    ``max_new_tokens`` per prompt, sampled at ``seed``, scored by the reward, KL to the sweep's policy; the metrics and
-    the samples."""
+    ``max_new_tokens`` per prompt, sampled at ``seed``, scored by the reward and the judge, KL to the sweep's policy;
+    the metrics and the samples."""
     from alignray.metrics import evaluate_here
 
     return evaluate_here(
         model, config.policy, config.reward, prompts, samples_per_prompt=config.eval_samples_per_prompt,
         max_new_tokens=config.max_new_tokens, seed=seed, threads=max(1, int(config.cpus_per_trial)),
+        judge=config.judge_model,
     )  # fmt: skip
 
 
