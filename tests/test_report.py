@@ -904,6 +904,31 @@ def test_bootstrap_p_value_is_small_for_a_clear_difference_and_one_for_identical
     assert paired_difference(noisy, a, resamples=RESAMPLES).p_value > 0.2
 
 
+def test_non_finite_resamples_are_dropped_and_counted_not_read_as_neither_side():
+    # counted on neither side, two NaNs pushed p to the floor 1/(5 + 1); left out, the floor is 1/(3 + 1)
+    assert bootstrap_p_value(np.array([np.nan, np.nan, 0.1, 0.2, 0.3])) == 0.25
+    assert bootstrap_p_value(np.array([-0.1, np.nan, 0.1, 0.2])) == pytest.approx(2 / 3)
+    assert np.isnan(bootstrap_p_value(np.array([np.nan, np.inf])))
+
+
+@pytest.mark.parametrize("metric", ["reward/mean", "diversity/token_entropy"])
+def test_a_paired_differences_interval_and_p_value_come_from_one_method_and_agree(metric):
+    """p < 1 − confidence exactly when the interval excludes 0, for small, borderline and clear differences (the
+    percentile interval and its p-value; for a pooled metric the normal interval and its p-value)."""
+    rng = np.random.default_rng(7)
+    a = _samples(rng, 30, 2, 0.0, prompt_sd=1.0)
+    a["completion_ids"] = [list(rng.integers(0, 60, 8)) for _ in range(len(a))]
+    agreed = []
+    for shift in (0.0, 0.1, 0.2, 0.3, 0.5):
+        b = a.assign(reward=a["reward"] + shift + rng.normal(0, 0.6, len(a)),
+                     completion_ids=[list(rng.integers(0, 60 + int(shift * 40), 8)) for _ in range(len(a))])
+        paired = paired_difference(b, a, metric, ("b", "a"), resamples=400)
+        excludes = paired.difference.low > 0 or paired.difference.high < 0
+        agreed.append((paired.p_value < 0.05) == excludes)
+        assert paired.dropped == 0
+    assert all(agreed)
+
+
 def test_what_to_pick_names_the_higher_reward_trials_the_constraints_left_out(tmp_path):
     out = _constrained(tmp_path)
     pick = _section((write_report(out, resamples=50)["report.md"]).read_text(), "What to pick")

@@ -7,9 +7,12 @@ predictive entropy, perplexity, the non-word rate) get BCa intervals. A resample
 completions, which lowers the pooled metrics of distinct tokens and words artificially (every resample falls below the
 estimate and BCa breaks down), so those (``POOLED_METRICS``) get the estimate ± z × the bootstrap standard error.
 A paired comparison resamples the prompts two policies share jointly and recomputes the difference; an interval that
-covers 0 reads "no difference". Its two-sided bootstrap p-value is twice the smaller share of resampled differences on
-either side of 0 (at least 1/(resamples + 1)); a family of comparisons is corrected by Holm's step-down (``holm``,
-``holm_adjusted``), and the verdict then reads the adjusted p-value instead of the interval.
+covers 0 reads "no difference". Its interval and its two-sided p-value come from one method, so they never disagree:
+the percentile interval and twice the smaller share of resampled differences on either side of 0 (at least
+1/(resamples + 1)), or for the pooled metrics the estimate ± z × bootstrap SE and the normal p-value of estimate / SE.
+A resample whose difference is not finite (a ratio over no words, say) is dropped from both and counted
+(``Paired.dropped``); a family of comparisons is corrected by Holm's step-down (``holm``, ``holm_adjusted``), and the
+verdict then reads the adjusted p-value instead of the interval.
 The search's intervals measure evaluation noise only: one training run per trial, so training randomness is not in
 them. The confirmation (``alignray.sweep.confirm``), which retrains a configuration with several seeds and evaluates
 every seed on the same held-out prompts, gets intervals that carry it from ``seed_prompt_intervals`` and
@@ -106,6 +109,8 @@ class Paired:
     confidence: float
     p_value: float = math.nan
     adjusted_p: float = math.nan
+    dropped: int = 0
+    """Resamples left out of the interval and the p-value because their difference was not finite."""
 
     @property
     def verdict(self) -> str:
@@ -318,8 +323,12 @@ def _bootstrap(
 
 def bootstrap_p_value(resampled: np.ndarray) -> float:
     """Two-sided bootstrap p-value of "the difference is 0" from resampled differences: 2 × min(share ≤ 0,
-    share ≥ 0), at least 1/(resamples + 1) (no resample can show a smaller p) and at most 1."""
+    share ≥ 0), at least 1/(resamples + 1) (no resample can show a smaller p) and at most 1. Non-finite resamples
+    are left out (``paired_difference`` counts them); NaN when none is finite."""
     resampled = np.asarray(resampled, dtype=np.float64)
+    resampled = resampled[np.isfinite(resampled)]
+    if resampled.size == 0:
+        return math.nan
     share = min(float(np.mean(resampled <= 0)), float(np.mean(resampled >= 0)))
     return float(min(1.0, max(2 * share, 1 / (len(resampled) + 1))))
 
@@ -377,7 +386,9 @@ def paired_difference(
     vocabulary: Collection[str] | None = None,
 ) -> Paired:
     """The difference ``metric(a) − metric(b)`` with a bootstrap interval that resamples the shared prompts jointly,
-    and the two-sided bootstrap p-value of no difference (``bootstrap_p_value``, not yet corrected for a family).
+    and the two-sided p-value of no difference from the same resamples and the same method (not yet corrected for a
+    family): the percentile interval and ``bootstrap_p_value``, or for ``POOLED_METRICS`` the estimate ± z × SE and
+    the normal p-value. Non-finite resamples are dropped from both and counted in ``Paired.dropped``.
 
     Prompts are matched by ``prompt_id``; they must hold the same prompt text in both (the sweep evaluates every
     policy on the same prompts)."""
@@ -398,14 +409,22 @@ def paired_difference(
     def statistic(weights: np.ndarray) -> np.ndarray:
         return (table_a.metrics(weights)[metric] - table_b.metrics(weights)[metric])[None]
 
-    estimate, low, high, resampled = _bootstrap(
-        statistic, len(shared), confidence, resamples, seed, [metric in POOLED_METRICS]
-    )
-    difference = Interval(float(estimate[0]), float(low[0]), float(high[0]))
-    if metric in POOLED_METRICS:  # resamples sit below the estimate (see the module's note): centre them on it
-        resampled = resampled - resampled.mean(axis=1, keepdims=True) + estimate[:, None]
-    p_value = bootstrap_p_value(resampled[0])
-    return Paired(names[0], names[1], metric, difference, len(shared), confidence, p_value)
+    estimate, _, _, resampled = _bootstrap(statistic, len(shared), confidence, resamples, seed, None)
+    value, finite = float(estimate[0]), resampled[0][np.isfinite(resampled[0])]
+    dropped = int(resampled[0].size - finite.size)
+    if finite.size < 2 or not math.isfinite(value):
+        return Paired(names[0], names[1], metric, Interval(value, math.nan, math.nan), len(shared), confidence,
+                      dropped=dropped)  # fmt: skip
+    if metric in POOLED_METRICS:  # resamples sit below the estimate (see the module's note): their spread only
+        error = float(finite.std(ddof=1))
+        half = stats.norm.ppf(0.5 + confidence / 2) * error
+        p_value = float(2 * stats.norm.sf(abs(value) / error)) if error > 0 else float(value == 0)
+        p_value = max(p_value, 1 / (finite.size + 1))  # the resamples' resolution, as bootstrap_p_value's floor
+        difference = Interval(value, value - half, value + half)
+    else:
+        low, high = np.quantile(finite, [(1 - confidence) / 2, (1 + confidence) / 2])
+        difference, p_value = Interval(value, float(low), float(high)), bootstrap_p_value(finite)
+    return Paired(names[0], names[1], metric, difference, len(shared), confidence, p_value, dropped=dropped)
 
 
 def _shared_prompts(frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> np.ndarray:

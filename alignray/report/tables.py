@@ -153,13 +153,15 @@ def points_table(experiment: Experiment) -> pd.DataFrame:
 def paired_table(comparisons: list[Paired], exploratory: bool = False) -> pd.DataFrame:
     """One row per paired comparison: the difference, its interval, the shared prompts, the verdict (none when
     ``exploratory``: the prompts chose what is compared), the bootstrap p-value and, when the comparisons were
-    corrected as a family, the Holm-adjusted p-value."""
+    corrected as a family, the Holm-adjusted p-value; and the resamples dropped as non-finite, when any was."""
     holm = any(math.isfinite(c.adjusted_p) for c in comparisons)
+    dropped = any(c.dropped for c in comparisons)
     return pd.DataFrame(
         [{"a": c.a, "b": c.b, "metric": c.metric, "a − b": num(c.difference.estimate),
           f"{c.confidence:.0%} interval": f"[{num(c.difference.low)}, {num(c.difference.high)}]",
           "prompts": c.prompts, **({} if exploratory else {"verdict": c.verdict}), "p": num(c.p_value),
-          **({"Holm p": num(c.adjusted_p)} if holm else {})} for c in comparisons]
+          **({"Holm p": num(c.adjusted_p)} if holm else {}),
+          **({"non-finite resamples dropped": c.dropped} if dropped else {})} for c in comparisons]
     )  # fmt: skip
 
 
