@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -785,6 +786,66 @@ def test_a_multi_worker_trials_train_run_is_deleted_once_reported(tmp_path):
     drop_train_run(str(tmp_path / "train"), "0123abcd")
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["other"]
     drop_train_run(str(tmp_path / "train"), "0123abcd")  # already gone: nothing to do
+
+
+def test_a_multi_worker_trial_failing_after_training_leaves_no_train_run(tmp_path, monkeypatch):
+    """Its Ray Train run holds k + 1 full models; a failure after training (here in evaluation) must not leave them
+    on disk: the retry trains again under the same name."""
+    from ray import tune
+
+    import alignray.sweep.trial as trial
+
+    storage = tmp_path / "train"
+    monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "t0001"))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+
+    def trained_then_failed(params, config, data, prompts, scratch, train_storage, failure):
+        (Path(train_storage) / "t0001" / "checkpoint_000001" / "model").mkdir(parents=True)
+        raise RuntimeError("evaluation failed after training")
+
+    monkeypatch.setattr(trial, "_train_and_evaluate", trained_then_failed)
+    config = SweepConfig(workers_per_trial=2, eval_prompts=8)
+    with pytest.raises(RuntimeError, match="after training"):
+        trial.run_trial({"divergence": "reverse_kl"}, config, pd.DataFrame({"x": [1]}), [], str(storage),
+                        str(tmp_path / "failures"))  # fmt: skip
+    assert storage.is_dir() and not (storage / "t0001").exists()
+
+
+def test_a_point_that_errors_is_its_own_errored_row_and_its_trial_stands(monkeypatch, tmp_path):
+    """A deterministic error evaluating one point along training errors that point only, with its reason; a
+    transient one (a dead worker) still fails the trial, which Tune retries."""
+    import alignray.sweep.trial as trial
+    from alignray.sweep.frontier import collect_results
+
+    def evaluate(model, config, prompts, seed):
+        if model.endswith("step-4"):
+            raise ValueError("the point's weights hold NaN")
+        return {"reward/mean": 1.0, DIVERSITY: 5.0}, pd.DataFrame()
+
+    monkeypatch.setattr(trial, "evaluate_model", evaluate)
+    evaluated, errored = trial.evaluate_points(tmp_path, [4, 8], SweepConfig(), [])
+    assert [step for step, *_ in evaluated] == [8] and errored == [(4, "ValueError: the point's weights hold NaN")]
+
+    def dead(model, config, prompts, seed):
+        raise ConnectionError("worker died")
+
+    monkeypatch.setattr(trial, "evaluate_model", dead)
+    with pytest.raises(ConnectionError):
+        trial.evaluate_points(tmp_path, [4], SweepConfig(), [])
+    # the trial's checkpoint records the errored point with its reason; the results give it its own row
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "points.json").write_text(json.dumps([
+        {"step": 4, "metrics": {}, "reason": errored[0][1]},
+        {"step": 8, "metrics": {"reward/mean": 0.9, DIVERSITY: 5.1}}]))  # fmt: skip
+    from ray.tune import Checkpoint
+
+    result = SimpleNamespace(error=None, metrics={"reward/mean": 1.0, DIVERSITY: 5.0, "train/step": 12.0},
+                             checkpoint=Checkpoint.from_directory(str(checkpoint)), path=str(tmp_path / "t1"),
+                             config={"divergence": "reverse_kl", "beta": 0.5, "learning_rate": 1e-3})  # fmt: skip
+    table = collect_results([[result]], SweepConfig()).set_index("trial")
+    assert table.loc["t1", "status"] == "ok" and table.loc["t1@8", "status"] == "ok"
+    assert table.loc["t1@4", "status"] == "error" and table.loc["t1@4", "reason"] == errored[0][1]
 
 
 # --- issue 15: constraints ----------------------------------------------------------------------------------------

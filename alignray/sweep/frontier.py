@@ -93,10 +93,11 @@ def collect_results(grids: list, config: SweepConfig, numbers: dict[str, int] | 
             rows.append(final)
             for point in _points(result) if ok else []:
                 finite = all(math.isfinite(point["metrics"].get(o.metric, np.nan)) for o in config.objective_pair)
+                why = point.get("reason") or "non-finite objectives"  # an errored point says why
                 rows.append({
                     **{k: v for k, v in final.items() if k not in metrics and k != "optuna_trial"},
                     "trial": f"{trial}@{point['step']}", "kind": "point", "step": point["step"],
-                    "status": "ok" if finite else "error", "reason": None if finite else "non-finite objectives",
+                    "status": "ok" if finite else "error", "reason": None if finite else why,
                     **point["metrics"],
                 })  # fmt: skip
         offset += len(grid)

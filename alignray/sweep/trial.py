@@ -139,9 +139,9 @@ def run_trial(
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
         (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(scratch / "checkpoint")))
-        if config.workers_per_trial > 1:  # its model is in the trial's checkpoint now
-            drop_train_run(train_storage, context.get_trial_id())
     finally:
+        if config.workers_per_trial > 1:  # its model is in the trial's checkpoint now, or the trial failed: a retry
+            drop_train_run(train_storage, context.get_trial_id())  # trains again, so the run's k+1 models are waste
         shutil.rmtree(scratch, ignore_errors=True)
         gc.collect()  # the worker may run the next trial (reuse_workers): it starts with this one's memory freed
         if torch.cuda.is_available():
@@ -207,6 +207,24 @@ def evaluate_model(model: str, config: SweepConfig, prompts: list[str], seed: in
     )  # fmt: skip
 
 
+def evaluate_points(
+    root: Path, steps: list[int], config: SweepConfig, prompts: list[str]
+) -> tuple[list[tuple[int, dict[str, float], Any]], list[tuple[int, str]]]:
+    """Each point saved along training (``root/step-<step>``) evaluated as the final model is: the evaluated points
+    (step, metrics, samples) and the errored ones (step, reason). A point meeting a deterministic error (one the same
+    model meets again) is only that point's error, its trial's final model stands; any other error fails the trial,
+    which Tune then retries."""
+    evaluated, errored = [], []
+    for step in steps:
+        try:
+            evaluated.append((step, *evaluate_model(str(root / f"step-{step}"), config, prompts, config.seed)))
+        except Exception as err:
+            if not is_deterministic(err):
+                raise
+            errored.append((step, failure_reason(err)))
+    return evaluated, errored
+
+
 def _train_and_evaluate(
     params: dict[str, Any], config: SweepConfig, data: str, prompts: list[str], scratch: Path, train_storage: str,
     failure: Failures,
@@ -227,8 +245,7 @@ def _train_and_evaluate(
         )  # fmt: skip
         evaluated = time.monotonic()
         metrics, samples = evaluate_model(str(scratch / "run" / "model"), config, prompts, config.seed)
-        points = [(step, *evaluate_model(str(scratch / "run" / POINTS / f"step-{step}"), config, prompts,
-                                         config.seed)) for step in trained["points"]]  # fmt: skip
+        points, errored = evaluate_points(scratch / "run" / POINTS, trained["points"], config, prompts)
         eval_seconds = time.monotonic() - evaluated
         fault, _, target = os.environ.get(FAULT_VARIABLE, "").partition(":")
         if target == params["divergence"] and fault == "raise":
@@ -255,6 +272,8 @@ def _train_and_evaluate(
         shutil.move(str(scratch / "run" / POINTS / f"step-{step}"), where / "model")
         point_samples.to_parquet(where / "samples.parquet", index=False)
     trajectory = [{"step": step, "metrics": {k: float(v) for k, v in m.items()}} for step, m, _ in points]
+    trajectory = sorted([*trajectory, *({"step": step, "metrics": {}, "reason": why} for step, why in errored)],
+                        key=lambda point: point["step"])  # fmt: skip
     (checkpoint / "points.json").write_text(json.dumps(trajectory, indent=2) + "\n")
     return {
         "points": trajectory,
