@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint sweep world world-check bench ray-up clean-venv
+.PHONY: test lint sweep world world-check bench gpu-check ray-up clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ sweep: $(STAMP)
 
 world: $(STAMP)
 	$(PY) jobs/build_world.py --out alignray/assets/tiny-imdb
+
+# The GPU paths on one GPU (~8 min, downloads nothing); without a GPU it says so in one line and exits 0.
+gpu-check: $(STAMP)
+	$(PY) jobs/gpu_check.py
 
 bench: $(STAMP)
 	for b in $(filter-out bench/common.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done

