@@ -16,6 +16,7 @@ from alignray.report.stats import (
     seed_prompt_difference,
     seed_prompt_intervals,
 )
+from alignray.sweep.config import SweepConfig
 
 RESAMPLES = 400
 WORDS = ("good", "bad", "film", "plot", "actor", "scene", "zzq", "blorp")
@@ -62,20 +63,22 @@ def _seeds(
 def test_interval_over_seeds_and_prompts_covers_a_known_mean_at_about_its_nominal_rate(seed_sd, prompt_sd):
     rng = np.random.default_rng(0)
     mean, runs, covered, prompts_only = 0.5, 200, 0, 0
+    replicates = SweepConfig().replicates  # the seeds a default confirmation trains
     for run in range(runs):
-        seeds = [f.drop(columns="prompt") for f in _seeds(rng, rng.normal(0.0, seed_sd, 10), 40, mean, prompt_sd)]
+        seeds = [f.drop(columns="prompt") for f in _seeds(rng, rng.normal(0.0, seed_sd, replicates), 40, mean,
+                                                          prompt_sd)]  # fmt: skip
         found = seed_prompt_intervals(seeds, confidence=0.9, resamples=RESAMPLES, seed=run)["reward/mean"]
         covered += found.low <= mean <= found.high
         if seed_sd > 0:
             pooled = metric_intervals(pd.concat(seeds), confidence=0.9, resamples=RESAMPLES, seed=run)["reward/mean"]
             prompts_only += pooled.low <= mean <= pooled.high
-    # 90% nominal; measured 0.93 when seeds dominate (s² also holds each seed's sampling noise, which V_p counts too:
-    # a little long) and 0.905 when prompts do. Drawing the prompts apart for each seed would ignore that the seeds
-    # share them and cover ~0.60 when prompts dominate.
-    assert 0.80 <= covered / runs <= 0.96, covered
+    # 90% nominal, at the default 2 seeds: measured 0.885 when seeds dominate and 0.95 when prompts do (200 runs,
+    # Monte Carlo error ~0.02). Drawing the prompts apart for each seed would ignore
+    # that the seeds share them and undercover when prompts dominate.
+    assert covered / runs >= 0.85, covered
     if seed_sd > 0:
-        # a bootstrap over prompts alone ignores the seeds' spread: measured 0.425
-        assert prompts_only / runs < 0.6, prompts_only
+        # a bootstrap over prompts alone ignores the seeds' spread: measured 0.225
+        assert prompts_only / runs < 0.75, prompts_only
 
 
 def test_estimate_is_the_mean_over_seeds_of_each_seeds_metric_and_every_interval_is_centred_on_it():
@@ -121,7 +124,8 @@ def test_difference_finds_a_planted_shift_and_covers_zero_between_identical_conf
     versus_base = seed_prompt_difference(shifted, base, resamples=RESAMPLES)
     expected = np.mean([frame["reward"].mean() for frame in shifted]) - base[0]["reward"].mean()
     assert versus_base.difference.estimate == pytest.approx(expected, rel=1e-9)
-    assert versus_base.difference.low < expected < versus_base.difference.high
+    # the planted truth, not the estimate: shifted configurations draw 0.5 more than the base policy's
+    assert versus_base.difference.low < 0.5 < versus_base.difference.high
     # only the prompts every frame shares are compared
     fewer = [frame[frame["prompt_id"] < 30] for frame in seeds]
     assert seed_prompt_difference(shifted, fewer, resamples=RESAMPLES).prompts == 30
@@ -136,8 +140,11 @@ def test_pooled_difference_is_centred_on_its_estimate():
     expected = np.mean([e.estimate for e in each[:3]]) - np.mean([e.estimate for e in each[3:]])
     difference = found.difference
     assert difference.estimate == pytest.approx(expected, rel=1e-9)
-    assert difference.high - difference.estimate == pytest.approx(difference.estimate - difference.low, rel=1e-9)
-    assert difference.low < difference.estimate < difference.high and 0 < found.p_value <= 1
+    # the p-value is the level at which the interval reaches 0: one construction, so they cannot disagree
+    assert 0 < found.p_value < 1
+    at_p = seed_prompt_difference(a, b, "diversity/word_entropy", confidence=1 - found.p_value, resamples=RESAMPLES,
+                                  vocabulary=VOCABULARY).difference  # fmt: skip
+    assert min(abs(at_p.low), abs(at_p.high)) == pytest.approx(0.0, abs=1e-6 * (difference.high - difference.low))
 
 
 def test_mismatched_prompts_raise():
