@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from alignray.report.stats import (
     POOLED_METRICS,
@@ -81,7 +82,7 @@ def test_interval_over_seeds_and_prompts_covers_a_known_mean_at_about_its_nomina
         assert prompts_only / runs < 0.75, prompts_only
 
 
-def test_estimate_is_the_mean_over_seeds_of_each_seeds_metric_and_every_interval_is_centred_on_it():
+def test_estimate_is_the_mean_over_seeds_and_the_half_width_adds_the_seeds_t_part_to_the_prompts_part():
     rng = np.random.default_rng(1)
     seeds = _seeds(rng, [-0.2, 0.0, 0.4], 12, 1.0, prompt_sd=0.5, text=True)
     found = seed_prompt_intervals(seeds, resamples=RESAMPLES, vocabulary=VOCABULARY)
@@ -90,8 +91,18 @@ def test_estimate_is_the_mean_over_seeds_of_each_seeds_metric_and_every_interval
     for name in found:
         assert found[name].estimate == pytest.approx(np.mean([e[name].estimate for e in each]), rel=1e-9), name
         assert found[name].low < found[name].estimate < found[name].high, name
-        interval = found[name]
-        assert interval.high - interval.estimate == pytest.approx(interval.estimate - interval.low, rel=1e-9), name
+    # the half-width, computed apart for reward/mean: t over the seeds' spread, z over the prompts' (one prompt draw
+    # for every seed: prompts are crossed with seeds)
+    per_seed = np.array([frame["reward"].mean() for frame in seeds])
+    seed_part = stats.t.ppf(0.975, len(seeds) - 1) * np.sqrt(per_seed.var(ddof=1) / len(seeds))
+    sums = np.stack([frame.groupby("prompt_id")["reward"].sum().to_numpy() for frame in seeds])  # (seeds, prompts)
+    counts = seeds[0].groupby("prompt_id").size().to_numpy()
+    draws = np.random.default_rng(9).integers(0, len(counts), (20000, len(counts)))
+    weights = np.stack([np.bincount(row, minlength=len(counts)) for row in draws])
+    means = ((weights @ sums.T) / (weights @ counts)[:, None]).mean(axis=1)
+    expected = np.hypot(seed_part, stats.norm.ppf(0.975) * means.std(ddof=1))
+    interval = found["reward/mean"]
+    assert interval.high - interval.estimate == pytest.approx(expected, rel=0.05)
     without_text = seed_prompt_intervals([seeds[0].drop(columns=["completion", "completion_ids"]), *seeds[1:]],
                                          resamples=RESAMPLES, vocabulary=VOCABULARY)  # fmt: skip
     assert "reward/mean" in without_text and not set(POOLED_METRICS) & set(without_text)
