@@ -214,9 +214,10 @@ def test_sweep_leaves_results_frontier_study_and_models(sweep):
     # each divergence its share: two trials each
     assert trials["divergence"].value_counts().to_dict() == {"reverse_kl": 2, "forward_kl": 2, "js_divergence": 2}
     ok = table[table["status"] == "ok"]  # every candidate: final models, points along them, derived ones
-    points = ok[["reward/mean", DIVERSITY]].to_numpy()
-    np.testing.assert_array_equal(ok["pareto"].to_numpy(), _brute_force_front(points))
-    assert not table.loc[table["status"] != "ok", "pareto"].any()
+    feasible = ok[ok["feasible"]]  # the frontier holds feasible candidates only (forward_kl's NaN trials are not)
+    points = feasible[["reward/mean", DIVERSITY]].to_numpy()
+    np.testing.assert_array_equal(feasible["pareto"].to_numpy(), _brute_force_front(points))
+    assert not table.loc[~table["feasible"], "pareto"].any()
     assert sorted(table.loc[table["pareto"], "trial"]) == sorted(summary["search_frontier"])
     assert set(table["kind"]) == {"trial", "point", "derived"}
     for trial in summary["search_frontier"]:  # trained and derived alike
@@ -570,15 +571,21 @@ def test_make_sweep_stops_only_the_head_it_started(tmp_path):
 
 def test_trials_leave_no_model_or_preference_copy_in_the_tune_directory(sweep):
     out, _, _ = sweep
+    from alignray.sweep.derive import model_path
+
     table = pd.read_parquet(out / "results.parquet")
-    trained = table[table["kind"] != "derived"].set_index("trial")
-    front = table[table["pareto"]]
-    parents = [p for ps in front["parents"].dropna() for p in ps]
-    built_from = [*front.loc[front["kind"] != "derived", "trial"], *parents]
-    weights = list((out / "tune").rglob("*.safetensors"))
-    assert {p.relative_to(out / "tune").parts[1].split("_")[2] for p in weights} <= set(
-        trained.loc[built_from, "tune_trial"])  # fmt: skip
-    assert all(any(part.startswith("checkpoint_") for part in p.parts) for p in weights)
+    trained = table[table["kind"] != "derived"].set_index("trial", drop=False)
+    # exactly the models something still needs: those derived candidates are made from (the trained frontier), those
+    # confirmation evaluates the search's run of, and the parents of derived frontier models; no other, none fewer
+    kept = trained[trained["trained_pareto"] | trained["confirm"]]
+    parents = [p for ps in table.loc[table["pareto"] & (table["kind"] == "derived"), "parents"] for p in ps]
+    expected = {(row["tune_trial"], model_path(row)) for _, row in pd.concat([kept, trained.loc[parents]]).iterrows()}
+    found = set()
+    for path in (out / "tune").rglob("model.safetensors"):
+        parts = path.relative_to(out / "tune").parts
+        at = next(i for i, part in enumerate(parts) if part.startswith("checkpoint_"))
+        found.add((parts[1].split("_")[2], "/".join(parts[at + 1 : -1])))
+    assert found == expected and len(expected) < len(trained[trained["status"] == "ok"])
     assert not list((out / "tune").rglob("preferences.parquet"))
     assert not list((out / "tune").rglob("alignray-trial-*"))
 
