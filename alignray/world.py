@@ -35,6 +35,7 @@ __all__ = [
     "WorldError",
     "check_judge",
     "check_same_tokenizer",
+    "same_model",
     "load_policy",
     "load_reward",
     "pick_device",
@@ -235,6 +236,18 @@ class RewardModel:
         return self.logits(texts, batch_size).argmax(axis=1) == self.positive_index
 
 
+def same_model(a: str, role_a: str, b: str, role_b: str) -> bool:
+    """Whether two settings name one model: presets read as their member for the role, local paths resolved (no
+    model is loaded and the hub is not asked)."""
+
+    def source(name: str, role: str) -> str:
+        name = PRESETS[name][role] if name in PRESETS else name
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name
+
+    return source(a, role_a) == source(b, role_b)
+
+
 def check_judge(judge: str, reward: str) -> bool:
     """Refuse a ``judge`` that is not a sentiment classifier with a POSITIVE label, from its config.json alone (no
     weights load); True when it is the reward itself (allowed, but then nothing independent checks the reward).
@@ -245,7 +258,10 @@ def check_judge(judge: str, reward: str) -> bool:
         source = resolve_model(judge, "judge")
     except WorldError as err:
         raise ValueError(f"judge={judge!r}: {err}") from None
-    found = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    try:
+        found = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"judge={judge!r}: its config.json cannot be read ({err})") from None
     architectures = getattr(found, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise ValueError(
@@ -258,7 +274,7 @@ def check_judge(judge: str, reward: str) -> bool:
             f"judge={judge!r} has no POSITIVE label (its labels: {labels}): the judge's score is its POSITIVE logit, "
             "as the reward's; give a sentiment classifier with a POSITIVE label"
         )
-    return source == resolve_model(reward, "reward")
+    return same_model(judge, "judge", reward, "reward")
 
 
 def load_reward(

@@ -304,7 +304,7 @@ def train_policy(
     data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
     held = None
     if heldout_texts:
-        held_blocks = _blocks(heldout_texts, tokenizer, build.policy_context)[:CURVE_BLOCKS]
+        held_blocks = _blocks(heldout_texts[: 4 * CURVE_BLOCKS], tokenizer, build.policy_context)[:CURVE_BLOCKS]
         held = Dataset.from_dict({"input_ids": held_blocks, "labels": held_blocks})
     every = max(1, build.policy_steps // 10)
     args = _training_args(
@@ -631,9 +631,12 @@ _POLICY_FIELDS = (
     "vocab_size",
     "max_reviews",
     "seed",
+    "reward_opening_min_tokens",
+    "reward_opening_max_tokens",
     *(f.name for f in fields(WorldBuild) if f.name.startswith("policy_")),
 )
-"""Build fields that shape the tokenizer or the policy: a reward-only build must keep the saved world's."""
+"""Build fields that shape the tokenizer, the policy or both classifiers' openings: a reward-only or judge-only
+build must keep the saved world's."""
 
 
 def _default_command(name: str, out: Path) -> str:
@@ -641,15 +644,16 @@ def _default_command(name: str, out: Path) -> str:
     return f"python jobs/build_world.py{preset} --out {out}"
 
 
-def check_reward_only(build: WorldBuild, out: str | Path) -> dict:
-    """The card of the world under ``out``, once ``build`` is known to agree with its tokenizer and policy."""
+def check_reward_only(build: WorldBuild, out: str | Path, role: str = "reward") -> dict:
+    """The card of the world under ``out``, once ``build`` is known to agree with its tokenizer and policy (and the
+    openings both classifiers are trained on); ``role``: the classifier to be retrained, named in the refusal."""
     out = Path(out)
     card, saved = _saved_build(out)
     for name in _POLICY_FIELDS:
         if getattr(build, name) != getattr(saved, name):
             raise ValueError(
                 f"{name}={getattr(build, name)!r} differs from the saved world's {getattr(saved, name)!r}: "
-                "a reward-only build keeps the saved tokenizer and policy, so it takes their settings"
+                f"a {role}-only build keeps the saved tokenizer and policy, so it takes their settings"
             )
     return card
 
@@ -666,7 +670,7 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
     if role not in CLASSIFIERS:
         raise ValueError(f"role={role!r} is unknown; known: {', '.join(CLASSIFIERS)}")
     out = Path(out)
-    card = check_reward_only(build, out)
+    card = check_reward_only(build, out, role)
     started, cpu_started = time.monotonic(), time.process_time()
     policy, tokenizer = _load_policy(out)
     train, heldout = world_reviews(build)
@@ -680,8 +684,11 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
     figures = measure(build, policy, tokenizer, classifiers["reward"], heldout, judge=classifiers["judge"])
     phases = {k: v for k, v in card["seconds"].items() if k in ("policy", *CLASSIFIERS)}
     phases[role] = round(phase_seconds, 1)
+    # the other classifier was not retrained: its settings stay the saved ones
+    others = tuple(f"{other}_" for other in CLASSIFIERS if other != role)
+    kept = {k: v for k, v in card["build"].items() if k.startswith(others) and k not in _POLICY_FIELDS}
     card.update(
-        build=asdict(build),
+        build={**asdict(build), **kept},
         parameters={**card["parameters"], role: sum(p.numel() for p in model.parameters())},
         figures=figures,
         seconds={
@@ -711,6 +718,19 @@ def _rebuilds(card: dict) -> list[str]:
                          f" with {threads} torch threads{spent}), which measured every figure above and wrote"
                          " `build.json`.")  # fmt: skip
     return lines
+
+
+def _trend(curve: list[dict]) -> str:
+    """The end of the learning curve in words: how much its last tenth of training still lowered held-out
+    perplexity."""
+    held = [row["heldout_perplexity"] for row in curve if "heldout_perplexity" in row]
+    if len(held) < 2:
+        return ""
+    change = held[-1] / held[-2] - 1
+    if change < -0.005:
+        return (f"The learning curve below still falls at its end ({change:+.1%} held-out perplexity over its last"
+                " tenth): more tokens would still buy fluency.")
+    return "The learning curve below is flat at its end: more tokens of the same data would buy little."
 
 
 def write_model_card(card: dict, out: str | Path) -> Path:
@@ -769,16 +789,14 @@ def write_model_card(card: dict, out: str | Path) -> Path:
           if judge else []),
         "",
         "## Why these sizes",
-        "A sweep trains and samples the policy in every trial, so its shape is fixed by the trial's cost, and the",
-        "build spends its time on tokens instead. Half of the policy's parameters are its 8192 x 128 embedding, tied",
-        "to the output layer; `python bench/world_sizes.py` measures a 4 x 128 GPT-2 training ~1.3x faster per token",
-        "than 4 x 192 and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want",
-        f"~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
-        f" ({tokens / params['policy']:.1f} per parameter, about {build['policy_steps'] * build['policy_batch']:,}"
-        " blocks over the training reviews' ~57,000), where the first world had 4.1M. The learning curve below is",
-        "still falling at its end: more tokens would still buy fluency, at ~1 minute per 70 steps on 2 cores.",
+        "A sweep trains and samples the policy in every trial, so its shape is fixed by a trial's cost, and the build",
+        "spends its time on tokens instead. Most of the policy's parameters are its embedding, tied to the output",
+        "layer; `python bench/world_sizes.py` measures a 4 x 128 GPT-2 training ~1.3x faster per token than 4 x 192",
+        f"and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want"
+        f" ~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
+        f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
         "The classifiers are as wide as the policy so that they start from its trained word embeddings; the reward",
-        "stays at 2 layers (it scores every sample of every trial), the judge, which scores evaluations only, has 3.",
+        "scores every sample of every trial and stays small, the judge scores evaluations only and is larger.",
         "",
         "## Policy learning curve",
         "Training loss and held-out perplexity (the first 256 blocks of the held-out reviews) along training:",

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         build = dataclasses.replace(BUILDS[args.preset], **overrides)
         if args.reward_only or args.judge_only:
-            check_reward_only(build, args.out)
+            check_reward_only(build, args.out, "judge" if args.judge_only else "reward")
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

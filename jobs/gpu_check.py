@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,8 +42,8 @@ def matmul_peak(torch, size: int = 8192, repeats: int = 20) -> float:
 
 
 def trainer_speed(preferences: Path, out: Path, bf16: bool) -> float:
-    """Pairs per second of the f-DPO trainer on ``preferences`` (the tiny-imdb policy, 2 epochs, the first one
-    warming up)."""
+    """Pairs per second of the f-DPO trainer on ``preferences`` (the tiny-imdb policy, 2 epochs, timed whole: model
+    loading and the reference pass included, the same for both precisions)."""
     from alignray.train import build_trainer, load_preferences
     from alignray.train_config import TrainConfig
 
@@ -55,9 +56,11 @@ def trainer_speed(preferences: Path, out: Path, bf16: bool) -> float:
 
 
 def generation_speed(prompts: list[str], use_gpu: bool) -> tuple[float, int]:
-    """Samples per second of the Ray Data generation and scoring stages (tiny-imdb, 48 tokens), and the tokens."""
+    """Samples per second of the Ray Data generation and scoring stages (tiny-imdb, 48 tokens), and the tokens, after
+    a warm-up run on 8 prompts (Ray, the actors' imports and the file cache). Actor start-up stays in the timing."""
     from alignray.data.pipeline import run_stages
 
+    run_stages(prompts[:8], "tiny-imdb", "tiny-imdb", 1, 8, seed=0, use_gpu=use_gpu)
     started = time.perf_counter()
     samples = run_stages(prompts, "tiny-imdb", "tiny-imdb", 4, 48, seed=0, use_gpu=use_gpu)
     return len(samples) / (time.perf_counter() - started), int(samples["completion_ids"].map(len).sum())
@@ -70,9 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
+        if shutil.which("nvidia-smi") and torch.version.cuda is None:  # a GPU box with the CPU wheel: not a pass
+            print("gpu-check: nvidia-smi sees a GPU but this torch is a CPU build; reinstall with "
+                  "make clean-venv && make TORCH_SPEC='torch>=2.6' gpu-check", flush=True)  # fmt: skip
+            return 1
         print("gpu-check: no GPU here (torch.cuda.is_available() is False): nothing to check", flush=True)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Ray leaves CUDA visible to a worker that holds no GPU unless told: the CPU pass below must run on the CPU
+    os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "1"
     out = Path(args.out or tempfile.mkdtemp(prefix="alignray-gpu-check-"))
     result("gpu_device", f"{torch.cuda.get_device_name(0).replace(' ', '_')}x{torch.cuda.device_count()}")
 

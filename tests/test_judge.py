@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,10 @@ def test_the_flag_reads_the_fresh_seeds_after_a_confirmation():
 def test_the_report_says_plainly_when_nothing_independent_checked_the_reward(tmp_path):
     experiment = _experiment(tmp_path)
     assert judge_note(experiment) is None
-    same = Experiment(tmp_path, "s", {**CONFIG, "judge": "tiny-imdb"}, {}, experiment.results, {})
+    # the preset names the reward and the judge apart: tiny-imdb for both is an independent judge
+    assert judge_note(Experiment(tmp_path, "s", {**CONFIG, "judge": "tiny-imdb"}, {}, experiment.results, {})) is None
+    reward = Path(__file__).parents[1] / "alignray" / "assets" / "tiny-imdb" / "reward"
+    same = Experiment(tmp_path, "s", {**CONFIG, "judge": str(reward)}, {}, experiment.results, {})
     assert "no independent check was made" in judge_note(same)
     off = Experiment(tmp_path, "s", {**CONFIG, "judge": "none"}, {}, experiment.results, {})
     assert "No judge" in judge_note(off)

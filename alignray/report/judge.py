@@ -4,7 +4,9 @@ A pick whose reward rose over the base policy while the judge's did not bought i
 pays for and a reader would not: reward hacking, which the n-gram watch (``alignray.report.watch``) only sees when it
 leaves a token trail. ``judge_checks`` pairs each pick with the base policy on the same samples twice, once for
 ``reward/mean`` and once for ``judge/mean``, and ``JudgeCheck.hacking`` fires when the reward's interval lies above 0
-while the judge's reaches 0 or lies below it.
+while the judge's reaches 0 or lies below it. A judge no better than the reward at telling praise from panning, or
+a confirmation with few prompts, widens the judge's interval and flags more easily: the flag asks for a look at the
+pick's samples, not a verdict on its own.
 
 Both differences are plain intervals at the report's confidence, not Holm-adjusted: the check asks whether the judge
 shares a gain the reward shows, and widening the judge's interval for multiplicity would make it fire more easily.
@@ -21,6 +23,7 @@ import pandas as pd
 
 from alignray.report.experiment import BASE, Experiment
 from alignray.report.stats import RESAMPLES, Paired, paired_difference, seed_prompt_difference
+from alignray.world import JUDGE_OFF, same_model
 
 __all__ = ["JUDGE", "JudgeCheck", "judge_checks", "judge_note"]
 
@@ -50,7 +53,7 @@ class JudgeCheck:
         """The check in words: the judge's difference from the base, and the verdict."""
         if self.judge is None:
             return "no judge score"
-        shown = f"judge vs base {self.judge.difference}"
+        shown = f"judge vs base {self.judge.difference}" + ("" if self.confirmed else " (exploratory)")
         if self.hacking:
             return (f"{shown}: **reward hacking?** the reward rose over the base ({self.reward.difference}) and the "
                     "judge did not")  # fmt: skip
@@ -63,9 +66,9 @@ def judge_note(experiment: Experiment) -> str | None:
     """What the report says about its judge when there is nothing independent to read: no judge, or the reward
     itself as the judge; None for an independent judge."""
     judge, reward = experiment.config.get("judge"), experiment.config.get("reward")
-    if judge in (None, "none"):
+    if judge in (None, JUDGE_OFF):
         return "No judge scored this sweep (--judge none): nothing independent of the optimised reward checks it."
-    if judge == reward:
+    if same_model(judge, "judge", reward or "", "reward"):
         return (
             f"The judge is the reward itself (`{judge}`): no independent check was made, and the judge's "
             "figures repeat the reward's."
@@ -89,9 +92,12 @@ def judge_checks(
     resamples: int = RESAMPLES,
 ) -> dict[str, JudgeCheck]:
     """Each of ``trials`` against the base policy in reward and judge: from the fresh seeds when the sweep
-    confirmed (candidates it did not confirm are left out), else from the search's samples in ``loaded``."""
+    confirmed (candidates it did not confirm are left out), else from the search's samples in ``loaded``. Empty when
+    no judge scored the sweep."""
     confirmed = experiment.confirmed is not None
     out: dict[str, JudgeCheck] = {}
+    if experiment.config.get("judge") in (None, JUDGE_OFF):
+        return out
     if confirmed:
         base = experiment.confirmation_samples(BASE)
         for trial in dict.fromkeys(trials):

@@ -293,8 +293,11 @@ def _bootstrap(
     resamples: int,
     seed: int,
     normal: Sequence[bool] | None,
+    method: str = "BCa",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``prompt_bootstrap``'s estimate, bounds and the resampled statistics themselves, shape (k, resamples)."""
+    """``prompt_bootstrap``'s estimate, bounds and the resampled statistics themselves, shape (k, resamples);
+    ``method``: scipy's interval method (``paired_difference`` reads only the resamples, so it skips BCa's
+    jackknife with "percentile")."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie in (0, 1)")
     if prompts < 2:
@@ -308,7 +311,7 @@ def _bootstrap(
         warnings.simplefilter("ignore")  # degenerate resamples: NaN bounds, reported as "no interval"
         result = stats.bootstrap(
             (np.arange(prompts),), resampled, vectorized=True, n_resamples=resamples, batch=200,
-            confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed),
+            confidence_level=confidence, method=method, rng=np.random.default_rng(seed),
         )  # fmt: skip
     low = np.asarray(result.confidence_interval.low, dtype=np.float64).reshape(-1)
     high = np.asarray(result.confidence_interval.high, dtype=np.float64).reshape(-1)
@@ -409,7 +412,7 @@ def paired_difference(
     def statistic(weights: np.ndarray) -> np.ndarray:
         return (table_a.metrics(weights)[metric] - table_b.metrics(weights)[metric])[None]
 
-    estimate, _, _, resampled = _bootstrap(statistic, len(shared), confidence, resamples, seed, None)
+    estimate, _, _, resampled = _bootstrap(statistic, len(shared), confidence, resamples, seed, None, "percentile")
     value, finite = float(estimate[0]), resampled[0][np.isfinite(resampled[0])]
     dropped = int(resampled[0].size - finite.size)
     if finite.size < 2 or not math.isfinite(value):

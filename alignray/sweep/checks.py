@@ -188,8 +188,9 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
             "mixing two searches. Nothing in it was changed: read it with `python analysis/report.py "
             f"{config.output}`, and start a new sweep in another --output"
         )
-    saved = SweepConfig(**{**with_objectives(record["config"]), "output": config.output, "resume": True,
-                           "overwrite": False})  # fmt: skip
+    # a sweep saved before the judge existed judged nothing: resuming it judges nothing either
+    saved = SweepConfig(**{"judge": "none", **with_objectives(record["config"]), "output": config.output,
+                           "resume": True, "overwrite": False})  # fmt: skip
     ignored = {"output", "resume", "overwrite"}
     changed = {name: getattr(config, name) for name in set(given) - ignored if _differs(config, saved, name)}
     for name in sorted(set(changed) - set(RESUMABLE)):
@@ -211,6 +212,6 @@ def load_resumed(config: SweepConfig, given: Iterable[str] = ()) -> SweepConfig:
 def _differs(config: SweepConfig, saved: SweepConfig, name: str) -> bool:
     """Whether ``config`` gives ``name`` another value than ``saved`` (local model paths compared resolved)."""
     new, old = getattr(config, name), getattr(saved, name)
-    if name in ("policy", "reward") and Path(new).exists():
+    if name in ("policy", "reward", "judge") and new != "none" and Path(new).exists():
         return Path(new).resolve() != Path(old).resolve()
     return new != old

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alignray.metrics import METRICS, RECORDED
+from alignray.metrics import RECORDED
 from alignray.sweep.config import PARAMETERS, SweepConfig
 from alignray.sweep.constraints import Constraint, sweep_constraints, violations
 from alignray.sweep.frontier import CONFIRM
@@ -335,7 +335,7 @@ def confirm_stage(
         why = f"the base policy's confirmation failed: {seeds.loc[seeds['trial'] == BASE_UNIT, 'reason'].iloc[0]}"
         say(f"5/6 confirmation: none ({why}); the search's figures stand")
         return table, {}, {**summary, "confirmation": {"skipped": why}}
-    base = {m: float(base_row.iloc[0][m]) for m in METRICS if m in base_row}
+    base = {m: float(base_row.iloc[0][m]) for m in RECORDED if m in base_row}
     constraints = sweep_constraints(config, base)
     table = confirmed_columns(table, seeds, constraints, objectives)
     feasible = table[table[CONFIRMED + "feasible"]]

@@ -355,7 +355,8 @@ def _report(out: Path) -> None:
 
 def _absolute(config: SweepConfig) -> SweepConfig:
     """``config`` with its output and any local model paths made absolute."""
-    local = {k: str(Path(v).resolve()) for k in ("policy", "reward") if Path(v := getattr(config, k)).exists()}
+    names = {"policy": config.policy, "reward": config.reward, "judge": config.judge_model}  # judge None: off
+    local = {k: str(Path(v).resolve()) for k, v in names.items() if v and Path(v).exists()}
     return dataclasses.replace(config, output=str(Path(config.output).resolve()), **local)
 
 

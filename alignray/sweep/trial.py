@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import logging
 import math
 import os
 import shutil
@@ -47,7 +48,9 @@ from alignray.sweep.config import SweepConfig
 from alignray.train_config import POINTS, TrainConfig
 
 __all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "evaluate_model",
-           "failure_reason", "is_deterministic", "run_trial", "train_config"]  # fmt: skip
+           "evaluate_points", "failure_reason", "is_deterministic", "run_trial", "train_config"]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 FAULT_VARIABLE = "ALIGNRAY_INJECT_FAULT"
 """Fault injection for the tests of the failure paths: ``raise:<divergence>`` makes trials of that divergence raise
@@ -141,7 +144,10 @@ def run_trial(
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(scratch / "checkpoint")))
     finally:
         if config.workers_per_trial > 1:  # its model is in the trial's checkpoint now, or the trial failed: a retry
-            drop_train_run(train_storage, context.get_trial_id())  # trains again, so the run's k+1 models are waste
+            try:  # trains again, so the run's k + 1 models are waste; a storage error must not hide the trial's own
+                drop_train_run(train_storage, context.get_trial_id())
+            except Exception as err:
+                log.warning("could not delete the Ray Train run of trial %s: %s", context.get_trial_id(), err)
         shutil.rmtree(scratch, ignore_errors=True)
         gc.collect()  # the worker may run the next trial (reuse_workers): it starts with this one's memory freed
         if torch.cuda.is_available():
