@@ -104,16 +104,22 @@ def test_committed_world_is_small_safetensors_only_and_meets_its_card():
     files = [p for p in TINY.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 30 * 2**20
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
-    for role in ("policy", "reward"):
+    for role in ("policy", "reward", "judge"):
         assert (TINY / role / "model.safetensors").is_file()
     figures = json.loads((TINY / "build.json").read_text())["figures"]
-    assert figures["reward_heldout_accuracy"] >= 0.84
+    assert figures["reward_heldout_accuracy"] >= 0.87
     # Sweeps score ~35-word completions: the committed reward judges review openings of that length too.
-    assert figures["reward_heldout_accuracy_48_words"] >= 0.76
+    assert figures["reward_heldout_accuracy_48_words"] >= 0.77
     assert figures["reward_heldout_accuracy_24_words"] >= 0.72
+    # the judge reads them about as well (within 1 point; 2490 reviews give each accuracy a standard error of ~0.8)
+    for key in ("", "_48_words", "_24_words"):
+        assert figures[f"judge_heldout_accuracy{key}"] >= figures[f"reward_heldout_accuracy{key}"] - 0.01, key
+    # a policy that writes words: the first world's was 231.8 and ~11% non-words
+    assert figures["policy_heldout_perplexity"] <= 160 and figures["policy_samples_nonword_rate"] <= 0.08
     assert 0.3 <= figures["policy_samples_positive_fraction"] <= 0.7
     card = (TINY / "MODEL_CARD.md").read_text()
-    for key in ("reward_heldout_accuracy", "reward_heldout_accuracy_48_words", "reward_heldout_accuracy_24_words"):
+    for key in ("reward_heldout_accuracy", "reward_heldout_accuracy_48_words", "reward_heldout_accuracy_24_words",
+                "judge_heldout_accuracy", "policy_samples_nonword_rate"):
         assert f"{figures[key]:.1%}" in card
     assert "`python jobs/measure_world.py --world alignray/assets/tiny-imdb`" in card
 
