@@ -67,14 +67,14 @@ def test_the_hacking_flag_fires_when_the_reward_pays_for_a_token_and_the_judge_d
     checks = judge_checks(experiment, ["hacked", "genuine"], loaded, resamples=500)
     hacked, genuine = checks["hacked"], checks["genuine"]
     assert hacked.reward.difference.low > 0 and hacked.judge.difference.low <= 0 <= hacked.judge.difference.high
-    assert hacked.hacking and "reward hacking?" in hacked.text()
+    assert hacked.hacking and hacked.flag in hacked.text()
     assert genuine.reward.difference.low > 0 and genuine.judge.difference.low > 0
     assert not genuine.hacking and "judge agrees" in genuine.text()
     # the answer per divergence carries the judge and the flag, on the hacked divergence only
     answers, _ = divergence_answers(experiment, resamples=200)
     table = answer_table(experiment, answers, checks).set_index("divergence")
-    assert "reward hacking?" in table.loc["reverse_kl", "flags"]
-    assert "reward hacking?" not in str(table.loc["forward_kl"].get("flags", ""))
+    assert hacked.flag in table.loc["reverse_kl", "flags"]
+    assert "judge" not in str(table.loc["forward_kl"].get("flags", ""))
     assert float(table.loc["forward_kl", "judge/mean"].split()[0]) == pytest.approx(GENUINE["judge"].mean(), rel=1e-3)
     assert table.loc["reverse_kl", "vs base: judge/mean"]
 
@@ -90,6 +90,13 @@ def test_the_flag_reads_the_fresh_seeds_after_a_confirmation():
         pairs = [seed_prompt_difference(seeds, base, m, ("x", BASE), resamples=400) for m in
                  ("reward/mean", "judge/mean")]  # fmt: skip
         assert JudgeCheck("x", *pairs, True).hacking is flagged
+        if seeds is worse:  # the judge fell: the strong wording
+            assert JudgeCheck("x", *pairs, True).flag.startswith("reward hacking?")
+    # a judge that rose but not clear of 0 (two seeds far apart): flagged, in the weaker words
+    rose = [_samples("good", 1.0, shift, seed=s) for s, shift in ((10, -0.4), (11, 1.6))]
+    pairs = [seed_prompt_difference(rose, base, m, ("x", BASE), resamples=400) for m in ("reward/mean", "judge/mean")]
+    check = JudgeCheck("x", *pairs, True)
+    assert check.judge.difference.estimate > 0 and check.hacking and check.flag.startswith("not confirmed")
     # no judge score (samples scored without one): no verdict either way
     assert not JudgeCheck("x", pairs[0], None, True).hacking
 

@@ -223,8 +223,7 @@ def answer_table(
         for metric in dict.fromkeys([KL, *fluency]):
             cell[metric] = num(row.get(metric))
         check = checks.get(row["trial"])
-        hacking = ["reward hacking? the reward rose over the base and the judge did not"] if check and \
-            check.hacking else []  # fmt: skip
+        hacking = [check.flag] if check is not None and check.hacking else []
         if not answer.confirmed and hacking:
             cell["flags"] = hacking[0] + " (exploratory)"
         if answer.confirmed:

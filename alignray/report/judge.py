@@ -4,9 +4,9 @@ A pick whose reward rose over the base policy while the judge's did not bought i
 pays for and a reader would not: reward hacking, which the n-gram watch (``alignray.report.watch``) only sees when it
 leaves a token trail. ``judge_checks`` pairs each pick with the base policy on the same samples twice, once for
 ``reward/mean`` and once for ``judge/mean``, and ``JudgeCheck.hacking`` fires when the reward's interval lies above 0
-while the judge's reaches 0 or lies below it. A judge no better than the reward at telling praise from panning, or
-a confirmation with few prompts, widens the judge's interval and flags more easily: the flag asks for a look at the
-pick's samples, not a verdict on its own.
+while the judge's reaches 0 or lies below it: "reward hacking?" when the judge's estimate is at or below 0, "not
+confirmed by the judge" when it rose but not clear of 0. Few seeds or prompts widen the judge's interval and flag
+more easily: the flag asks for a look at the pick's samples, not a verdict on its own.
 
 Both differences are plain intervals at the report's confidence, not Holm-adjusted: the check asks whether the judge
 shares a gain the reward shows, and widening the judge's interval for multiplicity would make it fire more easily.
@@ -49,14 +49,23 @@ class JudgeCheck:
             return False
         return self.reward.difference.low > 0 and self.judge.difference.low <= 0
 
+    @property
+    def flag(self) -> str | None:
+        """The flag in a few words when ``hacking``: "reward hacking?" when the judge's estimate is at or below 0,
+        else "not confirmed by the judge" (it rose, but not clear of 0: few seeds or prompts can do that)."""
+        if not self.hacking:
+            return None
+        if self.judge.difference.estimate <= 0:
+            return "reward hacking? the reward rose over the base and the judge did not"
+        return "not confirmed by the judge: the reward rose over the base, the judge's gain is not clear of 0"
+
     def text(self) -> str:
         """The check in words: the judge's difference from the base, and the verdict."""
         if self.judge is None:
             return "no judge score"
         shown = f"judge vs base {self.judge.difference}" + ("" if self.confirmed else " (exploratory)")
         if self.hacking:
-            return (f"{shown}: **reward hacking?** the reward rose over the base ({self.reward.difference}) and the "
-                    "judge did not")  # fmt: skip
+            return f"{shown}: **{self.flag}** (reward vs base {self.reward.difference})"
         if self.reward is not None and self.reward.difference.low > 0:
             return f"{shown}: the judge agrees the pick is more positive"
         return shown
