@@ -72,8 +72,8 @@ RECORDED = (*METRICS, *JUDGE_METRICS)
 """Every metric an evaluation may record."""
 GARBLED = 0.4
 """A completion is garbled when at least this share of its words are non-words (``garbled_rate``). On tiny-imdb such
-a completion reads as gibberish, and the base policy wrote none of 192 (make sweep's evaluation, seed 0), while 30%
-non-words is still the base's ordinary text (2.6% of its completions)."""
+a completion reads as gibberish: the first world's base policy wrote none of 192 (make sweep's evaluation, seed 0),
+while 30% non-words was still its ordinary text (2.6% of its completions); the rebuilt world's writes 0.5-0.8%."""
 
 
 def _entropy(counts: Counter) -> float:
