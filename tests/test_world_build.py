@@ -246,7 +246,7 @@ def test_measuring_a_saved_world_again_gives_its_card_figures(micro_world):
     assert all(row["heldout_perplexity"] > 1 and row["train_loss"] > 0 for row in curve)
 
 
-def test_the_judge_is_another_network_than_the_reward_built_with_its_own_seed(micro_world, tmp_path):
+def test_the_judge_is_another_network_than_the_reward_and_is_rebuilt_alone(micro_world, tmp_path):
     out, card = micro_world
     reward, judge = load_reward(str(out / "reward")), load_reward(str(out / "judge"), role="judge")
     build = BUILDS["micro"]
@@ -254,15 +254,13 @@ def test_the_judge_is_another_network_than_the_reward_built_with_its_own_seed(mi
     assert judge.model.config.hidden_dim == build.judge_hidden != build.reward_hidden
     assert card["parameters"]["judge"] == sum(p.numel() for p in judge.model.parameters())
     assert judge.positive_index == reward.positive_index == 1
-    # a judge-only rebuild keeps the policy and the reward, and trains the same judge again from its seed
+    # a judge-only rebuild keeps the policy and the reward, and replaces the judge
     copy = tmp_path / "world"
     shutil.copytree(out, copy)
     new = rebuild_reward(build, copy, command="python jobs/build_world.py --judge-only", role="judge")
-    assert (copy / "reward" / "model.safetensors").read_bytes() == (out / "reward" / "model.safetensors").read_bytes()
-    again = load_reward(str(copy / "judge"), role="judge")
-    for (name, mine), theirs in zip(judge.model.state_dict().items(), again.model.state_dict().values(), strict=True):
-        # equal up to the order of float sums, which the thread count an earlier test left may change
-        assert torch.allclose(mine, theirs, rtol=0, atol=1e-5), name
+    for kept in ("reward", "policy"):
+        assert (copy / kept / "model.safetensors").read_bytes() == (out / kept / "model.safetensors").read_bytes()
+    assert new["parameters"]["judge"] == card["parameters"]["judge"] and "judge_cpu" in new["seconds"]
     assert new["commands"]["judge"] == "python jobs/build_world.py --judge-only"
     assert new["figures"] == pytest.approx(measure_world(copy), abs=1e-6)
 
