@@ -302,8 +302,10 @@ def write_report(experiment_dir: str | Path, resamples: int = RESAMPLES) -> dict
         against = against_base(experiment, loaded, picks, resamples)
     envelopes = kl_envelopes(experiment, resamples)
     judged = [*picks, *(a.row["trial"] for a in answers if a.row is not None)]
-    unloaded = [trial for trial in judged if trial not in loaded]
-    checks = judge_checks(experiment, judged, {**loaded, **_load_samples(experiment, unloaded)}, resamples)
+    searched = dict(loaded)  # the search's samples; a confirmed sweep's checks read the fresh seeds instead
+    if experiment.confirmed is None:
+        searched |= {t: found for t in judged if t not in loaded and (found := experiment.samples(t)) is not None}
+    checks = judge_checks(experiment, judged, searched, resamples)
     answers_shown, kl_shown = answer_table(experiment, answers, checks), envelope_table(envelopes)
     written = {"answer.csv": out / "answer.csv", "answer_kl.csv": out / "answer_kl.csv"}
     answers_shown.to_csv(written["answer.csv"], index=False)
