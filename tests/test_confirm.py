@@ -5,6 +5,7 @@ The stage itself runs end to end in the micro sweep of test_sweep.py."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -64,9 +65,9 @@ def test_the_units_are_the_base_then_each_frontier_trial_at_its_search_run_and_n
         (["b"], 7, True, False), (["b"], 8, True, True), (["b"], 9, True, True),
         (["c"], 7, True, False), (["c"], 8, True, True), (["c"], 9, True, True),
     ]  # fmt: skip
-    assert units[1].checkpoints == {"a": "checkpoint-a"} and units[2].checkpoints is None
-    assert units[1].params == {"a": {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4,
-                                     "loss_type": "sigmoid"}}  # fmt: skip
+    assert units[1].checkpoint == "checkpoint-a" and units[2].checkpoint is None
+    assert units[1].params == {"divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4, "loss_type": "sigmoid"}
+    assert all(not u.keeps for u in units)  # nothing is derived from them
 
 
 def test_confirmed_columns_average_the_fresh_seeds_only_recheck_every_seed_and_make_the_frontier():
@@ -169,8 +170,8 @@ def test_the_confirmation_prompts_stop_where_the_pool_ends():
 def test_a_rerun_evaluates_no_unit_twice(tmp_path):
     """Units with a saved result (or a recorded failure) are read back: no Ray task starts (Ray is not even up)."""
     a = (Candidate("a", (("a", "model"),)),)
-    fresh = Unit(1, a, {"a": {"divergence": "reverse_kl"}}, fresh=True)
-    units = [Unit(0), Unit(0, a, {"a": {}}, {"a": "kept"}), fresh]
+    fresh = Unit(1, a, "a", {"divergence": "reverse_kl"}, fresh=True)
+    units = [Unit(0), Unit(0, a, "a", {}, "kept"), fresh]
     for unit, metrics in zip(units[:2], [{"reward/mean": 0.1}, {"reward/mean": 0.4}], strict=True):
         directory = unit.directory(tmp_path, unit.names[0])
         directory.mkdir(parents=True)
@@ -185,3 +186,120 @@ def test_a_rerun_evaluates_no_unit_twice(tmp_path):
         ["base", 0, "ok", False], ["a", 0, "ok", False], ["a", 1, "error", True]
     ]  # fmt: skip
     assert rows["reward/mean"].tolist()[:2] == [0.1, 0.4] and rows["reason"].iloc[2] == "ValueError: bad"
+
+
+class _Ref:
+    """An object reference of ``_InlineRay``: the task's outcome, hashable like Ray's."""
+
+    def __init__(self, status, value):
+        self.status, self.value = status, value
+
+
+class _InlineRay:
+    """Ray's task API run inline, in submission order: what ``run_units`` schedules, without a cluster."""
+
+    def __init__(self):
+        self.calls = []
+
+    def remote(self, **resources):
+        def wrap(function):
+            def submit(*args):
+                self.calls.append(args[0])
+                try:
+                    return _Ref("ok", function(*args))
+                except Exception as err:  # noqa: BLE001 - handed back as ray.get raises it
+                    return _Ref("error", err)
+
+            return SimpleNamespace(remote=submit)
+
+        return wrap
+
+    @staticmethod
+    def wait(refs, num_returns):
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref):
+        if ref.status == "error":
+            raise ref.value
+        return ref.value
+
+    @staticmethod
+    def put(value):
+        return value
+
+
+def test_a_failed_run_loses_only_its_own_candidates_and_those_made_from_it(tmp_path, monkeypatch):
+    """One task per run and seed, one per derived model and seed: run b failing at seed 1 fails the soup c+b at
+    seed 1 (with the reason), and nothing else; a derived model starts only after its parents' runs at its seed, and
+    reads the search's checkpoint at the search's seed, the run's stored models at a fresh one."""
+    import ray
+
+    import alignray.sweep.confirm as confirm
+
+    table = pd.DataFrame([
+        {"trial": t, "kind": "trial", "tune_trial": t, "step": 9, "status": "ok", "pareto": t != "b",
+         "divergence": "reverse_kl", "beta": 0.1, "learning_rate": 5e-4} for t in ("a", "b", "c")
+    ] + [{"trial": "a~x1.5", "kind": "derived", "parents": ["a"], "weights": [1.5], "pareto": True},
+         {"trial": "c+b", "kind": "derived", "parents": ["c", "b"], "weights": [0.5, 0.5],
+          "pareto": True}])  # fmt: skip
+    units = confirmation_units(SweepConfig(replicates=1), table[table["pareto"]], table,
+                               {"a": "ckpt-a", "b": "ckpt-b", "c": "ckpt-c"})  # fmt: skip
+    seen = {}
+
+    def evaluate(unit, config, pairs, prompts, train_storage, store, sources, fingerprint):
+        seen[unit.names[0] if unit.names else unit.run, unit.seed] = sources
+        if unit.run == "b" and unit.seed == 1:
+            raise ValueError("b's loss is NaN")
+        metrics = {"reward/mean": 1.0, "diversity/word_entropy": 5.0, "kl/ref": 1.0}
+        return [(name, metrics, pd.DataFrame()) for name in unit.names], 0.0
+
+    fake = _InlineRay()
+    for name in ("remote", "wait", "get", "put"):
+        monkeypatch.setattr(ray, name, getattr(fake, name))
+    monkeypatch.setattr(confirm, "_evaluate_unit", evaluate)
+    store = str(tmp_path / "store")
+    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 2, "-",
+                     lambda _: None, lambda path, write: write(path), store)  # fmt: skip
+    status = {(r["trial"], r["seed"]): r["status"] for _, r in rows.iterrows()}
+    assert status == {("base", 0): "ok", ("a", 0): "ok", ("a", 1): "ok", ("c", 0): "ok", ("c", 1): "ok",
+                      ("a~x1.5", 0): "ok", ("a~x1.5", 1): "ok", ("c+b", 0): "ok", ("c+b", 1): "error"}  # fmt: skip
+    reason = rows.set_index(["trial", "seed"]).loc[("c+b", 1), "reason"]
+    assert reason == "its parent run failed at this seed: ValueError: b's loss is NaN"
+    assert ("c+b", 1) not in seen  # never started
+    order = [u.names[0] if u.derived else (u.run or "base", u.seed) for u in fake.calls]
+    for derived, parents in (("a~x1.5", ["a"]), ("c+b", ["c", "b"])):
+        for unit in [u for u in fake.calls if u.derived and u.names == [derived]]:
+            ran = [(p, unit.seed) for p in parents if (p, unit.seed) in order]
+            assert all(order.index(parent) < fake.calls.index(unit) for parent in ran)
+    assert ("b", 0) not in order and ("b", 1) in order  # b's search run: nothing to evaluate, its checkpoint serves
+    assert seen["c+b", 0] == {"c": "ckpt-c", "b": "ckpt-b"}  # the search's own runs
+    assert seen["a~x1.5", 1]["a"].path == f"{store}/a/seed-1"  # the fresh run's stored models
+    # recorded: a rerun starts nothing (b's failure was deterministic, and so is the soup's)
+    fake.calls.clear()
+    again = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 2, "-",
+                      lambda _: None, lambda path, write: write(path), store)  # fmt: skip
+    assert fake.calls == [] and again["status"].tolist() == rows["status"].tolist()
+    # a derived model still to do whose parent's run stored nothing (or not all it needs): the run is trained again
+    # to store its models, evaluating none of its candidates twice; then the derived model
+    (tmp_path / "confirm" / "a~x1.5" / "seed-1" / "metrics.json").unlink()
+    recorded = (tmp_path / "confirm" / "a" / "seed-1" / "metrics.json").read_text()
+    run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 2, "-",
+              lambda _: None, lambda path, write: write(path), store)  # fmt: skip
+    assert [(u.run, u.names, u.seed) for u in fake.calls] == [("a", [], 1), (None, ["a~x1.5"], 1)]
+    assert fake.calls[0].keeps == ("model",)
+    assert (tmp_path / "confirm" / "a" / "seed-1" / "metrics.json").read_text() == recorded
+
+
+def test_stored_models_count_only_when_every_one_needed_is_listed(tmp_path):
+    """A resumed sweep whose frontier moved may need another model of a run that stored some: the run's marker
+    lists what it stored, and a model missing from it sends the run back to train and store again."""
+    from alignray.sweep.confirm import STORED, _is_stored
+
+    store = str(tmp_path / "store")
+    assert not _is_stored(store, "a", 1, ("model",))  # nothing stored
+    (tmp_path / "store" / "a" / "seed-1").mkdir(parents=True)
+    (tmp_path / "store" / "a" / "seed-1" / STORED).write_text(json.dumps(["model"]))
+    assert _is_stored(store, "a", 1, ("model",))
+    assert not _is_stored(store, "a", 1, ("model", "points/step-3/model"))
+    assert not _is_stored(store, "a", 2, ("model",))  # another seed's

@@ -5,9 +5,11 @@ prompts that measure them, from one training run each, so its figures flatter th
 candidate to confirm (``to_confirm``: the feasible frontier and each divergence's best feasible candidate) is
 retrained with ``replicates`` fresh seeds (``seed + 1``, ...) and evaluated on the **confirmation prompts**, which
 share no text with the search's prompts or the preference data's. A point along training is taken at the same step
-of each fresh run, and a derived candidate (``alignray.sweep.derive``) is rebuilt from each seed's parents;
-candidates that share a trial's run share its training (``confirmation_units``). The search's own run is evaluated
-on the same prompts and shown beside them, never averaged in: it is the run that won.
+of each fresh run, and a derived candidate (``alignray.sweep.derive``) is rebuilt from each seed's parents. Each
+trial's run is trained once per seed, in a Ray task of its own that evaluates every candidate taken from it and
+stores the models derived candidates need; each derived candidate and seed is then a task of its own, built from
+the stored models (``confirmation_units``). So one failed run loses only what was made from it. The search's own run
+is evaluated on the same prompts and shown beside them, never averaged in: it is the run that won.
 
 A candidate's confirmed metrics are the means over its fresh seeds (``confirmed/<metric>`` in ``results.parquet``).
 It is confirmed feasible only when every fresh seed was evaluated within every constraint (the fluency bounds now
@@ -17,7 +19,9 @@ set of the confirmed feasible candidates.
 
 Directory: ``confirm/base/`` and ``confirm/<trial>/seed-<s>/``, each with ``samples.parquet`` and ``metrics.json``
 (or ``failure.json``: the unit failed, with its reason); a unit already done is reused, so a rerun or ``--resume``
-trains nothing twice. ``confirmation.parquet``: one row per (candidate, seed), ``retrained`` true for a fresh seed.
+trains nothing twice. The stored models lie in Tune's storage (``<study>/confirm-models/<run>/seed-<s>/``, where
+every node reaches them) until every derived candidate is done. ``confirmation.parquet``: one row per (candidate,
+seed), ``retrained`` true for a fresh seed.
 """
 
 from __future__ import annotations
@@ -70,26 +74,44 @@ class Candidate:
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    """One Ray task of the confirmation: the ``candidates`` that share trials' runs, evaluated at one seed, each
-    trial's run the search's own (``checkpoints``: Tune trial id to its checkpoint) or trained anew at ``seed``
-    (``checkpoints`` None, ``params``: Tune trial id to its parameters); no candidates: the base policy."""
+    """One Ray task of the confirmation, at one seed. Either the base policy (no ``run``, no ``candidates``); or one
+    trial's ``run``, trained anew at ``seed`` (``params``, its parameters) or the search's own (``checkpoint``), its
+    trained ``candidates`` evaluated and the models of it that derived candidates are made from (``keeps``, paths in
+    the run) stored for them; or one derived candidate (no ``run``, ``candidates`` its only member), built from its
+    parents' models at this seed, which the run units made (the search's seed with every checkpoint kept: the
+    checkpoints themselves)."""
 
     seed: int
     candidates: tuple[Candidate, ...] = ()
-    params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    checkpoints: dict[str, Any] | None = None
+    run: str | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint: Any | None = None
     fresh: bool = False
     """A fresh seed, not the search's: only these count in the confirmed figures."""
+    keeps: tuple[str, ...] = ()
+
+    @property
+    def derived(self) -> bool:
+        """Whether the unit builds a derived candidate from other units' models."""
+        return self.run is None and bool(self.candidates)
 
     @property
     def retrained(self) -> bool:
-        """Whether the unit trains its runs (a fresh seed, or the search's seed when a checkpoint is missing)."""
-        return bool(self.candidates) and self.checkpoints is None
+        """Whether the unit trains its run (a fresh seed, or the search's seed when its checkpoint is missing)."""
+        return self.run is not None and self.checkpoint is None
+
+    @property
+    def parents(self) -> list[str]:
+        """The trials' runs a derived unit's candidate is made from."""
+        return list(dict.fromkeys(run for run, _ in self.candidates[0].models)) if self.derived else []
 
     @property
     def names(self) -> list[str]:
-        """The candidates' ids ("base" for the base policy), as ``confirmation.parquet`` names them."""
-        return [c.id for c in self.candidates] or [BASE_UNIT]
+        """The candidates' ids ("base" for the base policy), as ``confirmation.parquet`` names them; a run unit
+        that only makes derived candidates' parents has none."""
+        if self.run is None and not self.candidates:
+            return [BASE_UNIT]
+        return [c.id for c in self.candidates]
 
     def directory(self, root: Path, name: str) -> Path:
         return root / BASE_UNIT if name == BASE_UNIT else root / name / f"seed-{self.seed}"
@@ -128,35 +150,36 @@ def split_prompts(
 
 def confirmation_units(config: SweepConfig, front: pd.DataFrame, table: pd.DataFrame,
                        checkpoints: dict[str, Any]) -> list[Unit]:  # fmt: skip
-    """The base policy, then, for each group of frontier candidates (``front``) built from the same trials' runs (a
-    trial's final model, its points, the models derived from them; a soup joins its parents' groups), one unit at
-    the search's seed from the trials' ``checkpoints`` (retrained when one is missing) and one per new seed
-    (``replicates``) that trains each run of the group once. ``table``: the results, where derived candidates' parents
-    are found."""
+    """The base policy; then, for each trial's run that a candidate of ``front`` comes from (a trial's final model, its
+    points, the parents of the derived ones), one unit at the search's seed from its checkpoint (retrained when it
+    is missing) and one per new seed (``replicates``), each evaluating the run's trained candidates and keeping the
+    models derived candidates need; then one unit per derived candidate and seed. A run is trained once per seed
+    however many candidates share it, and a failed run loses its own candidates and the derived ones made from it,
+    nothing else. ``table``: the results, where derived candidates' parents are found."""
     from alignray.sweep.derive import DERIVED, model_path
 
     trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
-    candidates = []
+    runs: dict[str, list[Candidate]] = {}  # each run and its trained candidates, in the frontier's order
+    keeps: dict[str, set[str]] = {}
+    derived = []
     for _, row in front.iterrows():
         if row["kind"] == DERIVED:
             parents = [trained.loc[p] for p in row["parents"]]
             models = tuple((p["tune_trial"], model_path(p)) for p in parents)
-            candidates.append(Candidate(row["trial"], models, tuple(float(w) for w in row["weights"])))
+            derived.append(Candidate(row["trial"], models, tuple(float(w) for w in row["weights"])))
+            for run, path in models:
+                runs.setdefault(run, [])
+                keeps.setdefault(run, set()).add(path)
         else:
-            candidates.append(Candidate(row["trial"], ((row["tune_trial"], model_path(row)),)))
-    groups: list[tuple[set[str], list[Candidate]]] = []  # trials' runs and the candidates built from them
-    for candidate in candidates:
-        runs = {run for run, _ in candidate.models}
-        joined = [g for g in groups if g[0] & runs]
-        groups = [g for g in groups if not g[0] & runs]
-        groups.append((runs.union(*(g[0] for g in joined)), [c for g in joined for c in g[1]] + [candidate]))
+            runs.setdefault(row["tune_trial"], []).append(Candidate(row["trial"], ((row["tune_trial"],
+                                                                                    model_path(row)),)))  # fmt: skip
+    seeds = [(config.seed, False)] + [(config.seed + i, True) for i in range(1, config.replicates + 1)]
     units = [Unit(config.seed)]
-    for runs, members in groups:
-        params = {run: _params(trained.loc[run]) for run in sorted(runs)}
-        kept = {run: checkpoints[run] for run in runs if checkpoints.get(run) is not None}
-        search = Unit(config.seed, tuple(members), params, kept if len(kept) == len(runs) else None)
-        units += [search] + [Unit(config.seed + i, tuple(members), params, fresh=True)
-                             for i in range(1, config.replicates + 1)]  # fmt: skip
+    for run, members in runs.items():
+        params, kept = _params(trained.loc[run]), checkpoints.get(run)
+        units += [Unit(seed, tuple(members), run, params, None if fresh else kept, fresh, tuple(sorted(keeps.get(run,
+                  ())))) for seed, fresh in seeds]  # fmt: skip
+    units += [Unit(seed, (candidate,), fresh=fresh) for candidate in derived for seed, fresh in seeds]
     return units
 
 
@@ -169,53 +192,74 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str):
-    """Runs as a Ray task in a trial's resources: each of the unit's candidates (its trials' runs trained here on
-    ``pairs`` at the unit's seed when ``retrained``, derived ones rebuilt from them) on the confirmation prompts;
+def _stored(store: str, run: str, seed: int) -> str:
+    """Where a run unit stores, under ``store`` (a local path or a cloud URI every node reaches), the models of its
+    run that derived candidates are built from."""
+    return f"{store.rstrip('/')}/{run}/seed-{seed}"
+
+
+STORED = "stored.json"
+"""The file a run unit writes beside its stored models once all of them are copied: their paths in the run."""
+
+
+def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], train_storage: str,
+                   store: str, sources: dict[str, Any], fingerprint: str | None):  # fmt: skip
+    """Runs as a Ray task in a trial's resources, on the confirmation prompts: the base policy; a run unit's run
+    (trained here on ``pairs`` at the unit's seed when ``retrained``, else its checkpoint) with its candidates
+    evaluated and its ``keeps`` stored under ``store``; or a derived unit's candidate, combined from its parents'
+    models (``sources``: run to the checkpoint, or stored run, that holds them) against the base's ``fingerprint``.
     ([(name, metrics, samples)], train seconds)."""
     import torch
+    from pyarrow import fs
 
     from alignray.sweep.derive import combine, fetch_model
-    from alignray.sweep.trial import drop_train_run, evaluate_model, train_config
+    from alignray.sweep.trial import _filesystem, drop_train_run, evaluate_model, train_config
     from alignray.train import train
     from alignray.world import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
-    if not unit.candidates:
+    if unit.names == [BASE_UNIT]:
         return [(BASE_UNIT, *evaluate_model(config.policy, config, prompts, unit.seed))], 0.0
     scratch = Path(tempfile.mkdtemp(prefix="alignray-confirm-"))
     try:
-        trained, runs = 0.0, {}
+        if unit.derived:
+            [candidate] = unit.candidates
+            parents = [(fetch_model(sources[run], path, scratch / f"parent-{i}"), w)
+                       for i, ((run, path), w) in enumerate(zip(candidate.models, candidate.weights, strict=True))]
+            model = combine(config.policy, parents, scratch / "derived", fingerprint)  # fmt: skip
+            return [(candidate.id, *evaluate_model(str(model), config, prompts, unit.seed))], 0.0
+        trained, out = 0.0, scratch / "run"
         if unit.retrained:
             data = scratch / "preferences.parquet"
             pairs.to_parquet(data, index=False)
-            for run, params in unit.params.items():
-                name = f"confirm-{run}-seed-{unit.seed}"
-                out = scratch / "runs" / run
-                train_run = dataclasses.replace(train_config(params, config, str(data), str(out)), seed=unit.seed,
-                                                save_points=config.eval_points)  # fmt: skip
-                trained += train(train_run, run_name=name, storage_path=train_storage, quiet=True)["seconds"]
+            name = f"confirm-{unit.run}-seed-{unit.seed}"
+            train_run = dataclasses.replace(train_config(unit.params, config, str(data), str(out)), seed=unit.seed,
+                                            save_points=config.eval_points)  # fmt: skip
+            try:
+                trained = train(train_run, run_name=name, storage_path=train_storage, quiet=True)["seconds"]
+            finally:
                 if config.workers_per_trial > 1:
                     drop_train_run(train_storage, name)
-                runs[run] = out
 
-        def model(run: str, path: str) -> Path:
-            """The model at ``path`` of a trial's run, as a Tune checkpoint lays it out (``model`` or
+        def model(path: str) -> Path:
+            """The model at ``path`` of the run, as a Tune checkpoint lays it out (``model`` or
             ``points/step-<n>/model``); a training run of its own holds it at ``model/`` or ``points/step-<n>/``."""
             if unit.retrained:
-                return runs[run] / path.removesuffix("/model")
-            target = scratch / "runs" / run / path
-            return target if target.is_dir() else fetch_model(unit.checkpoints[run], path, target)
+                return out / path.removesuffix("/model")
+            target = out / path
+            return target if target.is_dir() else fetch_model(unit.checkpoint, path, target)
 
-        evaluated = []
-        for i, candidate in enumerate(unit.candidates):
-            if candidate.weights is None:
-                path = model(*candidate.models[0])
-            else:
-                parents = [(model(*m), w) for m, w in zip(candidate.models, candidate.weights, strict=True)]
-                path = combine(config.policy, parents, scratch / f"derived-{i}")
-            evaluated.append((candidate.id, *evaluate_model(str(path), config, prompts, unit.seed)))
+        evaluated = [(c.id, *evaluate_model(str(model(c.models[0][1])), config, prompts, unit.seed))
+                     for c in unit.candidates]  # fmt: skip
+        if unit.retrained and unit.keeps:
+            filesystem, root = _filesystem(_stored(store, unit.run, unit.seed))
+            for path in unit.keeps:
+                filesystem.create_dir(f"{root}/{path}")
+                fs.copy_files(str(model(path)), f"{root}/{path}", source_filesystem=fs.LocalFileSystem(),
+                              destination_filesystem=filesystem)  # fmt: skip
+            with filesystem.open_output_stream(f"{root}/{STORED}") as marker:
+                marker.write(json.dumps(list(unit.keeps)).encode())
         return evaluated, trained
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -223,12 +267,15 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
 
 def run_units(
     units: list[Unit], config: SweepConfig, pairs: pd.DataFrame, prompts: list[str], root: Path,
-    resources: dict[str, float], concurrent: int, train_storage: str, say, write_atomic,
+    resources: dict[str, float], concurrent: int, train_storage: str, say, write_atomic, store: str = "",
+    fingerprint: str | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Evaluate every unit not done yet under ``root`` as Ray tasks in ``resources`` each, ``concurrent`` at a time
     (the search's count: a multi-worker unit's Ray Train workers need room beside the tasks), saving each candidate
     as it finishes; one row per candidate and seed: trial (the candidate's id), seed, retrained, status, reason,
-    metrics and training seconds.
+    metrics and training seconds. A derived unit starts once the run units of its parents at its seed have stored
+    their models under ``store`` (``_stored``; none needed at the search's seed from kept checkpoints), and fails
+    with the reason when one of them failed; the stored models are deleted once every derived unit is done.
 
     A unit that fails the same way whenever it runs (``alignray.sweep.trial.is_deterministic``: NaN, a bad value) is
     recorded in each of its candidates' ``failure.json`` and not run again, as is a candidate whose metrics are not
@@ -237,31 +284,78 @@ def run_units(
     import ray
 
     from alignray.sweep.derive import is_done
-    from alignray.sweep.trial import failure_reason, is_deterministic
 
-    waiting = [unit for unit in units if not all(is_done(unit.directory(root, n)) for n in unit.names)]
+    by_run = {(u.run, u.seed): u for u in units if u.run is not None}
+    derived = [u for u in units if u.derived]
+    if not store and any(u.retrained and u.keeps for u in units):
+        raise ValueError("run_units: derived candidates need a store for their parents' models; none was given")
+
+    def awaited(unit: Unit) -> list[str]:
+        """The parents of a derived unit that its seed's run units train anew: it starts once they stored their
+        models (a parent read from the search's checkpoint is there already)."""
+        return [run for run in unit.parents if by_run[run, unit.seed].retrained]
+
+    def needed(unit: Unit) -> bool:
+        """Whether a run unit must run for a derived unit still to do at its seed: its stored models are missing."""
+        if not unit.retrained or not unit.keeps:
+            return False
+        waits = [d for d in derived if d.seed == unit.seed and unit.run in awaited(d)
+                 and not is_done(d.directory(root, d.names[0]))]  # fmt: skip
+        return bool(waits) and not _is_stored(store, unit.run, unit.seed, unit.keeps)
+
+    waiting = []
+    for unit in units:
+        todo = [c for c in unit.candidates if not is_done(unit.directory(root, c.id))]
+        if unit.names == [BASE_UNIT]:
+            waiting += [] if is_done(unit.directory(root, BASE_UNIT)) else [unit]
+        elif todo or needed(unit):  # a run unit redone only to store its models evaluates nothing twice
+            waiting.append(unit if unit.derived else dataclasses.replace(unit, candidates=tuple(todo)))
     failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
+    lost: dict[tuple[str, int], str] = {}  # (run, seed) -> why its unit failed
     if waiting:
         fresh = sum(u.fresh for u in waiting)
-        say(f"5/6 confirmation: {sum(len(u.names) for u in waiting)} models in {len(waiting)} tasks on "
-            f"{len(prompts)} held-out prompts ({fresh} tasks train fresh seeds), {concurrent} at once")
+        models = sum(len(u.names) for u in waiting)
+        say(f"5/6 confirmation: {models} models in {len(waiting)} tasks on {len(prompts)} held-out prompts ({fresh} "
+            f"tasks at fresh seeds; one task per trial's run and seed, one per derived model and seed), "
+            f"{concurrent} at once")  # fmt: skip
         task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
             _evaluate_unit
         )
         shared = ray.put(pairs)  # once, for every task
     pending: dict[Any, Unit] = {}
     while waiting or pending:
-        while waiting and len(pending) < concurrent:
-            unit = waiting.pop(0)
-            pending[task.remote(unit, config, shared, prompts, train_storage)] = unit
-        [ready], _ = ray.wait(list(pending), num_returns=1)
-        unit = pending.pop(ready)
+        for unit in [u for u in waiting if u.derived]:
+            gone = [lost[r, unit.seed] for r in awaited(unit) if (r, unit.seed) in lost]
+            if gone:  # a parent's run failed at this seed: so does the model made from it
+                waiting.remove(unit)
+                deterministic = all(not why.endswith("--resume") for why in gone)
+                _failed(unit, unit.names[0], f"its parent run failed at this seed: {gone[0]}", deterministic, root,
+                        failed, say, write_atomic)  # fmt: skip
+        active = {(u.run, u.seed) for u in [*waiting, *pending.values()] if u.run is not None}
+        ready = [u for u in waiting if not any((r, u.seed) in active for r in awaited(u))]
+        for unit in ready[: max(0, concurrent - len(pending))]:
+            waiting.remove(unit)
+            sources = {}
+            for run in unit.parents:
+                parent = by_run[run, unit.seed]
+                sources[run] = parent.checkpoint if not parent.retrained else _stored_checkpoint(store, run, unit.seed)
+            pending[task.remote(unit, config, shared, prompts, train_storage, store, sources, fingerprint)] = unit
+        if not pending:
+            break
+        [done], _ = ray.wait(list(pending), num_returns=1)
+        unit = pending.pop(done)
         try:
-            evaluated, trained = ray.get(ready)
+            evaluated, trained = ray.get(done)
         except Exception as err:  # its candidates are confirmed with fewer seeds
-            reason = failure_reason(err)
+            from alignray.sweep.trial import failure_reason, is_deterministic
+
+            reason, deterministic = failure_reason(err), is_deterministic(err)
+            if unit.run is not None:
+                lost[unit.run, unit.seed] = reason + ("" if deterministic else "; --resume")
             for name in unit.names:
-                _failed(unit, name, reason, is_deterministic(err), root, failed, say, write_atomic)
+                _failed(unit, name, reason, deterministic, root, failed, say, write_atomic)
+            if not unit.names:
+                say(f"5/6 confirmation: run {unit.run} seed {unit.seed} failed ({reason[:300]})")
             continue
         for name, metrics, samples in evaluated:
             broken = {k: v for k, v in metrics.items() if not math.isfinite(v)}
@@ -278,7 +372,44 @@ def run_units(
             shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys(
                 [o.metric for o in config.objective_pair] + ["kl/ref"]))  # fmt: skip
             say(f"5/6 confirmation: {name} seed {unit.seed} done: {shown}")
+    if store and derived and all(is_done(d.directory(root, d.names[0])) for d in derived):
+        try:
+            _drop_stored(store)
+        except OSError as err:  # the figures are all in; only disk space is at stake
+            say(f"5/6 confirmation: could not delete the stored models under {store} ({err})")
     return pd.DataFrame([_row(u, n, u.directory(root, n), failed.get((n, u.seed))) for u in units for n in u.names])
+
+
+def _stored_checkpoint(store: str, run: str, seed: int):
+    """The models a run unit stored, as a Tune checkpoint, which ``fetch_model`` reads on any node."""
+    from ray.tune import Checkpoint
+
+    return Checkpoint(_stored(store, run, seed))
+
+
+def _is_stored(store: str, run: str, seed: int, keeps: Sequence[str]) -> bool:
+    """Whether the run unit of ``run`` at ``seed`` stored every model of ``keeps`` (an earlier run of the sweep,
+    resumed; a frontier that moved since may need other ones)."""
+    from pyarrow import fs
+
+    from alignray.sweep.trial import _filesystem
+
+    filesystem, root = _filesystem(_stored(store, run, seed))
+    if filesystem.get_file_info(f"{root}/{STORED}").type != fs.FileType.File:
+        return False
+    with filesystem.open_input_stream(f"{root}/{STORED}") as marker:
+        return set(keeps) <= set(json.loads(marker.read()))
+
+
+def _drop_stored(store: str) -> None:
+    """Delete the run units' stored models: every derived candidate they were kept for is done."""
+    from pyarrow import fs
+
+    from alignray.sweep.trial import _filesystem
+
+    filesystem, root = _filesystem(store)
+    if filesystem.get_file_info(root).type != fs.FileType.NotFound:
+        filesystem.delete_dir(root)
 
 
 def _failed(
@@ -327,8 +458,9 @@ def confirm_stage(
     started = time.monotonic()
     units = confirmation_units(config, chosen, table, checkpoints_by_trial(grids))
     train_storage = f"{plan.tune_storage.rstrip('/')}/{plan.study}/train"
+    store = f"{plan.tune_storage.rstrip('/')}/{plan.study}/confirm-models"
     seeds = run_units(units, config, pd.read_parquet(data), plan.confirmation, plan.out / "confirm", plan.resources,
-                      plan.concurrent, train_storage, say, write_atomic)  # fmt: skip
+                      plan.concurrent, train_storage, say, write_atomic, store, plan.base_fingerprint)  # fmt: skip
     write_atomic(plan.out / "confirmation.parquet", lambda p: seeds.to_parquet(p, index=False))
     base_row = seeds[(seeds["trial"] == BASE_UNIT) & (seeds["status"] == "ok")]
     if base_row.empty:
