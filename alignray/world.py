@@ -10,6 +10,7 @@ is a local directory written by ``save_pretrained`` or a hub id; both go through
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ __all__ = [
     "check_judge",
     "check_same_tokenizer",
     "same_model",
+    "weights_fingerprint",
     "load_policy",
     "load_reward",
     "pick_device",
@@ -194,6 +196,17 @@ def load_policy(
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(pick_device(device)).eval(), tokenizer
+
+
+def weights_fingerprint(model: PreTrainedModel) -> str:
+    """A short hash of a model's parameters (names, shapes and float32 values, tied weights once): what derived
+    weights were computed against. A rebuilt world or a moved hub revision gives another one; a dtype round trip
+    that changes no value does not."""
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        digest.update(f"{name}:{tuple(p.shape)};".encode())
+        digest.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

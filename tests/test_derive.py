@@ -86,6 +86,41 @@ def test_a_model_not_fine_tuned_from_the_base_is_refused(models, tmp_path):
         combine(str(base), [(tmp_path / "other", 1.5)], tmp_path / "bad")
 
 
+def test_a_model_of_other_shapes_under_the_same_names_is_refused(models, tmp_path):
+    """The parameters' names match (same depth) but not their shapes (another width): not fine-tuned from it."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    base, _, _ = models
+    config = AutoConfig.from_pretrained(base)
+    config.n_embd *= 2
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "wider")
+    shutil.copy(base / "tokenizer.json", tmp_path / "wider")
+    with pytest.raises(ValueError, match="has other parameters than the base policy .*not fine-tuned from it"):
+        combine(str(base), [(tmp_path / "wider", 1.5)], tmp_path / "bad")
+
+
+def test_half_precision_models_are_combined_in_float32_and_saved_in_their_own_dtype(models, tmp_path):
+    """bf16 weights: the task vectors are taken in float32 (bf16 arithmetic would round each difference) and the
+    result is cast back, so a derived model has its parents' dtype and size."""
+    from alignray.world import load_policy
+
+    base, a, _ = models
+    for name, source in (("base16", base), ("a16", a)):
+        model, tokenizer = load_policy(str(source), device="cpu")
+        model.to(torch.bfloat16).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    out = combine(str(tmp_path / "base16"), [(tmp_path / "a16", 1.5)], tmp_path / "expo")
+    start, parent = (load_file(tmp_path / n / "model.safetensors") for n in ("base16", "a16"))
+    built = load_file(out / "model.safetensors")
+    for name, value in built.items():
+        assert value.dtype == torch.bfloat16 == start[name].dtype, name
+        expected = (start[name].float() + 1.5 * (parent[name].float() - start[name].float())).to(torch.bfloat16)
+        assert torch.equal(value, expected), name
+    naive = start["transformer.h.0.mlp.c_fc.weight"] + 1.5 * (parent["transformer.h.0.mlp.c_fc.weight"] -
+                                                               start["transformer.h.0.mlp.c_fc.weight"])  # fmt: skip
+    assert not torch.equal(naive, built["transformer.h.0.mlp.c_fc.weight"])  # bf16 arithmetic would differ
+
+
 def test_the_recipes_are_each_lambda_and_soups_of_neighbours_from_different_trials():
     front = pd.DataFrame({"trial": ["a@3", "a", "b", "c@2"], "tune_trial": ["a", "a", "b", "c"]})
     recipes = derive_recipes(front, (0.5, 1.5), soups=True)
@@ -107,9 +142,10 @@ def _results(trials: dict[str, tuple], derived: list[dict] = ()) -> pd.DataFrame
     return pd.DataFrame([*rows, *derived])
 
 
-def test_confirmation_rebuilds_each_candidate_from_the_runs_it_shares():
-    """A point and the final model of one trial share its run; a soup joins its two parents' runs into one group; a
-    group's units are its search run (from the checkpoints) and each new seed."""
+def test_confirmation_trains_each_run_once_per_seed_and_builds_derived_models_in_tasks_of_their_own():
+    """A point and the final model of one trial share its run's unit; each run has a unit at the search's seed (from
+    its checkpoint) and at each new seed, keeping the models derived candidates are made from; each derived candidate
+    is a unit of its own per seed, so a soup chains no runs together."""
     table = _results(
         {"a@3": ("point", "a", 3, True), "a": ("trial", "a", 9, True), "b": ("trial", "b", 9, False),
          "c": ("trial", "c", 9, True), "d": ("trial", "d", 9, False)},
@@ -118,23 +154,33 @@ def test_confirmation_rebuilds_each_candidate_from_the_runs_it_shares():
     )  # fmt: skip
     units = confirmation_units(SweepConfig(replicates=1), table[table["pareto"]], table,
                                {"a": "ckpt-a", "b": "ckpt-b", "c": None})  # fmt: skip
-    assert [(u.names, u.seed, u.retrained) for u in units] == [
-        (["base"], 0, False),
-        (["a@3", "a", "a~x1.5"], 0, False), (["a@3", "a", "a~x1.5"], 1, True),
-        (["c", "c+b"], 0, True), (["c", "c+b"], 1, True),  # c kept no checkpoint: its search run is retrained
+    assert [(u.run, u.names, u.seed, u.retrained, u.keeps) for u in units] == [
+        (None, ["base"], 0, False, ()),
+        ("a", ["a@3", "a"], 0, False, ("model",)), ("a", ["a@3", "a"], 1, True, ("model",)),
+        # c kept no checkpoint: its search run is retrained
+        ("c", ["c"], 0, True, ("model",)), ("c", ["c"], 1, True, ("model",)),
+        ("b", [], 0, False, ("model",)), ("b", [], 1, True, ("model",)),  # only a parent of c+b: nothing to evaluate
+        (None, ["a~x1.5"], 0, False, ()), (None, ["a~x1.5"], 1, False, ()),
+        (None, ["c+b"], 0, False, ()), (None, ["c+b"], 1, False, ()),
     ]  # fmt: skip
-    assert units[1].checkpoints == {"a": "ckpt-a"} and sorted(units[3].params) == ["b", "c"]
+    assert units[1].checkpoint == "ckpt-a" and units[5].checkpoint == "ckpt-b" and units[6].checkpoint is None
+    assert units[1].params["divergence"] == "reverse_kl"
     assert units[1].candidates[0] == Candidate("a@3", (("a", "points/step-3/model"),))
-    assert units[3].candidates[1] == Candidate("c+b", (("c", "model"), ("b", "model")), (0.5, 0.5))
+    assert units[9].candidates == (Candidate("c+b", (("c", "model"), ("b", "model")), (0.5, 0.5)),)
+    assert units[9].parents == ["c", "b"] and units[9].derived and [u.fresh for u in units[9:]] == [False, True]
 
 
-def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(models, tmp_path):
-    """Weights are kept for the frontier's candidates (copied to frontier/<id>/model; a derived one built there), for
-    the parents of its derived ones, which confirmation rebuilds them from, and for the trained candidates' own
-    frontier, which a resumed sweep derives from again; every other model is deleted, an errored point's too."""
+def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(models, tmp_path, monkeypatch):
+    """Weights are kept for the frontier's candidates (copied to frontier/<id>/model; a derived one: the model its
+    derive task built, or rebuilt in a task when that is gone), for the parents of its derived ones, which
+    confirmation rebuilds them from, and for the trained candidates' own frontier, which a resumed sweep derives from
+    again; every other model is deleted, an errored point's and the derive tasks' own too."""
+    import ray
     from ray.tune import Checkpoint
+    from test_confirm import _InlineRay
 
     from alignray.sweep import frontier, plan
+    from alignray.sweep.derive import combine
 
     base, a, b = models
     grids, root = [[]], tmp_path / "tune"
@@ -155,7 +201,12 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     table.loc[table["trial"] == "bbbbb2@3", "status"] = "error"  # a point whose objectives were NaN
     config = SweepConfig(output=str(out), policy=str(base))
     planned = plan.Plan(config, out, "alignray-0123abcd", None, [], [], {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(root))
+    built_by_task = combine(str(base), [(b, 1.5)], out / "derived" / "bbbbb2~x1.5" / "model")
+    fake = _InlineRay()
+    for name in ("remote", "get"):
+        monkeypatch.setattr(ray, name, getattr(fake, name))
     frontier.keep_models(planned, grids, table)
+    assert fake.calls == [] and not built_by_task.exists()  # the task's model was taken, not rebuilt
 
     kept = sorted(str(p.parent.relative_to(root)) for p in root.rglob("model.safetensors"))
     assert kept == [
@@ -172,6 +223,32 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
         table.loc[table["status"] == "ok", "trial"])  # fmt: skip
     point = pd.read_parquet(out / "samples" / "aaaaa1@3.parquet")["prompt"].item()
     assert point.endswith("points/step-3")  # each candidate's own samples
+    # again (a resume): the frontier's derived model is kept as it is, nothing is rebuilt
+    frontier.keep_models(planned, grids, table)
+    assert fake.calls == [] and sorted(p.name for p in (out / "frontier").iterdir()) == ["aaaaa1@3", "bbbbb2~x1.5"]
+    # a derived model an earlier frontier lacked (it joined on a resume), its derive task's long deleted: rebuilt
+    # from its parent, in a task; a derived model off the frontier, an errored one too, is deleted
+    shutil.rmtree(out / "frontier" / "bbbbb2~x1.5")
+    combine(str(base), [(b, 0.5)], out / "derived" / "bbbbb2~x0.5" / "model")
+    frontier.keep_models(planned, grids, table)
+    assert [recipe.id for recipe in fake.calls] == ["bbbbb2~x1.5"]
+    again = load_file(out / "frontier" / "bbbbb2~x1.5" / "model" / "model.safetensors")
+    assert all(torch.equal(again[name], built[name]) for name in built)
+    assert not list((out / "derived").glob("*/model"))
+
+
+def test_a_derived_model_is_refused_when_the_base_weights_changed(models, tmp_path):
+    """The sweep records its base policy's weights fingerprint; combining against a base with other weights (a
+    rebuilt world, a moved hub revision) is refused, since the trials' task vectors were taken from the old one."""
+    from alignray.world import load_policy, weights_fingerprint
+
+    base, a, _ = models
+    recorded = weights_fingerprint(load_policy(str(base), device="cpu")[0])
+    assert recorded == weights_fingerprint(load_policy(str(base), device="cpu")[0])  # stable across loads
+    combine(str(base), [(a, 1.5)], tmp_path / "same", recorded)
+    with pytest.raises(ValueError, match="not the .* the sweep recorded"):
+        combine(str(a), [(a, 1.5)], tmp_path / "moved", recorded)  # "a" stands for a base whose weights moved
+    assert not (tmp_path / "moved").exists()
 
 
 def test_derived_candidates_are_read_back_and_an_earlier_frontiers_stay(tmp_path):

@@ -17,9 +17,10 @@ evaluated once on the search's prompts in a Ray task (trial resources), and beco
 Optuna never sees one: a derived model is no point of the study's space. One that reaches the frontier is confirmed
 like a trained one (rebuilt from each seed's parents) and saved with ``save_pretrained`` under ``frontier/<id>/``.
 
-Directory: ``derived/<id>/`` with ``metrics.json`` and ``samples.parquet`` (or ``failure.json``); a candidate already
-evaluated is reused, so a rerun or ``--resume`` evaluates nothing twice. Models are rebuilt, never stored, unless
-on the frontier.
+Directory: ``derived/<id>/`` with ``metrics.json``, ``samples.parquet`` and the ``model/`` its task built (or
+``failure.json``); a candidate already evaluated is reused, so a rerun or ``--resume`` evaluates nothing twice. The
+frontier moves the model of each derived frontier member to ``frontier/<id>/`` and deletes the others (unless
+``keep_all_models``); one whose model is gone (it joined the frontier on a resume) is rebuilt in a Ray task.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,8 +38,8 @@ import pandas as pd
 
 from alignray.sweep.config import PARAMETERS, SweepConfig
 
-__all__ = ["DERIVED", "Recipe", "build", "build_and_evaluate", "combine", "derive", "derive_recipes", "fetch_model",
-           "is_done", "model_path", "recipe_of"]  # fmt: skip
+__all__ = ["DERIVED", "MODEL", "Recipe", "build", "build_and_evaluate", "combine", "derive", "derive_recipes",
+           "fetch_model", "is_done", "model_files", "model_path", "recipe_of", "write_model"]  # fmt: skip
 
 DERIVED = "derived"
 """The ``kind`` of a derived candidate in ``results.parquet`` (trained ones: "trial", the final model, and "point",
@@ -102,16 +104,24 @@ def fetch_model(checkpoint: Any, path: str, target: Path) -> Path:
     return target
 
 
-def combine(base: str, parents: Sequence[tuple[str | Path, float]], out: Path) -> Path:
+def combine(
+    base: str, parents: Sequence[tuple[str | Path, float]], out: Path, fingerprint: str | None = None
+) -> Path:
     """Save θ_base + Σ w (θ_parent − θ_base) to ``out`` (``save_pretrained``: safetensors, with the base's tokenizer).
 
     Parameters are combined by name over ``named_parameters`` (tied weights once), in float32 whatever the models'
-    dtype, then cast back; buffers stay the base's. ``parents`` are model directories fine-tuned from ``base``."""
+    dtype, then cast back; buffers stay the base's. ``parents`` are model directories fine-tuned from ``base``.
+    ``fingerprint``: the ``weights_fingerprint`` the sweep recorded of its base policy; a base that loads with another
+    one (a rebuilt world, a moved hub revision) is refused, since the parents' task vectors were not taken from it."""
     import torch
 
-    from alignray.world import load_policy
+    from alignray.world import load_policy, weights_fingerprint
 
     model, tokenizer = load_policy(base, device="cpu")
+    if fingerprint is not None and weights_fingerprint(model) != fingerprint:
+        raise ValueError(f"the base policy {base} now has weights fingerprint {weights_fingerprint(model)}, not the "
+                         f"{fingerprint} the sweep recorded in sweep.json: its trials were fine-tuned from other "
+                         "weights, so no model can be derived from them")  # fmt: skip
     with torch.no_grad():
         start = {name: p.detach().float().clone() for name, p in model.named_parameters()}
         moved = {name: torch.zeros_like(p) for name, p in start.items()}
@@ -133,10 +143,12 @@ def combine(base: str, parents: Sequence[tuple[str | Path, float]], out: Path) -
 
 
 def build_and_evaluate(
-    recipe: Recipe, sources: dict[str, tuple[Any, str]], config: SweepConfig, prompts: list[str], seed: int
-) -> tuple[dict[str, float], pd.DataFrame]:
+    recipe: Recipe, sources: dict[str, tuple[Any, str]], config: SweepConfig, prompts: list[str], seed: int,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, bytes]]:  # fmt: skip
     """Runs as a Ray task: the recipe's model from its parents (``sources``: parent id to its Tune checkpoint and the
-    model's path in it), evaluated as every policy of the sweep is; (metrics, samples)."""
+    model's path in it, ``fingerprint``: the base's, ``combine``), evaluated as every policy of the sweep is;
+    (metrics, samples, the model's files by name), the files for the driver to keep should it join the frontier."""
     import torch
 
     from alignray.sweep.trial import evaluate_model
@@ -145,29 +157,34 @@ def build_and_evaluate(
     quiet_libraries()
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     with tempfile.TemporaryDirectory(prefix="alignray-derive-") as scratch:
-        model = build(recipe, sources, config.policy, Path(scratch) / "model")
-        return evaluate_model(str(model), config, prompts, seed)
+        model = build(recipe, sources, config.policy, Path(scratch) / "model", fingerprint)
+        metrics, samples = evaluate_model(str(model), config, prompts, seed)
+        return metrics, samples, {p.name: p.read_bytes() for p in sorted(model.iterdir()) if p.is_file()}
 
 
-def build(recipe: Recipe, sources: dict[str, tuple[Any, str]], base: str, out: Path) -> Path:
+def build(
+    recipe: Recipe, sources: dict[str, tuple[Any, str]], base: str, out: Path, fingerprint: str | None = None
+) -> Path:
     """Save the recipe's model to ``out``, from its parents' models (``sources``: parent id to its Tune checkpoint
-    and the model's path in it), fetched to a scratch directory."""
+    and the model's path in it), fetched to a scratch directory; ``fingerprint``: the base's (``combine``)."""
     with tempfile.TemporaryDirectory(prefix="alignray-parents-") as scratch:
         parents = [(fetch_model(*sources[p], Path(scratch) / f"parent-{i}"), w)
                    for i, (p, w) in enumerate(zip(recipe.parents, recipe.weights, strict=True))]  # fmt: skip
-        return combine(base, parents, out)
+        return combine(base, parents, out, fingerprint)
 
 
 def derive(
     table: pd.DataFrame, config: SweepConfig, prompts: list[str], root: Path, resources: dict[str, float],
     sources: dict[str, tuple[Any, str]], say: Callable[[str], None],
-    write_atomic: Callable[[Path, Callable[[Path], None]], None],
+    write_atomic: Callable[[Path, Callable[[Path], None]], None], fingerprint: str | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """The derived candidates of ``table``'s feasible frontier (``pareto``, trained rows), each evaluated once on the
     search's ``prompts`` under ``root`` (done ones reused), then those an earlier run of the sweep evaluated under
     ``root`` from a frontier that has since moved, as results rows: kind, trial (the recipe's id), parents, weights,
     recipe, lambda, the parents' parameters where they share them, status, reason and metrics. ``sources``: each
-    trained candidate's Tune checkpoint and model path."""
+    trained candidate's Tune checkpoint and model path; ``fingerprint``: the base policy's (``combine``). Each
+    model the tasks built is kept at ``<root>/<id>/model/`` (``MODEL``) for the frontier to take
+    (``alignray.sweep.frontier.keep_models``)."""
     import ray
 
     from alignray.sweep.trial import failure_reason, is_deterministic
@@ -182,7 +199,7 @@ def derive(
         task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=config.max_failures)(
             build_and_evaluate
         )
-        pending = {task.remote(r, {p: sources[p] for p in r.parents}, config, prompts, config.seed): r
+        pending = {task.remote(r, {p: sources[p] for p in r.parents}, config, prompts, config.seed, fingerprint): r
                    for r in waiting}  # fmt: skip
         while pending:  # Ray runs as many at once as the cluster's resources hold
             [ready], _ = ray.wait(list(pending), num_returns=1)
@@ -190,7 +207,7 @@ def derive(
             directory = root / recipe.id
             directory.mkdir(parents=True, exist_ok=True)
             try:
-                metrics, samples = ray.get(ready)
+                metrics, samples, files = ray.get(ready)
             except Exception as err:
                 reason = failure_reason(err)
                 if is_deterministic(err):
@@ -198,6 +215,7 @@ def derive(
                     write_atomic(directory / "failure.json", lambda p, f=failure: p.write_text(f))
                 say(f"4/6 derived candidate {recipe.id} failed ({reason[:300]})")
                 continue
+            write_model(directory / MODEL, files)
             write_atomic(directory / "samples.parquet", lambda p, s=samples: s.to_parquet(p, index=False))
             record = {"recipe": dataclasses.asdict(recipe), "metrics": {k: float(v) for k, v in metrics.items()}}
             write_atomic(directory / "metrics.json", lambda p, r=record: p.write_text(json.dumps(r, indent=2) + "\n"))
@@ -215,6 +233,30 @@ def derive(
             say(f"4/6 derived candidate {recipe.id} left out: its parents {list(recipe.parents)} are no trials here")
     objectives = [o.metric for o in config.objective_pair]
     return pd.DataFrame([_row(r, root / r.id, by_id, objectives) for r in [*recipes, *earlier]])
+
+
+MODEL = "model"
+"""A derived candidate's model under its directory, as its task built it: kept for the frontier, deleted off it."""
+
+
+def write_model(directory: Path, files: dict[str, bytes]) -> Path:
+    """Write a model's ``files`` (name to bytes, as a task returned them) to ``directory`` whole or not at all: into a
+    scratch directory beside it, renamed into place."""
+    scratch = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for name, data in files.items():
+        (scratch / name).write_bytes(data)
+    shutil.rmtree(directory, ignore_errors=True)
+    scratch.rename(directory)
+    return directory
+
+
+def model_files(recipe: Recipe, sources: dict[str, tuple[Any, str]], base: str, fingerprint: str | None) -> dict:
+    """Runs as a Ray task: the recipe's model (``build``) as its files by name, for the driver to write."""
+    with tempfile.TemporaryDirectory(prefix="alignray-derive-") as scratch:
+        model = build(recipe, sources, base, Path(scratch) / MODEL, fingerprint)
+        return {p.name: p.read_bytes() for p in sorted(model.iterdir()) if p.is_file()}
 
 
 def is_done(directory: Path) -> bool:

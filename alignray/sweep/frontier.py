@@ -174,32 +174,42 @@ def study_numbers(config: SweepConfig, study: str) -> dict[str, int]:
 
 def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     """Copy every finished candidate's samples to ``samples/<id>.parquet`` and each frontier model with its samples
-    to ``frontier/<id>/`` (a derived one rebuilt from its parents and saved there); delete the trials' other models
-    unless ``keep_all_models``, keeping the models derived candidates are made from (``trained_pareto``: a resumed
-    sweep derives from them again), the candidates to confirm (``CONFIRM``: the confirmation evaluates the search's
-    own run of each) and the parents of derived frontier models, which confirmation rebuilds them from."""
+    to ``frontier/<id>/`` (a derived one: kept there from an earlier call, else moved from ``derived/<id>/model``,
+    where its derive task's model lies, else rebuilt in a Ray task); drop what an earlier frontier left there; delete
+    the other models unless ``keep_all_models``: derived ones off the frontier (any status), and the trials' ones
+    except the models derived candidates are made from (``trained_pareto``: a resumed sweep derives from them again),
+    the candidates to confirm (``CONFIRM``: the confirmation evaluates the search's own run of each) and the parents
+    of derived frontier models, which confirmation rebuilds them from."""
     from pyarrow.fs import FileType
 
-    from alignray.sweep.derive import build, fetch_model, model_path, recipe_of
+    from alignray.sweep.derive import MODEL, fetch_model, model_path, write_model
 
     out = plan.out
     target = out / "frontier"
-    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
+    derived_front = set(table.loc[table["pareto"] & (table["kind"] == DERIVED), "trial"])
+    for stale in target.iterdir():  # a trained member is copied again below; a derived one's model is kept
+        if stale.name not in derived_front or not (stale / MODEL / "config.json").is_file():
+            shutil.rmtree(stale)
     checkpoints = checkpoints_by_trial(grids)
     trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
     kept = trained["trained_pareto"] | (trained[CONFIRM] if CONFIRM in trained else False)
     needed = {(p["tune_trial"], model_path(p)) for _, p in trained[kept].iterrows()}
     for _, row in table[table["pareto"] & (table["kind"] == DERIVED)].iterrows():  # parents of the frontier's
         needed |= {(p["tune_trial"], model_path(p)) for _, p in trained.loc[list(row["parents"])].iterrows()}
+    rebuilt = _rebuild_derived(plan, table[table["trial"].isin(derived_front)], trained, checkpoints)
     for _, row in table.iterrows():
         samples = out / "samples" / f"{row['trial']}.parquet"
         if row["kind"] == DERIVED and row["status"] == "ok":
             shutil.copyfile(out / DERIVED / row["trial"] / "samples.parquet", samples)
             if row["pareto"]:
-                sources = {p: (checkpoints[trained.loc[p, "tune_trial"]], model_path(trained.loc[p]))
-                           for p in row["parents"]}  # fmt: skip
-                build(recipe_of(row), sources, plan.config.policy, target / row["trial"] / "model")
+                saved = target / row["trial"] / MODEL
+                saved.parent.mkdir(exist_ok=True)
+                if rebuilt.get(row["trial"]) is not None:
+                    write_model(saved, rebuilt[row["trial"]])
+                elif not (saved / "config.json").is_file() and row["trial"] not in rebuilt:
+                    shutil.move(out / DERIVED / row["trial"] / MODEL, saved)
                 shutil.copyfile(samples, target / row["trial"] / "samples.parquet")
         checkpoint = checkpoints.get(row["tune_trial"])
         if row["kind"] == DERIVED or checkpoint is None:
@@ -215,6 +225,43 @@ def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
         elif (not plan.config.keep_all_models and (row["tune_trial"], model) not in needed
               and fs.get_file_info(f"{checkpoint.path}/{model}").type != FileType.NotFound):  # fmt: skip
             fs.delete_dir(f"{checkpoint.path}/{model}")  # gone already on a rerun
+    if not plan.config.keep_all_models:  # the derive tasks' models off the frontier, errored ones and earlier ones too
+        for built in (out / DERIVED).glob(f"*/{MODEL}"):
+            shutil.rmtree(built)
+
+
+def _rebuild_derived(plan: Plan, front: pd.DataFrame, trained: pd.DataFrame, checkpoints: dict[str, Any]) -> dict:
+    """The models of the derived frontier candidates ``front`` that are neither saved under ``frontier/`` nor left by
+    their derive task (deleted while they were off the frontier, or built by an older version), rebuilt from their
+    parents in Ray tasks with a trial's resources; candidate id to its files by name (None: the rebuild failed)."""
+    from alignray.sweep.derive import MODEL, model_files, model_path, recipe_of
+
+    def kept(trial: str) -> bool:
+        return any((root / trial / MODEL / "config.json").is_file() for root in (plan.out / "frontier", plan.out /
+                                                                                  DERIVED))  # fmt: skip
+
+    missing = front[[not kept(t) for t in front["trial"]]]
+    if missing.empty:
+        return {}
+    import ray
+
+    say(f"4/6 frontier: rebuilding {len(missing)} derived frontier models from their parents")
+    task = ray.remote(num_cpus=plan.resources["cpu"], num_gpus=plan.resources["gpu"])(model_files)
+    pending = {}
+    for _, row in missing.iterrows():
+        sources = {p: (checkpoints[trained.loc[p, "tune_trial"]], model_path(trained.loc[p])) for p in row["parents"]}
+        pending[row["trial"]] = task.remote(recipe_of(row), sources, plan.config.policy, plan.base_fingerprint)
+    rebuilt = {}
+    for trial, ref in pending.items():
+        try:
+            rebuilt[trial] = ray.get(ref)
+        except Exception as err:  # the candidate's figures stand; only its saved model is missing
+            from alignray.sweep.trial import failure_reason
+
+            say(f"4/6 frontier: the model of {trial} could not be rebuilt, frontier/{trial}/ holds only its samples "
+                f"({failure_reason(err)[:300]})")  # fmt: skip
+            rebuilt[trial] = None
+    return rebuilt
 
 
 HV_DIVERSITY_SLACK = 0.05
@@ -285,7 +332,7 @@ def frontier_stage(
         sources = {row["trial"]: (checkpoints[row["tune_trial"]], model_path(row))
                    for _, row in table[table["pareto"]].iterrows()}  # fmt: skip
         derived = derive(table, config, plan.prompts, plan.out / DERIVED, plan.resources, sources, say,
-                         write_atomic)  # fmt: skip
+                         write_atomic, plan.base_fingerprint)  # fmt: skip
         if not derived.empty:
             derived["trained_pareto"] = False
             table = feasibility(pd.concat([table, derived], ignore_index=True), constraints)

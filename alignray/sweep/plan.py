@@ -44,6 +44,9 @@ class Plan:
     """Trials at once."""
     tune_storage: str
     """Where Tune keeps the trials."""
+    base_fingerprint: str | None = None
+    """The base policy's ``weights_fingerprint``, recorded in ``sweep.json`` when the sweep started: every model
+    derived from the trials' weights is checked against it (``alignray.sweep.derive.combine``)."""
 
 
 def say(message: str) -> None:
