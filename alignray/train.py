@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 import tempfile
 import time
@@ -28,6 +30,8 @@ from transformers.integrations import TensorBoardCallback
 from alignray.train_config import POINTS, TrainConfig
 from alignray.trainer import REFERENCE_COLUMNS, FDPOConfig, FDPOTrainer
 from alignray.world import load_policy, policy_context
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PREFERENCE_COLUMNS", "build_trainer", "check_against_policy", "load_preferences", "train"]
 
@@ -166,6 +170,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     config = TrainConfig(**loop_config["config"])
+    if not torch.cuda.is_available() and os.environ.get("ACCELERATE_TORCH_DEVICE", "").startswith("cuda"):
+        os.environ["ACCELERATE_TORCH_DEVICE"] = "cpu"  # Ray names the GPU it gave this worker, which torch cannot use
     data = load_preferences(config.data)
     with tempfile.TemporaryDirectory() as scratch:
         saves = {} if config.save_points > 1 else {"save_strategy": "epoch"}  # else save_points' steps
@@ -190,7 +196,7 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.huggingface.transformers import RayTrainReportCallback
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
@@ -199,6 +205,7 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
         _worker_loop,
         train_loop_config={"config": dataclasses.asdict(config)},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
+        torch_config=TorchConfig(backend=process_group_backend(config.use_gpu)),
         # A fixed name (no timestamp): a restored sweep trial finds its own Train run again.
         run_config=RunConfig(name=run_name, storage_path=storage, failure_config=FailureConfig(max_failures=1)),
     )
@@ -218,6 +225,19 @@ def _train_on_ray(config: TrainConfig, out: Path, run_name: str, storage_path: s
         shutil.rmtree(storage, ignore_errors=True)
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
     return {**metrics, "global_step": float(final)}
+
+
+def process_group_backend(use_gpu: bool) -> str:
+    """The Ray Train workers' torch.distributed backend: NCCL when they hold GPUs that torch can use, else gloo.
+
+    Ray picks NCCL whenever GPUs are requested, but a node whose GPUs torch cannot see (no CUDA build, no driver, or
+    GPUs only declared as resources) has no NCCL: the workers then train on CPU with gloo, and this says so once
+    per run. Decided here, in the process that holds the trial's own GPU share, on the kind of node the workers get
+    (a cluster whose GPU nodes differ in that would need the backend per node)."""
+    if use_gpu and not torch.cuda.is_available():
+        log.warning("Ray Train workers hold GPUs, but torch sees no CUDA device: they train on CPU (gloo)")
+        return "gloo"
+    return "nccl" if use_gpu else "gloo"
 
 
 def _step(checkpoint: Path) -> int:

@@ -132,7 +132,34 @@ def test_save_points_keep_the_model_along_the_run(tmp_path, micro_world, prefere
         assert (point / "model.safetensors").is_file() and (point / "config.json").is_file()
         assert not list(point.glob("*.bin")) and not (point / "trainer_state.json").exists()
         assert _changed(world / "policy", point) and _changed(point, tmp_path / "model")
+        _assert_loadable_policy(point)
     assert not (tmp_path / "trainer").exists()
+
+
+def _assert_loadable_policy(path: Path) -> None:
+    """``path`` loads as a policy (``load_policy``, safetensors, with its tokenizer) and generates text."""
+    from alignray.world import load_policy
+
+    model, tokenizer = load_policy(str(path), device="cpu")
+    ids = tokenizer(["the film"], return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > ids.input_ids.shape[1] and tokenizer.decode(out[0])
+
+
+def test_points_at_every_ceil_of_a_step_count_that_does_not_divide(tmp_path, micro_world):
+    """59 steps, 3 points: saves at ceil(59 / 3) = 20 and 40, then the final model at 59 (a save at 60 would fall
+    past the end, and a point at 59 would duplicate the final model)."""
+    world, _ = micro_world
+    data = tmp_path / "prefs.parquet"
+    pd.DataFrame([(f"prompt {i}", " was great fun", " was dull") for i in range(59)],
+                 columns=["prompt", "chosen", "rejected"]).to_parquet(data)  # fmt: skip
+    config = TrainConfig(data=str(data), policy=str(world / "policy"), out=str(tmp_path / "run"), batch_size=1,
+                         learning_rate=1e-3, max_length=32, save_points=3)  # fmt: skip
+    result = train(config, quiet=True)
+    assert result["points"] == [20, 40] and result["metrics"]["global_step"] == 59
+    assert sorted(p.name for p in (tmp_path / "run" / "points").iterdir()) == ["step-20", "step-40"]
+    for step in (20, 40):
+        _assert_loadable_policy(tmp_path / "run" / "points" / f"step-{step}")
 
 
 def test_save_points_on_ray_train_workers(tmp_path, micro_world, preferences, ray_cluster):

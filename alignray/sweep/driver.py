@@ -123,6 +123,9 @@ def _plan(config: SweepConfig) -> Plan:
 
     config = _absolute(config)  # trials run in working directories of their own: relative paths would not resolve
     out = Path(config.output)
+    saved = out / SWEEP_FILE
+    record = json.loads(saved.read_text()) if saved.is_file() and not config.overwrite else {}
+    fingerprint = _base_fingerprint(config, record.get("base_fingerprint"))
     tokenizer = load_tokenizer(config.policy, "policy")
     pool = len(imdb_prompt_reviews("eval"))
     preference = load_prompts(config.preference_config(str(out / "preferences")), tokenizer)
@@ -136,20 +139,39 @@ def _plan(config: SweepConfig) -> Plan:
         tune_storage = _tune_storage(config)
     except ValueError as err:
         raise SweepRefused(str(err)) from None
+    _say_gpus(config, concurrent)
     if config.overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    saved = out / SWEEP_FILE
-    study = json.loads(saved.read_text())["study"] if saved.is_file() else f"alignray-{uuid.uuid4().hex[:8]}"
-    plan = Plan(config, out, study, tokenizer, prompts, confirmation, dropped, resources, concurrent, tune_storage)
+    study = record.get("study") or f"alignray-{uuid.uuid4().hex[:8]}"
+    plan = Plan(config, out, study, tokenizer, prompts, confirmation, dropped, resources, concurrent, tune_storage,
+                fingerprint)  # fmt: skip
     write_atomic(saved, lambda p: p.write_text(json.dumps(_record(plan), indent=2) + "\n"))
     return plan
 
 
+def _base_fingerprint(config: SweepConfig, recorded: str | None) -> str:
+    """The base policy's ``weights_fingerprint``; refused (``SweepRefused``, before Ray starts) when it is not the
+    one a resumed sweep recorded: its trials were fine-tuned from other weights (a rebuilt world, a moved hub
+    revision), so no model could be derived from them and its figures would not compare."""
+    from alignray.world import load_policy, weights_fingerprint
+
+    model, _ = load_policy(config.policy, device="cpu")
+    fingerprint = weights_fingerprint(model)
+    if recorded is not None and recorded != fingerprint:
+        raise SweepRefused(
+            f"policy={config.policy!r} now has weights fingerprint {fingerprint}, but the sweep in {config.output} "
+            f"was started from weights with fingerprint {recorded} (sweep.json): the base policy changed since. "
+            "Resume with the policy it started from, or start a new sweep (--overwrite, or another --output)"
+        )
+    return fingerprint
+
+
 def _record(plan: Plan, summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``sweep.json`` holds: the study, the config (no secret: a storage password is refused in the URL) and,
-    once the frontier is known, the summary."""
-    record = {"study": plan.study, "config": dataclasses.asdict(plan.config)}
+    """What ``sweep.json`` holds: the study, the base policy's weights fingerprint, the config (no secret: a storage
+    password is refused in the URL) and, once the frontier is known, the summary."""
+    record = {"study": plan.study, "base_fingerprint": plan.base_fingerprint,
+              "config": dataclasses.asdict(plan.config)}  # fmt: skip
     return record if summary is None else {**record, "summary": summary}
 
 
@@ -367,6 +389,33 @@ def _resolve_gpus(config: SweepConfig) -> SweepConfig:
     if config.gpus_per_trial is not None:
         return config
     return dataclasses.replace(config, gpus_per_trial=1.0 if ray.cluster_resources().get("GPU") else 0.0)
+
+
+def _cuda_on_gpu_nodes() -> str | None:
+    """Runs as a Ray task holding one GPU: the CUDA device torch sees there, or None (GPUs declared as resources that
+    torch cannot use)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _say_gpus(config: SweepConfig, concurrent: int) -> None:
+    """Say once, in the job log, what a trial's GPU share is: a CUDA device, or GPUs torch cannot see, in which case
+    trials train and generate on CPU (and Ray Train workers use gloo, ``alignray.train.process_group_backend``).
+    Asked of a task on a GPU node; skipped when none has started within a minute (an autoscaling cluster)."""
+    import ray
+
+    if not config.gpus_per_trial:
+        return
+    probe = ray.remote(num_gpus=min(1.0, config.gpus_per_trial), num_cpus=0)(_cuda_on_gpu_nodes).remote()
+    ready, _ = ray.wait([probe], timeout=60)
+    if not ready:
+        ray.cancel(probe, force=True)
+        return
+    device = ray.get(probe)
+    share = f"{config.gpus_per_trial:g} GPU a trial, {concurrent} trials at once"
+    cpu = "but torch sees no CUDA device on the GPU nodes: trials train and generate on CPU"
+    say(f"GPUs: {share}, on {device}" if device else f"GPUs: {share}, {cpu}")
 
 
 def run_sweep(config: SweepConfig) -> dict[str, Any]:

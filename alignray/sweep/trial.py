@@ -112,6 +112,7 @@ def run_trial(
     """The Tune function trainable: train, evaluate, check, report (see the module docstring). A multi-worker
     trial's Ray Train run is named by the trial id under ``train_storage``, and a deterministic failure is recorded
     as ``<trial id>.json`` under ``failure_storage``; every node reaches both."""
+    import ray
     import torch
     from ray import tune
 
@@ -138,8 +139,10 @@ def run_trial(
         report = _train_and_evaluate(params, config, str(data), prompts, scratch, train_storage, failure)
         report.pop("points")  # in points.json: Tune's results keep the final point's flat metrics
         report["worker/pid"] = os.getpid()  # the process that ran it: reused workers run several trials
+        report["worker/gpus"] = float(len(ray.get_gpu_ids()))  # the GPUs Ray gave it (declared ones count too)
         report["time/total_s"] = time.monotonic() - started
         report["time/other_s"] = report["time/total_s"] - report["time/train_s"] - report["time/eval_s"]
+        report["time/ended_unix"] = time.time()  # when its slot freed: the benchmarks' tail idle time
         (scratch / "checkpoint" / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(scratch / "checkpoint")))
     finally:
