@@ -2,12 +2,12 @@
 
 All three share one preference data set, one reference pass and one base evaluation (so one hypervolume reference
 point), and run the grid's 16 trials each, with no confirmation and no derived candidates (the search is what is
-compared; bench/frontier.py measures what those add), each trial evaluated at 3 points of its training as by default.
-The hypervolume after each trial counts that trial's final model, the point Optuna is told. Printed: the
-hypervolume after each trial per search; how many Optuna trials reach the grid's final hypervolume; the per-trial
-overhead (search-stage time not spent training or evaluating, as a fraction of the trial slots' time); and training
-pairs/s with the shared reference log-probs vs a reference forward at every step. Last line:
-``RESULT optuna_trials_to_grid_hypervolume_fraction <fraction>``.
+compared; bench/frontier.py measures what those add), each trial evaluated at 2 points of its training
+(``eval_points`` 2, the default, set here explicitly). The hypervolume after each trial counts that trial's final
+model, the point Optuna is told. Printed: the hypervolume after each trial per search; how many Optuna trials reach
+the grid's final hypervolume; the trial-slot time split as ``bench/overhead.py`` splits it (``common.slot_time``:
+busy, tail idle, overhead); and training pairs/s with the shared reference log-probs vs a reference forward at
+every step. Last line: ``RESULT optuna_trials_to_grid_hypervolume_fraction <fraction>``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import describe_slots, slot_time  # bench/common.py
 
 from alignray.sweep.config import SweepConfig
 from alignray.sweep.driver import run_sweep
@@ -58,7 +59,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        plain = {"confirmation_prompts": 0, "derive_lambdas": (), "soups": False}
+        plain = {"confirmation_prompts": 0, "derive_lambdas": (), "soups": False, "eval_points": 2}
         searches = {
             "grid": SweepConfig(output=str(root / "grid"), search="grid", **plain),
             "optuna": SweepConfig(output=str(root / "optuna"), num_trials=args.trials, **plain),
@@ -76,12 +77,7 @@ def main() -> None:
         data = root / "grid" / "preferences" / "with_reference.parquet"
         forward = pairs_per_second(data, False, str(root / "t1"))
         shared = pairs_per_second(data, True, str(root / "t2"))
-        overhead = {}
-        for name, config in searches.items():
-            table = pd.read_parquet(Path(config.output) / "results.parquet")
-            busy = (table["time/train_s"].fillna(0) + table["time/eval_s"].fillna(0)).sum()
-            slots = summaries[name]["search_seconds"] * summaries[name]["concurrent_trials"]
-            overhead[name] = 1 - busy / slots
+        spent = {name: slot_time(Path(config.output), summaries[name]) for name, config in searches.items()}
 
     target = curves["grid"][-1]
     reached = next((k + 1 for k, v in enumerate(curves["optuna"]) if v >= target), None)
@@ -91,7 +87,8 @@ def main() -> None:
     budget = len(curves["grid"])
     print(f"Optuna reaches it after {reached} of {budget} trials" if reached else "Optuna never reaches it")
     for name in searches:
-        print(f"overhead {name:6s}: {overhead[name]:.1%} of trial-slot time is neither training nor evaluating")
+        print(f"trial slots, {name:6s}: {spent[name]['slots'] / spent[name]['trials']:.1f} s a trial; "
+              + describe_slots(spent[name]))  # fmt: skip
     ratio = shared / forward
     print(f"pairs/s: shared reference {shared:.1f}, reference forward per step {forward:.1f} ({ratio:.2f}x)")
     fraction = reached / budget if reached else float("inf")
