@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from alignray.metrics import evaluation_prompts
 from alignray.sweep.config import SweepConfig
@@ -303,3 +304,46 @@ def test_stored_models_count_only_when_every_one_needed_is_listed(tmp_path):
     assert _is_stored(store, "a", 1, ("model",))
     assert not _is_stored(store, "a", 1, ("model", "points/step-3/model"))
     assert not _is_stored(store, "a", 2, ("model",))  # another seed's
+
+
+def test_a_derived_model_at_a_seed_is_combine_of_its_parents_run_trained_at_that_seed(tmp_path, micro_world):
+    """Seed s's derived model, built from the run unit's stored models, is ``combine`` of that run trained anew at
+    seed s: the run unit stores what it trained, and the derived unit builds and evaluates exactly that model."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from alignray.sweep.confirm import _evaluate_unit, _stored_checkpoint
+    from alignray.sweep.derive import combine
+    from alignray.sweep.trial import evaluate_model, train_config
+    from alignray.train import train
+
+    world, _ = micro_world
+    config = SweepConfig(policy=str(world / "policy"), reward=str(world / "reward"), judge="none", batch_size=4,
+                         max_length=48, max_new_tokens=8, eval_samples_per_prompt=1, eval_points=1)  # fmt: skip
+    pairs = pd.DataFrame([(f"the film {i}", " was great fun", " was dull") for i in range(8)],
+                         columns=["prompt", "chosen", "rejected"])  # fmt: skip
+    prompts, store = ["I think", "This movie", "The actors"], str(tmp_path / "store")
+    params = {"divergence": "reverse_kl", "beta": 0.5, "learning_rate": 1e-3}
+    threads = torch.get_num_threads()  # a unit sets its task's threads; this process runs other tests after
+    run = Unit(3, (Candidate("a", (("a", "model"),)),), "a", params, fresh=True, keeps=("model",))
+    derived = Unit(3, (Candidate("a~x1.5", (("a", "model"),), (1.5,)),), fresh=True)
+    try:
+        [(name, trained_metrics, _)], seconds = _evaluate_unit(run, config, pairs, prompts, "-", store, {}, None)
+        assert name == "a" and seconds > 0
+        [(name, metrics, _)], _ = _evaluate_unit(derived, config, pairs, prompts, "-", store,
+                                                 {"a": _stored_checkpoint(store, "a", 3)}, None)  # fmt: skip
+        # the same run trained here at seed 3 (with the unit's threads), and its ExPO by hand
+        data = tmp_path / "pairs.parquet"
+        pairs.to_parquet(data, index=False)
+        again = dataclasses.replace(train_config(params, config, str(data), str(tmp_path / "again")), seed=3)
+        train(again, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    stored = load_file(tmp_path / "store" / "a" / "seed-3" / "model" / "model.safetensors")
+    mine = load_file(tmp_path / "again" / "model" / "model.safetensors")
+    assert all(torch.equal(stored[k], mine[k]) for k in mine)  # the run unit stored the seed's training
+    by_hand = combine(config.policy, [(tmp_path / "again" / "model", 1.5)], tmp_path / "expo")
+    expected, _ = evaluate_model(str(by_hand), config, prompts, 3)
+    assert name == "a~x1.5" and metrics == expected
+    assert metrics["kl/ref"] != trained_metrics["kl/ref"]  # another model than its parent
