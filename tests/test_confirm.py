@@ -190,37 +190,46 @@ def test_a_rerun_evaluates_no_unit_twice(tmp_path):
 
 
 class _Ref:
-    """An object reference of ``_InlineRay``: the task's outcome, hashable like Ray's."""
+    """An object reference of ``_InlineRay``: a task not run yet, then its outcome; hashable like Ray's."""
 
-    def __init__(self, status, value):
-        self.status, self.value = status, value
+    def __init__(self, run):
+        self.run, self.status, self.value = run, None, None
+
+    def result(self, calls: list) -> _Ref:
+        if self.status is None:
+            calls.append(self.run.args[0])
+            try:
+                self.status, self.value = "ok", self.run()
+            except Exception as err:  # noqa: BLE001 - handed back as ray.get raises it
+                self.status, self.value = "error", err
+        return self
 
 
 class _InlineRay:
-    """Ray's task API run inline, in submission order: what ``run_units`` schedules, without a cluster."""
+    """Ray's task API in this process, without a cluster: a task runs when waited for, the latest submitted first
+    (Ray promises no order), and ``calls`` records the order tasks ran in."""
 
     def __init__(self):
         self.calls = []
 
     def remote(self, **resources):
+        import functools
+
         def wrap(function):
             def submit(*args):
-                self.calls.append(args[0])
-                try:
-                    return _Ref("ok", function(*args))
-                except Exception as err:  # noqa: BLE001 - handed back as ray.get raises it
-                    return _Ref("error", err)
+                run = functools.partial(function, *args)
+                return _Ref(run)
 
             return SimpleNamespace(remote=submit)
 
         return wrap
 
-    @staticmethod
-    def wait(refs, num_returns):
-        return refs[:num_returns], refs[num_returns:]
+    def wait(self, refs, num_returns):
+        done = [ref.result(self.calls) for ref in refs[::-1][:num_returns]]
+        return done, [ref for ref in refs if ref not in done]
 
-    @staticmethod
-    def get(ref):
+    def get(self, ref):
+        ref.result(self.calls)
         if ref.status == "error":
             raise ref.value
         return ref.value
@@ -248,10 +257,12 @@ def test_a_failed_run_loses_only_its_own_candidates_and_those_made_from_it(tmp_p
                                {"a": "ckpt-a", "b": "ckpt-b", "c": "ckpt-c"})  # fmt: skip
     seen = {}
 
+    failure = [ValueError("b's loss is NaN")]
+
     def evaluate(unit, config, pairs, prompts, train_storage, store, sources, fingerprint):
         seen[unit.names[0] if unit.names else unit.run, unit.seed] = sources
         if unit.run == "b" and unit.seed == 1:
-            raise ValueError("b's loss is NaN")
+            raise failure[0]
         metrics = {"reward/mean": 1.0, "diversity/word_entropy": 5.0, "kl/ref": 1.0}
         return [(name, metrics, pd.DataFrame()) for name in unit.names], 0.0
 
@@ -260,7 +271,7 @@ def test_a_failed_run_loses_only_its_own_candidates_and_those_made_from_it(tmp_p
         monkeypatch.setattr(ray, name, getattr(fake, name))
     monkeypatch.setattr(confirm, "_evaluate_unit", evaluate)
     store = str(tmp_path / "store")
-    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 2, "-",
+    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 8, "-",
                      lambda _: None, lambda path, write: write(path), store)  # fmt: skip
     status = {(r["trial"], r["seed"]): r["status"] for _, r in rows.iterrows()}
     assert status == {("base", 0): "ok", ("a", 0): "ok", ("a", 1): "ok", ("c", 0): "ok", ("c", 1): "ok",
@@ -270,9 +281,10 @@ def test_a_failed_run_loses_only_its_own_candidates_and_those_made_from_it(tmp_p
     assert ("c+b", 1) not in seen  # never started
     order = [u.names[0] if u.derived else (u.run or "base", u.seed) for u in fake.calls]
     for derived, parents in (("a~x1.5", ["a"]), ("c+b", ["c", "b"])):
-        for unit in [u for u in fake.calls if u.derived and u.names == [derived]]:
-            ran = [(p, unit.seed) for p in parents if (p, unit.seed) in order]
-            assert all(order.index(parent) < fake.calls.index(unit) for parent in ran)
+        for unit in [u for u in fake.calls if u.derived and u.names == [derived] and u.seed == 1]:
+            # at the fresh seed its parents' runs are trained anew: it runs only after them (at the search's seed it
+            # reads their checkpoints, and may run first: the tasks here run latest first)
+            assert all(order.index((p, 1)) < fake.calls.index(unit) for p in parents if (p, 1) in order)
     assert ("b", 0) not in order and ("b", 1) in order  # b's search run: nothing to evaluate, its checkpoint serves
     assert seen["c+b", 0] == {"c": "ckpt-c", "b": "ckpt-b"}  # the search's own runs
     assert seen["a~x1.5", 1]["a"].path == f"{store}/a/seed-1"  # the fresh run's stored models
@@ -290,6 +302,18 @@ def test_a_failed_run_loses_only_its_own_candidates_and_those_made_from_it(tmp_p
     assert [(u.run, u.names, u.seed) for u in fake.calls] == [("a", [], 1), (None, ["a~x1.5"], 1)]
     assert fake.calls[0].keeps == ("model",)
     assert (tmp_path / "confirm" / "a" / "seed-1" / "metrics.json").read_text() == recorded
+    # b's run failing for a reason that may pass (a lost node): the soup fails with it but records nothing, so a
+    # resume runs both again; the stored models stay for it
+    (tmp_path / "confirm" / "c+b" / "seed-1" / "failure.json").unlink()
+    (tmp_path / "store" / "c" / "seed-1").mkdir(parents=True)
+    failure[0] = ConnectionError("the node died")
+    fake.calls.clear()
+    rows = run_units(units, SweepConfig(), pd.DataFrame(), [], tmp_path / "confirm", {"cpu": 1, "gpu": 0}, 8, "-",
+                     lambda _: None, lambda path, write: write(path), store)  # fmt: skip
+    soup = rows.set_index(["trial", "seed"]).loc[("c+b", 1)]
+    assert soup["status"] == "error" and soup["reason"].endswith("ConnectionError: the node died; --resume")
+    assert not list((tmp_path / "confirm" / "c+b" / "seed-1").iterdir()) and (tmp_path / "store" / "c").is_dir()
+    assert sorted((u.run, u.seed) for u in fake.calls) == [("b", 1), ("c", 1)]  # c to store its model again
 
 
 def test_stored_models_count_only_when_every_one_needed_is_listed(tmp_path):

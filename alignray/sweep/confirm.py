@@ -250,16 +250,19 @@ def _evaluate_unit(unit: Unit, config: SweepConfig, pairs: pd.DataFrame, prompts
             target = out / path
             return target if target.is_dir() else fetch_model(unit.checkpoint, path, target)
 
-        evaluated = [(c.id, *evaluate_model(str(model(c.models[0][1])), config, prompts, unit.seed))
-                     for c in unit.candidates]  # fmt: skip
-        if unit.retrained and unit.keeps:
+        if unit.retrained and unit.keeps:  # first: an error evaluating this run's own candidates spares those
             filesystem, root = _filesystem(_stored(store, unit.run, unit.seed))
+            if filesystem.get_file_info(f"{root}/{STORED}").type != fs.FileType.NotFound:
+                filesystem.delete_file(f"{root}/{STORED}")  # an earlier store is not vouched for while overwritten
             for path in unit.keeps:
                 filesystem.create_dir(f"{root}/{path}")
                 fs.copy_files(str(model(path)), f"{root}/{path}", source_filesystem=fs.LocalFileSystem(),
                               destination_filesystem=filesystem)  # fmt: skip
-            with filesystem.open_output_stream(f"{root}/{STORED}") as marker:
+            with filesystem.open_output_stream(f"{root}/.{STORED}.tmp") as marker:  # last, whole or not at all
                 marker.write(json.dumps(list(unit.keeps)).encode())
+            filesystem.move(f"{root}/.{STORED}.tmp", f"{root}/{STORED}")
+        evaluated = [(c.id, *evaluate_model(str(model(c.models[0][1])), config, prompts, unit.seed))
+                     for c in unit.candidates]  # fmt: skip
         return evaluated, trained
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -308,8 +311,11 @@ def run_units(
         todo = [c for c in unit.candidates if not is_done(unit.directory(root, c.id))]
         if unit.names == [BASE_UNIT]:
             waiting += [] if is_done(unit.directory(root, BASE_UNIT)) else [unit]
-        elif todo or needed(unit):  # a run unit redone only to store its models evaluates nothing twice
-            waiting.append(unit if unit.derived else dataclasses.replace(unit, candidates=tuple(todo)))
+        elif unit.derived:
+            waiting += [unit] if todo else []
+        elif todo or needed(unit):  # a run unit redone only to store its models evaluates nothing twice, and one
+            keeps = unit.keeps if needed(unit) else ()  # redone for its own candidates stores only what is missing
+            waiting.append(dataclasses.replace(unit, candidates=tuple(todo), keeps=keeps))
     failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
     lost: dict[tuple[str, int], str] = {}  # (run, seed) -> why its unit failed
     if waiting:
@@ -372,7 +378,7 @@ def run_units(
             shown = ", ".join(f"{m} {metrics[m]:.3g}" for m in dict.fromkeys(
                 [o.metric for o in config.objective_pair] + ["kl/ref"]))  # fmt: skip
             say(f"5/6 confirmation: {name} seed {unit.seed} done: {shown}")
-    if store and derived and all(is_done(d.directory(root, d.names[0])) for d in derived):
+    if store and all(is_done(d.directory(root, d.names[0])) for d in derived):
         try:
             _drop_stored(store)
         except OSError as err:  # the figures are all in; only disk space is at stake
@@ -398,7 +404,10 @@ def _is_stored(store: str, run: str, seed: int, keeps: Sequence[str]) -> bool:
     if filesystem.get_file_info(f"{root}/{STORED}").type != fs.FileType.File:
         return False
     with filesystem.open_input_stream(f"{root}/{STORED}") as marker:
-        return set(keeps) <= set(json.loads(marker.read()))
+        try:
+            return set(keeps) <= set(json.loads(marker.read()))
+        except ValueError:  # not one this code wrote whole: store again
+            return False
 
 
 def _drop_stored(store: str) -> None:

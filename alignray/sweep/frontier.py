@@ -191,6 +191,9 @@ def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
     derived_front = set(table.loc[table["pareto"] & (table["kind"] == DERIVED), "trial"])
     for stale in target.iterdir():  # a trained member is copied again below; a derived one's model is kept
         if stale.name not in derived_front or not (stale / MODEL / "config.json").is_file():
+            if plan.config.keep_all_models and (out / DERIVED / stale.name).is_dir() and (stale / MODEL).is_dir():
+                shutil.rmtree(out / DERIVED / stale.name / MODEL, ignore_errors=True)
+                shutil.move(stale / MODEL, out / DERIVED / stale.name / MODEL)  # a derived model off the frontier
             shutil.rmtree(stale)
     checkpoints = checkpoints_by_trial(grids)
     trained = table[table["kind"] != DERIVED].set_index("trial", drop=False)
@@ -226,7 +229,7 @@ def keep_models(plan: Plan, grids: list, table: pd.DataFrame) -> None:
               and fs.get_file_info(f"{checkpoint.path}/{model}").type != FileType.NotFound):  # fmt: skip
             fs.delete_dir(f"{checkpoint.path}/{model}")  # gone already on a rerun
     if not plan.config.keep_all_models:  # the derive tasks' models off the frontier, errored ones and earlier ones too
-        for built in (out / DERIVED).glob(f"*/{MODEL}"):
+        for built in [*(out / DERIVED).glob(f"*/{MODEL}"), *(out / DERIVED).glob(f"*/.{MODEL}.tmp")]:
             shutil.rmtree(built)
 
 
