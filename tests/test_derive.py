@@ -3,6 +3,8 @@ frontier gets, which models the frontier keeps, and how confirmation groups cand
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,7 +179,7 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     again; every other model is deleted, an errored point's and the derive tasks' own too."""
     import ray
     from ray.tune import Checkpoint
-    from test_confirm import _InlineRay
+    from test_confirm import _InlineRay, _Ref
 
     from alignray.sweep import frontier, plan
     from alignray.sweep.derive import combine
@@ -235,6 +237,28 @@ def test_the_frontier_keeps_its_models_and_the_parents_of_its_derived_ones_only(
     again = load_file(out / "frontier" / "bbbbb2~x1.5" / "model" / "model.safetensors")
     assert all(torch.equal(again[name], built[name]) for name in built)
     assert not list((out / "derived").glob("*/model"))
+    # keep_all_models: a derived model that leaves the frontier goes back beside its samples, not away
+    kept_all = plan.Plan(dataclasses.replace(config, keep_all_models=True), out, "alignray-0123abcd", None, [], [],
+                         {}, {"cpu": 1.0, "gpu": 0.0}, 1, str(root))  # fmt: skip
+    off = table.assign(pareto=table["trial"] == "aaaaa1@3")
+    frontier.keep_models(kept_all, grids, off)
+    assert not (out / "frontier" / "bbbbb2~x1.5").exists()
+    moved = load_file(out / "derived" / "bbbbb2~x1.5" / "model" / "model.safetensors")
+    assert all(torch.equal(moved[name], built[name]) for name in built)
+    # a rebuild that fails leaves the candidate's samples on the frontier, and the sweep going
+    shutil.rmtree(out / "derived" / "bbbbb2~x1.5" / "model")
+
+    def unreadable(*args):
+        raise OSError("parent checkpoint unreadable")
+
+    def failing(**resources):
+        return lambda function: SimpleNamespace(remote=lambda *args: _Ref(functools.partial(unreadable, *args)))
+
+    monkeypatch.setattr(ray, "remote", failing)
+    fake.calls.clear()
+    frontier.keep_models(planned, grids, table)
+    assert len(fake.calls) == 1  # the rebuild was tried, and failed
+    assert sorted(p.name for p in (out / "frontier" / "bbbbb2~x1.5").iterdir()) == ["samples.parquet"]
 
 
 def test_a_derived_model_is_refused_when_the_base_weights_changed(models, tmp_path):
