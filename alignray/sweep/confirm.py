@@ -287,6 +287,7 @@ def run_units(
     import ray
 
     from alignray.sweep.derive import is_done
+    from alignray.sweep.trial import delete_storage
 
     by_run = {(u.run, u.seed): u for u in units if u.run is not None}
     derived = [u for u in units if u.derived]
@@ -313,9 +314,11 @@ def run_units(
             waiting += [] if is_done(unit.directory(root, BASE_UNIT)) else [unit]
         elif unit.derived:
             waiting += [unit] if todo else []
-        elif todo or needed(unit):  # a run unit redone only to store its models evaluates nothing twice, and one
-            keeps = unit.keeps if needed(unit) else ()  # redone for its own candidates stores only what is missing
-            waiting.append(dataclasses.replace(unit, candidates=tuple(todo), keeps=keeps))
+        else:  # a run unit redone only to store its models evaluates nothing twice, and one redone for its own
+            store_again = needed(unit)  # candidates stores nothing no derived model still needs
+            if todo or store_again:
+                waiting.append(dataclasses.replace(unit, candidates=tuple(todo), keeps=unit.keeps if store_again
+                                                   else ()))  # fmt: skip
     failed: dict[tuple[str, int], str] = {}  # (candidate, seed) -> reason
     lost: dict[tuple[str, int], str] = {}  # (run, seed) -> why its unit failed
     if waiting:
@@ -379,8 +382,8 @@ def run_units(
                 [o.metric for o in config.objective_pair] + ["kl/ref"]))  # fmt: skip
             say(f"5/6 confirmation: {name} seed {unit.seed} done: {shown}")
     if store and all(is_done(d.directory(root, d.names[0])) for d in derived):
-        try:
-            _drop_stored(store)
+        try:  # every derived model they were kept for is done
+            delete_storage(store)
         except OSError as err:  # the figures are all in; only disk space is at stake
             say(f"5/6 confirmation: could not delete the stored models under {store} ({err})")
     return pd.DataFrame([_row(u, n, u.directory(root, n), failed.get((n, u.seed))) for u in units for n in u.names])
@@ -408,17 +411,6 @@ def _is_stored(store: str, run: str, seed: int, keeps: Sequence[str]) -> bool:
             return set(keeps) <= set(json.loads(marker.read()))
         except ValueError:  # not one this code wrote whole: store again
             return False
-
-
-def _drop_stored(store: str) -> None:
-    """Delete the run units' stored models: every derived candidate they were kept for is done."""
-    from pyarrow import fs
-
-    from alignray.sweep.trial import _filesystem
-
-    filesystem, root = _filesystem(store)
-    if filesystem.get_file_info(root).type != fs.FileType.NotFound:
-        filesystem.delete_dir(root)
 
 
 def _failed(

@@ -39,7 +39,8 @@ import pandas as pd
 from alignray.sweep.config import PARAMETERS, SweepConfig
 
 __all__ = ["DERIVED", "MODEL", "Recipe", "build", "build_and_evaluate", "combine", "derive", "derive_recipes",
-           "fetch_model", "is_done", "model_files", "model_path", "recipe_of", "write_model"]  # fmt: skip
+           "fetch_model", "is_done", "model_files", "model_path", "read_model", "recipe_of",
+           "write_model"]  # fmt: skip
 
 DERIVED = "derived"
 """The ``kind`` of a derived candidate in ``results.parquet`` (trained ones: "trial", the final model, and "point",
@@ -118,10 +119,11 @@ def combine(
     from alignray.world import load_policy, weights_fingerprint
 
     model, tokenizer = load_policy(base, device="cpu")
-    if fingerprint is not None and weights_fingerprint(model) != fingerprint:
-        raise ValueError(f"the base policy {base} now has weights fingerprint {weights_fingerprint(model)}, not the "
-                         f"{fingerprint} the sweep recorded in sweep.json: its trials were fine-tuned from other "
-                         "weights, so no model can be derived from them")  # fmt: skip
+    found = weights_fingerprint(model) if fingerprint is not None else None
+    if found != fingerprint:
+        raise ValueError(f"the base policy {base} now has weights fingerprint {found}, not the {fingerprint} the "
+                         "sweep recorded in sweep.json: its trials were fine-tuned from other weights, so no model "
+                         "can be derived from them")  # fmt: skip
     with torch.no_grad():
         start = {name: p.detach().float().clone() for name, p in model.named_parameters()}
         moved = {name: torch.zeros_like(p) for name, p in start.items()}
@@ -159,7 +161,7 @@ def build_and_evaluate(
     with tempfile.TemporaryDirectory(prefix="alignray-derive-") as scratch:
         model = build(recipe, sources, config.policy, Path(scratch) / "model", fingerprint)
         metrics, samples = evaluate_model(str(model), config, prompts, seed)
-        return metrics, samples, {p.name: p.read_bytes() for p in sorted(model.iterdir()) if p.is_file()}
+        return metrics, samples, read_model(model)
 
 
 def build(
@@ -239,6 +241,11 @@ MODEL = "model"
 """A derived candidate's model under its directory, as its task built it: kept for the frontier, deleted off it."""
 
 
+def read_model(directory: Path) -> dict[str, bytes]:
+    """A saved model's files by name, for a Ray task to hand back to the driver (``write_model`` writes them)."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
 def write_model(directory: Path, files: dict[str, bytes]) -> Path:
     """Write a model's ``files`` (name to bytes, as a task returned them) to ``directory`` whole or not at all: into a
     scratch directory beside it, renamed into place."""
@@ -255,8 +262,7 @@ def write_model(directory: Path, files: dict[str, bytes]) -> Path:
 def model_files(recipe: Recipe, sources: dict[str, tuple[Any, str]], base: str, fingerprint: str | None) -> dict:
     """Runs as a Ray task: the recipe's model (``build``) as its files by name, for the driver to write."""
     with tempfile.TemporaryDirectory(prefix="alignray-derive-") as scratch:
-        model = build(recipe, sources, base, Path(scratch) / MODEL, fingerprint)
-        return {p.name: p.read_bytes() for p in sorted(model.iterdir()) if p.is_file()}
+        return read_model(build(recipe, sources, base, Path(scratch) / MODEL, fingerprint))
 
 
 def is_done(directory: Path) -> bool:

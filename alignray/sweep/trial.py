@@ -47,8 +47,9 @@ import pandas as pd
 from alignray.sweep.config import SweepConfig
 from alignray.train_config import POINTS, TrainConfig
 
-__all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "drop_train_run", "evaluate_model",
-           "evaluate_points", "failure_reason", "is_deterministic", "run_trial", "train_config"]  # fmt: skip
+__all__ = ["DETERMINISTIC", "FAULT_VARIABLE", "Failures", "TrialFailed", "delete_storage", "drop_train_run",
+           "evaluate_model", "evaluate_points", "failure_reason", "is_deterministic", "run_trial",
+           "train_config"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,14 @@ def run_trial(
 def drop_train_run(train_storage: str, run_name: str) -> None:
     """Delete a multi-worker trial's Ray Train run under ``train_storage`` (a local path or a cloud URI): it holds a
     full model for each checkpoint, which the frontier's bookkeeping would otherwise never delete."""
+    delete_storage(f"{train_storage.rstrip('/')}/{run_name}")
+
+
+def delete_storage(storage: str) -> None:
+    """Delete the directory ``storage`` (a local path or a cloud URI) with all it holds; nothing when it is gone."""
     from pyarrow import fs
 
-    filesystem, root = _filesystem(train_storage)
-    path = f"{root}/{run_name}"
+    filesystem, path = _filesystem(storage)
     if filesystem.get_file_info(path).type != fs.FileType.NotFound:
         filesystem.delete_dir(path)
 
