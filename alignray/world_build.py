@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     DataCollatorWithPadding,
@@ -52,6 +55,7 @@ __all__ = [
     "measure_world",
     "rebuild_reward",
     "reward_accuracies",
+    "teacher_probabilities",
     "world_reviews",
     "write_model_card",
 ]
@@ -106,6 +110,9 @@ class WorldBuild:
     """Reviews per step."""
     reward_lr: float = 1e-3
     """Peak learning rate (linear decay, 5% warm-up)."""
+    reward_teacher: float = 0.5
+    """Weight of the n-gram teacher's out-of-fold P(positive) in each training row's target (the label has the rest;
+    0: the labels alone, no teacher is fitted)."""
     judge_dim: int = 128
     """The judge's DistilBERT width; equal to policy_dim so its embeddings start from the policy's, as the reward's."""
     judge_layers: int = 3
@@ -124,8 +131,12 @@ class WorldBuild:
     """Reviews per step of the judge."""
     judge_lr: float = 1e-3
     """The judge's peak learning rate (linear decay, 5% warm-up)."""
+    judge_teacher: float = 0.5
+    """Weight of the judge's own n-gram teacher (fitted on the judge's rows, folds drawn with its seed)."""
     judge_seed: int = 1
     """The judge's seed (initialisation, openings, data order): another than the reward's."""
+    teacher_folds: int = 4
+    """Folds of the teachers' cross-fitting: each row's P(positive) comes from a teacher that never saw its review."""
     eval_reviews: int = 1000
     """Held-out reviews for policy perplexity."""
     reward_eval_reviews: int | None = None
@@ -141,7 +152,7 @@ class WorldBuild:
     """Seed of tokenizer-independent randomness: initialisation, batching, prompts, sampling."""
 
     def __post_init__(self) -> None:
-        may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings")
+        may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings", "reward_teacher", "judge_teacher")
         positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in may_be_zero]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -149,6 +160,11 @@ class WorldBuild:
         for name in ("reward_openings", "judge_openings"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
+        for name in ("reward_teacher", "judge_teacher"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
+        if self.teacher_folds < 2:
+            raise ValueError(f"teacher_folds={self.teacher_folds!r} must be >= 2")
         if self.reward_eval_reviews is not None and self.reward_eval_reviews <= 0:
             raise ValueError(f"reward_eval_reviews={self.reward_eval_reviews!r} must be None or > 0")
         if self.max_reviews is not None and self.max_reviews < 20:
@@ -346,11 +362,39 @@ def _setting(build: WorldBuild, role: str, name: str):
     return build.seed if (role, name) == ("reward", "seed") else getattr(build, f"{role}_{name}")
 
 
+def teacher_probabilities(
+    texts: list[str], labels: np.ndarray, groups: np.ndarray, folds: int, seed: int
+) -> np.ndarray:
+    """Out-of-fold P(positive) of each text under a bag-of-bigrams logistic regression (the classic IMDB baseline).
+
+    Rows of one group (the views of one review) share a fold, drawn with ``seed``, and each fold is scored by a
+    teacher fitted on the others, so no row's probability comes from a model that saw its review.
+    """
+    fold = np.random.default_rng(seed).permutation(int(groups.max()) + 1)[groups] % folds
+    probabilities = np.empty(len(texts))
+    for k in range(folds):
+        held = fold == k
+        if not held.any():  # more folds than reviews
+            continue
+        teacher = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+            LogisticRegression(C=1.0, max_iter=1000),
+        )
+        teacher.fit([texts[i] for i in np.flatnonzero(~held)], labels[~held])
+        probabilities[held] = teacher.predict_proba([texts[i] for i in np.flatnonzero(held)])[:, 1]
+    return probabilities
+
+
 def _reward_views(
     build: WorldBuild, reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast, role: str = "reward"
 ) -> dict[str, list]:
-    """A classifier's training rows: each review's head, its tail and ``<role>_openings`` seeded openings."""
-    texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
+    """A classifier's training rows: each review's head, its tail and ``<role>_openings`` seeded openings.
+
+    ``labels`` are soft targets [P(negative), P(positive)]: the review's label mixed with weight ``<role>_teacher``
+    into the out-of-fold probability of an n-gram teacher that reads the row's own text. A short opening says less
+    than its review: the teacher's doubt on it is a truer target than the review's verdict.
+    """
+    texts, labels = reviews["text"].tolist(), reviews["label"].to_numpy(int)
     max_length, openings = _setting(build, role, "max_length"), _setting(build, role, "openings")
     side = tokenizer.truncation_side
     views = {}
@@ -358,17 +402,35 @@ def _reward_views(
         tokenizer.truncation_side = truncation_side
         views[view] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     tokenizer.truncation_side = side
-    rng = np.random.default_rng(_setting(build, role, "seed"))
+    seed = _setting(build, role, "seed")
+    rng = np.random.default_rng(seed)
     low, high = build.reward_opening_min_tokens, build.reward_opening_max_tokens
     # One more than the drawn length: the head starts with the eos that DistilBERT pools.
     lengths = rng.integers(low, high + 1, size=(openings, len(texts))) + 1
     cut = [ids[:k] for row in lengths for ids, k in zip(views["head"], row, strict=True)]
     input_ids = views["head"] + views["tail"] + cut
+    target = np.tile(labels, 2 + openings).astype(float)
+    weight = _setting(build, role, "teacher")
+    if weight > 0:
+        started = time.monotonic()
+        groups = np.tile(np.arange(len(texts)), 2 + openings)
+        read = tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+        taught = teacher_probabilities(read, target.astype(int), groups, build.teacher_folds, seed)
+        log.info(
+            "%s teacher: out-of-fold accuracy %.1f%% on %d rows in %.0f s",
+            role, 100 * ((taught > 0.5) == target).mean(), len(read), time.monotonic() - started,
+        )
+        target = (1 - weight) * target + weight * taught
     return {
         "input_ids": input_ids,
         "attention_mask": [[1] * len(ids) for ids in input_ids],
-        "labels": labels * (2 + openings),
+        "labels": np.stack([1 - target, target], axis=1).tolist(),
     }
+
+
+def _soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Cross-entropy of the logits against soft targets (``Trainer``'s ``compute_loss_func``)."""
+    return torch.nn.functional.cross_entropy(outputs.logits.float(), labels.float())
 
 
 BUDGET_SHARES = {"policy": 0.55, "reward": 0.2, "judge": 0.25}
@@ -409,6 +471,7 @@ def train_reward(
         pad_token_id=tokenizer.pad_token_id,
         id2label=LABELS,
         label2id={v: k for k, v in LABELS.items()},
+        problem_type="single_label_classification",  # a softmax over the labels, though trained on soft targets
     )
     seed = _setting(build, role, "seed")
     torch.manual_seed(seed)
@@ -434,6 +497,7 @@ def train_reward(
         train_dataset=data,
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[callback],
+        compute_loss_func=_soft_cross_entropy,
     )
     trainer.train()
     return model.eval()
@@ -531,12 +595,17 @@ def _load_policy(out: Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     return load_policy(str(out / "policy"))  # safetensors, no remote code, on pick_device(), eval mode
 
 
+_BEFORE_TEACHERS = {"reward_teacher": 0.0, "judge_teacher": 0.0}
+"""A world saved before the classifiers had teachers trained them on the labels alone, whatever today's default."""
+
+
 def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
     """``build.json`` of the world under ``out`` and its build (fields it predates take today's defaults)."""
     path = out / "build.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: build the world first with jobs/build_world.py --out {out}")
     card = json.loads(path.read_text())
+    card["build"] = {**_BEFORE_TEACHERS, **card["build"]}
     known = {f.name for f in fields(WorldBuild)}
     return card, WorldBuild(**{k: v for k, v in card["build"].items() if k in known})
 
@@ -633,10 +702,11 @@ _POLICY_FIELDS = (
     "seed",
     "reward_opening_min_tokens",
     "reward_opening_max_tokens",
+    "teacher_folds",
     *(f.name for f in fields(WorldBuild) if f.name.startswith("policy_")),
 )
-"""Build fields that shape the tokenizer, the policy or both classifiers' openings: a reward-only or judge-only
-build must keep the saved world's."""
+"""Build fields that shape the tokenizer, the policy or both classifiers' openings and teachers: a reward-only or
+judge-only build must keep the saved world's."""
 
 
 def _default_command(name: str, out: Path) -> str:
@@ -731,6 +801,39 @@ def _trend(curve: list[dict]) -> str:
             " longer schedule, more passes over the reviews, is what would lower it further.")
 
 
+TARGETS = (
+    ("policy_heldout_perplexity", "policy perplexity", "<=", 160.0),
+    ("policy_samples_nonword_rate", "non-words in sampled continuations", "<=", 0.07),
+    ("reward_heldout_accuracy", "reward, whole reviews", ">=", 0.891),
+    ("reward_heldout_accuracy_48_words", "reward, first 48 words", ">=", 0.80),
+    ("reward_heldout_accuracy_24_words", "reward, first 24 words", ">=", 0.75),
+)
+"""The tiny-imdb world's targets (issue 22): figure, what it measures, and the bound it must meet."""
+
+
+def target_lines(figures: dict) -> list[str]:
+    """One line per target the card's figures can say something about: met or missed, and by how much; the judge
+    must be at least as accurate as the reward on every accuracy measured."""
+
+    def shown(key: str, value: float) -> str:
+        return f"{value:.1f}" if key.endswith("perplexity") else f"{value:.2%}"
+
+    lines = []
+    for key, what, sense, bound in TARGETS:
+        if key in figures:
+            value = figures[key]
+            met = value <= bound if sense == "<=" else value >= bound
+            lines.append(f"- {what}: {shown(key, value)} against {sense} {shown(key, bound)}: "
+                         + ("met" if met else "**missed**"))
+    accuracies = {key: what for key, what, *_ in TARGETS if key.startswith("reward_heldout_accuracy")}
+    judged = {key: figures.get(key.replace("reward", "judge", 1)) for key in accuracies}
+    if all(key in figures and judge is not None for key, judge in judged.items()):
+        short = [what.removeprefix("reward, ") for key, what in accuracies.items() if judged[key] < figures[key]]
+        verdict = f"**missed** on {', '.join(short)}" if short else "met"
+        lines.append(f"- judge at least as accurate as the reward on each of those: {verdict}")
+    return lines
+
+
 def write_model_card(card: dict, out: str | Path) -> Path:
     """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, the policy's learning curve, build
     commands and times, and the held-out figures."""
@@ -744,6 +847,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     params = card["parameters"]
     curve = card.get("policy_curve") or []
     judge = "judge" in params
+    judge_taught = ", teachers" if build.get("judge_teacher") else ""
 
     def accuracies(role: str) -> str:
         return (f"whole reviews **{figures[f'{role}_heldout_accuracy']:.1%}**; their first 48 words"
@@ -760,7 +864,16 @@ def write_model_card(card: dict, out: str | Path) -> Path:
                 f" seed {seed}; labels {{0: NEGATIVE, 1: POSITIVE}}; word embeddings start from the policy's;"
                 f" trained on the head, the tail and {build[f'{role}_openings']} opening(s) of"
                 f" {build['reward_opening_min_tokens']}-{build['reward_opening_max_tokens']} tokens (the length of a"
-                f" sampled completion) of each review, drawn with its seed; reads the tail of long texts. {what}")
+                f" sampled completion) of each review, drawn with its seed; {taught(role)}reads the tail of long"
+                f" texts. {what}")
+
+    def taught(role: str) -> str:
+        weight = build.get(f"{role}_teacher", 0)
+        if not weight:
+            return ""
+        return (f"each row's target is {1 - weight:g} x its review's label + {weight:g} x the out-of-fold"
+                f" P(positive) of a bag-of-bigrams logistic regression reading that row ({build['teacher_folds']}"
+                " folds by review, drawn with its seed); ")
 
     lines = [
         f"# {card['name']}: the embedded alignray world",
@@ -782,8 +895,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f" {build['policy_steps']} steps x {build['policy_batch']} blocks of {build['policy_context']} tokens"
         f" ({tokens / 1e6:.1f}M tokens), lr {build['policy_lr']} cosine.",
         classifier("reward", "It labels the preference pairs and is the reward a sweep optimises."),
-        *([classifier("judge", "Another shape, seed, set of openings and data order than the reward's, so that its "
-                               "errors are its own; sweeps record it (`judge/mean`) and never optimise it.")]
+        *([classifier("judge", f"Another shape, seed, set of openings{judge_taught} and data order than the reward's;"
+                               " sweeps record it (`judge/mean`) and never optimise it.")]
           if judge else []),
         "",
         "## Why these sizes",
@@ -795,6 +908,14 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
         "The classifiers are as wide as the policy so that they start from its trained word embeddings; the reward",
         "scores every sample of every trial and stays small, the judge scores evaluations only and is larger.",
+        *(["Trained on the labels alone, a network this small reads a completion-length opening worse than the",
+           "classic bag-of-bigrams logistic regression does, and is taught that every opening of a positive review is",
+           "certainly positive. So a classifier with a teacher also learns from such a regression's out-of-fold",
+           "probability for each of its rows (`alignray.world_build.teacher_probabilities`), which knows the words",
+           "and doubts an opening that says little. The reward's and the judge's teachers are the same kind of",
+           "regression on the same reviews, fitted on their own openings and folds: the judge shares more of the",
+           "reward's view of the words than two networks trained on the labels alone would."]
+          if build.get("reward_teacher") or build.get("judge_teacher") else []),
         "",
         "## Policy learning curve",
         "Training loss and held-out perplexity (the first 256 blocks of the held-out reviews) along training:",
@@ -821,6 +942,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         + f"; their reward is {figures['policy_samples_reward_mean']:.2f}"
         f" +- {figures['policy_samples_reward_std']:.2f}",
         "",
+        *(["## Targets", *target_lines(figures), ""] if card["name"] == "tiny-imdb" else []),
         "## Build",
         *how,
         "",

@@ -18,12 +18,15 @@ from alignray.world_build import (
     BUILDS,
     WorldBuild,
     _reward_views,
+    _soft_cross_entropy,
     check_reward_only,
     measure,
     measure_world,
     perplexity,
     rebuild_reward,
     reward_tokenizer,
+    target_lines,
+    teacher_probabilities,
     train_tokenizer,
     world_reviews,
     write_model_card,
@@ -170,6 +173,9 @@ def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenize
         ("reward_lr", -1.0, "reward_lr=-1.0 must be > 0"),
         ("max_reviews", 5, "max_reviews=5 must be None or >= 20"),
         ("policy_dim", 30, "policy_dim=30 must be divisible by policy_heads=4"),
+        ("reward_teacher", 1.5, r"reward_teacher=1.5 must be in \[0, 1\]"),
+        ("judge_teacher", -0.1, r"judge_teacher=-0.1 must be in \[0, 1\]"),
+        ("teacher_folds", 1, "teacher_folds=1 must be >= 2"),
     ],
 )
 def test_build_config_names_the_bad_field(field, value, message):
@@ -217,18 +223,119 @@ def test_reward_trains_on_seeded_openings_of_completion_length():
     )
     tok = reward_tokenizer(train_tokenizer(reviews["text"].tolist(), vocab_size=300), max_length=16)
     build = dataclasses.replace(
-        BUILDS["micro"], reward_openings=2, reward_opening_min_tokens=3, reward_opening_max_tokens=6
+        BUILDS["micro"], reward_openings=2, reward_opening_min_tokens=3, reward_opening_max_tokens=6, reward_teacher=0
     )
     views = _reward_views(build, reviews, tok)
     assert views == _reward_views(build, reviews, tok)
     assert len(views["input_ids"]) == len(views["labels"]) == 4 * len(reviews)
-    assert views["labels"][-len(reviews) :] == reviews["label"].tolist()
+    # without a teacher the targets are the reviews' labels, one-hot
+    assert [row[1] for row in views["labels"][-len(reviews) :]] == reviews["label"].tolist()
+    assert all(sorted(row) == [0.0, 1.0] for row in views["labels"])
     heads, openings = views["input_ids"][: len(reviews)], views["input_ids"][2 * len(reviews) :]
     for index, opening in enumerate(openings):
         head = heads[index % len(reviews)]
         assert opening == head[: len(opening)] and opening[0] == tok.eos_token_id
         assert 3 <= len(opening) - 1 <= 6
     assert len({len(opening) for opening in openings}) > 1
+
+
+def test_the_teacher_never_scores_a_review_it_was_fitted_on():
+    # Each review's four views share a word no other review has: a teacher fitted on the other views of the same
+    # review would read its label off that word; out of fold it has never seen the word and only knows the base rate.
+    rng = np.random.default_rng(0)
+    labels = np.tile(rng.integers(0, 2, size=200), 4)
+    texts = [f"w{i:03d}x w{i:03d}x" for i in range(200)] * 4
+    groups = np.tile(np.arange(200), 4)
+    probabilities = teacher_probabilities(texts, labels, groups, folds=4, seed=0)
+    assert np.abs(probabilities - 0.5).max() < 0.15
+    assert abs(np.corrcoef(probabilities, labels)[0, 1]) < 0.3
+    # folds drawn per row would leak: the teacher reads the label off the word (correlation ~0.9)
+    leaked = teacher_probabilities(texts, labels, np.arange(len(texts)), folds=4, seed=0)
+    assert np.corrcoef(leaked, labels)[0, 1] > 0.6
+    # the same words with the labels' sentiment are learnt: the teacher is a real classifier
+    texts = [("great fine" if y else "awful dull") + f" w{i % 200:03d}x" for i, y in enumerate(labels)]
+    probabilities = teacher_probabilities(texts, labels, groups, folds=4, seed=0)
+    assert ((probabilities > 0.5) == labels).all()
+
+
+def test_a_classifier_s_rows_of_one_review_share_their_teachers_fold():
+    # every view of review i starts with its own word; if its head, tail and openings fell in different folds, the
+    # teacher of one would have read the word with the review's label in another, and its target would show it
+    rng = np.random.default_rng(1)
+    reviews = pd.DataFrame(
+        {
+            "text": [f"u{i:03d}x the film was a film of the year " * 2 for i in range(160)],
+            "label": rng.integers(0, 2, size=160),
+        }
+    )
+    tok = reward_tokenizer(train_tokenizer(reviews["text"].tolist(), vocab_size=400), max_length=64)
+    build = dataclasses.replace(
+        BUILDS["micro"], reward_openings=2, reward_opening_min_tokens=6, reward_opening_max_tokens=8, reward_teacher=0.3
+    )
+    targets = np.array(_reward_views(build, reviews, tok)["labels"])[:, 1]
+    labels = np.tile(reviews["label"].to_numpy(), 4)
+    taught = (targets - 0.7 * labels) / 0.3  # the teacher's share of each target
+    assert ((taught >= -1e-9) & (taught <= 1 + 1e-9)).all()
+    assert abs(np.corrcoef(taught, labels)[0, 1]) < 0.3
+
+
+def test_a_teacher_softens_the_targets_of_what_says_little():
+    words = {1: "great wonderful loved", 0: "awful boring hated"}
+    reviews = pd.DataFrame(
+        {"text": [f"the film was {words[i % 2]} " * 3 for i in range(40)], "label": [i % 2 for i in range(40)]}
+    )
+    tok = reward_tokenizer(train_tokenizer(reviews["text"].tolist(), vocab_size=300), max_length=64)
+    build = dataclasses.replace(
+        BUILDS["micro"], reward_openings=1, reward_opening_min_tokens=1, reward_opening_max_tokens=2
+    )
+    hard = np.array(_reward_views(dataclasses.replace(build, reward_teacher=0), reviews, tok)["labels"])
+    soft = np.array(_reward_views(dataclasses.replace(build, reward_teacher=0.3), reviews, tok)["labels"])
+    assert np.allclose(soft.sum(axis=1), 1) and ((soft >= 0) & (soft <= 1)).all()
+    positive = hard[:, 1]
+    heads, openings = slice(0, 40), slice(80, 120)
+    # each target is 0.7 x the label + 0.3 x the teacher's probability, which lies in [0, 1]
+    taught = (soft[:, 1] - 0.7 * positive) / 0.3
+    assert ((taught >= -1e-9) & (taught <= 1 + 1e-9)).all()
+    # whole reviews: the teacher agrees with the label
+    assert ((taught[heads] > 0.5) == (positive[heads] == 1)).all()
+    # "the film" says nothing: the teacher doubts, and the target moves from the label towards 0.5
+    assert np.abs(taught[openings] - 0.5).max() < 0.15
+    assert np.abs(soft[openings, 1] - positive[openings]).min() > 0.09
+
+
+def test_the_card_says_which_targets_the_world_met_and_misses_a_judge_weaker_than_the_reward():
+    figures = {
+        "policy_heldout_perplexity": 150.0,
+        "policy_samples_nonword_rate": 0.08,
+        "reward_heldout_accuracy": 0.8909,
+        "reward_heldout_accuracy_48_words": 0.80,
+        "reward_heldout_accuracy_24_words": 0.76,
+        "judge_heldout_accuracy": 0.90,
+        "judge_heldout_accuracy_48_words": 0.79,
+        "judge_heldout_accuracy_24_words": 0.76,
+    }
+    lines = target_lines(figures)
+    assert lines[:5] == [
+        "- policy perplexity: 150.0 against <= 160.0: met",
+        "- non-words in sampled continuations: 8.00% against <= 7.00%: **missed**",
+        "- reward, whole reviews: 89.09% against >= 89.10%: **missed**",
+        "- reward, first 48 words: 80.00% against >= 80.00%: met",
+        "- reward, first 24 words: 76.00% against >= 75.00%: met",
+    ]
+    assert lines[5] == "- judge at least as accurate as the reward on each of those: **missed** on first 48 words"
+    assert target_lines({**figures, "judge_heldout_accuracy_48_words": 0.80})[5].endswith(": met")
+    # a world without a judge says nothing about it
+    assert len(target_lines({k: v for k, v in figures.items() if not k.startswith("judge")})) == 5
+
+
+def test_soft_cross_entropy_is_the_models_own_loss_on_one_hot_targets():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    logits = torch.tensor([[0.3, -1.2], [2.0, 0.5], [-0.4, 0.9]])
+    labels = torch.tensor([1, 0, 1])
+    one_hot = torch.nn.functional.one_hot(labels, 2).float()
+    loss = _soft_cross_entropy(SequenceClassifierOutput(logits=logits), one_hot)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
 
 
 def test_measuring_a_saved_world_again_gives_its_card_figures(micro_world):
@@ -287,6 +394,23 @@ def test_reward_only_build_keeps_the_policy_and_replaces_the_reward(micro_world,
     assert "retrained alone by `python jobs/build_world.py --reward-only`" in text
     assert f"`python jobs/measure_world.py --world {out}`" in text
     assert f"{saved['figures']['reward_heldout_accuracy_24_words']:.1%}" in text
+    # both classifiers were taught by their own n-gram teachers, and the card says with which weight
+    assert text.count("0.5 x the out-of-fold P(positive)") == 2 and "teacher_probabilities" in text
+
+
+def test_a_world_saved_before_teachers_keeps_an_untaught_judge_through_a_reward_only_build(micro_world, tmp_path):
+    source, _ = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    card = json.loads((out / "build.json").read_text())
+    for name in ("reward_teacher", "judge_teacher", "teacher_folds"):
+        del card["build"][name]
+    (out / "build.json").write_text(json.dumps(card))
+    new = rebuild_reward(BUILDS["micro"], out)
+    assert new["build"]["reward_teacher"] == BUILDS["micro"].reward_teacher > 0
+    assert new["build"]["judge_teacher"] == 0  # the judge it kept learnt from the labels alone
+    text = write_model_card(new, out).read_text()
+    assert text.count("x the out-of-fold P(positive)") == 1 and "set of openings and data order" in text
 
 
 def test_reward_only_build_refuses_settings_of_another_policy(micro_world, tmp_path):
