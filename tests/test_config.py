@@ -1,5 +1,6 @@
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -291,3 +292,13 @@ def test_the_sweep_takes_two_objectives_on_the_command_line_each_with_a_directio
         with pytest.raises(SystemExit):
             parse_config(SweepConfig, ["--objectives", *argv])
         assert message in capsys.readouterr().err
+
+
+def test_the_bounds_calibration_sweep_the_docs_quote_loads_without_bounds():
+    from alignray.sweep.config import SWEEP_PRESETS, SweepConfig
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "calibrate_bounds.yaml"
+    config = parse_config(SweepConfig, ["--config", str(path)], presets=SWEEP_PRESETS)
+    assert config.max_kl is None and config.max_nonword_increase is None and config.max_garbled_increase is None
+    assert (config.sampler, config.num_trials, config.confirmation_prompts) == ("random", 12, 0)
+    assert config.learning_rate_max == 2e-3 > SweepConfig().learning_rate_max

@@ -81,8 +81,8 @@ class SweepConfig:
     (log scale), where every divergence can be feasible."""
     learning_rate_max: float = 1e-3
     """Largest learning rate: the edge of the KL budget on tiny-imdb. In the sweep measured under max_kl the trials at
-    lr 1.1e-3-1.4e-3 ended at KL 11-17 nats and the one at 9e-4 at 10.4, while every trial at lr <= 5e-4 stayed below
-    2.6 nats; the policy's own pretraining peak rate is 2e-3."""
+    lr 7e-4-1.4e-3 ended at KL 9.5-17.3 nats (the reverse-KL one at 9e-4 at 9.5), while every trial at lr <= 5e-4
+    stayed below 3.0 nats; the policy's own pretraining peak rate is 2e-3."""
     alpha_min: float = 0.1
     """Smallest α of alpha_divergence (the paper's α; uniform)."""
     alpha_max: float = 0.9
@@ -104,26 +104,30 @@ class SweepConfig:
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
-    Measured on the rebuilt tiny-imdb (a 12-trial random sweep without bounds, lr 1e-4 to 2e-3, 96 evaluation
-    prompts x 2, seed 0; 24 candidates with their points; base: non-word rate 0.081, garbled 0.005, word entropy
-    6.05). Below KL 2.6 (lr <= 5e-4) every candidate kept the base's text: non-words 0.075-0.109, word entropy
-    5.92-6.14. At 8.2-10.4 nats (reverse KL, lr 9e-4) non-words rose to 0.110-0.118 and word entropy held (6.00-6.04);
-    past 10 nats the text changed: a JS trial at 9.1-12.7 nats wrote 0.157-0.186 non-words and 4.7-6.3% garbled
-    completions, an α trial at 11.1-11.2 fell to word entropy 5.84-5.86, and reverse KL at 12.4-16.9 wrote
-    0.124-0.143 non-words."""
+    Measured on tiny-imdb with its distilled reward (`python jobs/sweep.py --config docs/calibrate_bounds.yaml`: 12
+    random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation prompts x 2, seed 0; 24 candidates with their
+    points; base: non-word rate 0.081, garbled 0.005, word entropy 6.05). Below KL 3.0 (lr <= 5e-4) every candidate
+    kept the base's text: non-words 0.088-0.113, word entropy 5.96-6.13. At 9.5 nats (reverse KL, lr 9e-4) non-words
+    rose to 0.114-0.134 and word entropy held (5.96-6.07); around and past 10 nats the text changed: a JS trial at
+    9.1-11.1 nats wrote 0.145-0.159 non-words and 2.1-4.7% garbled completions, an α trial at 9.3-10.2 fell to word
+    entropy 5.85-5.89, and reverse KL at 15.9-17.3 nats wrote 0.110-0.139 non-words and lost 0.1-0.25 nats of word
+    entropy. (The first world's reward, before distillation, gave the same picture: KL 2.6 at lr <= 5e-4, 8.2-10.4 at
+    lr 9e-4.)"""
     max_nonword_increase: float | None = 0.05
     """Fluency bound: a trial whose fluency/nonword_rate (share of words outside the reference vocabulary) exceeds the
     base policy's by more than this is infeasible. None: no bound. In the sweep measured under max_kl every candidate
-    up to 10.4 nats lay within +0.037 of the base's 0.081; beyond the budget this bound catches the JS trial (+0.076
-    and +0.106, the first of them inside the KL budget at 9.1 nats) and the reverse-KL one at 16.9 nats (+0.063)."""
+    below 3 nats lay within +0.032 of the base's 0.081, and the reverse-KL trial at 9.5 nats within +0.053 (its point
+    just outside the bound, its final model inside); this bound catches the JS trial (+0.079 at 9.1 nats, +0.065 at
+    11.1) and the reverse-KL one at 17.3 nats (+0.058)."""
     max_garbled_increase: float | None = 0.04
     """Fluency bound on the tail: a candidate whose fluency/garbled_rate (the share of its completions at least 40%
     of whose words are non-words: gibberish on tiny-imdb) exceeds the base policy's by more than this is infeasible.
     The mean bound above misses a policy that writes normal text and, now and then, gibberish. None: no bound.
     Calibrated on two default sweeps of the first world (seed 0, 96 evaluation prompts x 2, samples read): the base
     wrote 0 of 192 such completions; candidates below KL 5 wrote 0-4.7%, most under 3%; candidates past KL 5.8 wrote
-    2.1-12.5%, most above 5%. Measured again on the rebuilt world (the sweep under max_kl): the base wrote 0.5%, every
-    candidate up to 10.4 nats 0-1.6%, the JS trial at 9.1-12.7 nats 4.7-6.3%, which this bound leaves out."""
+    2.1-12.5%, most above 5%. Measured again with the distilled reward (the sweep under max_kl): the base wrote
+    0.5%, every candidate below 3 nats 0-2.6%, the reverse-KL trial at 9.5 nats 1.0%, the JS trial at 9.1-11.1 nats
+    2.1-4.7%, whose first point this bound leaves out."""
     hv_reward: float | None = None
     """The first objective's value at the hypervolume reference point (default: the base policy's)."""
     hv_diversity: float | None = None
