@@ -107,10 +107,11 @@ def test_committed_world_is_small_safetensors_only_and_meets_its_card():
     for role in ("policy", "reward", "judge"):
         assert (TINY / role / "model.safetensors").is_file()
     figures = json.loads((TINY / "build.json").read_text())["figures"]
-    assert figures["reward_heldout_accuracy"] >= 0.87
-    # Sweeps score ~35-word completions: the committed reward judges review openings of that length too.
-    assert figures["reward_heldout_accuracy_48_words"] >= 0.77
-    assert figures["reward_heldout_accuracy_24_words"] >= 0.72
+    assert figures["reward_heldout_accuracy"] >= 0.885
+    # Sweeps score ~35-word completions: the committed reward judges review openings of that length too (distilled
+    # from an n-gram teacher; on the labels alone it read them at 77.6% and 73.0%).
+    assert figures["reward_heldout_accuracy_48_words"] >= 0.785
+    assert figures["reward_heldout_accuracy_24_words"] >= 0.74
     # the judge reads them about as well (within 1 point; 2490 reviews give each accuracy a standard error of ~0.8)
     for key in ("", "_48_words", "_24_words"):
         assert figures[f"judge_heldout_accuracy{key}"] >= figures[f"reward_heldout_accuracy{key}"] - 0.01, key
