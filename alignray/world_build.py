@@ -600,7 +600,8 @@ _BEFORE_TEACHERS = {"reward_teacher": 0.0, "judge_teacher": 0.0}
 
 
 def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
-    """``build.json`` of the world under ``out`` and its build (fields it predates take today's defaults)."""
+    """``build.json`` of the world under ``out`` and its build (fields it predates take today's defaults, but for
+    the teachers' weights, which take 0: ``_BEFORE_TEACHERS``)."""
     path = out / "build.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: build the world first with jobs/build_world.py --out {out}")
@@ -812,8 +813,8 @@ TARGETS = (
 
 
 def target_lines(figures: dict) -> list[str]:
-    """One line per target the card's figures can say something about: met or missed, and by how much; the judge
-    must be at least as accurate as the reward on every accuracy measured."""
+    """One line per target the card's figures can say something about: its value against its bound, met or missed;
+    then whether the judge is at least as accurate as the reward on every one of the reward's accuracies."""
 
     def shown(key: str, value: float) -> str:
         return f"{value:.1f}" if key.endswith("perplexity") else f"{value:.2%}"

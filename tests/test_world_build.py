@@ -270,9 +270,12 @@ def test_a_classifier_s_rows_of_one_review_share_their_teachers_fold():
     )
     tok = reward_tokenizer(train_tokenizer(reviews["text"].tolist(), vocab_size=400), max_length=64)
     build = dataclasses.replace(
-        BUILDS["micro"], reward_openings=2, reward_opening_min_tokens=6, reward_opening_max_tokens=8
+        BUILDS["micro"],
+        reward_openings=2,
+        reward_opening_min_tokens=6,
+        reward_opening_max_tokens=8,
+        reward_teacher=0.3,
     )
-    build = dataclasses.replace(build, reward_teacher=0.3)
     targets = np.array(_reward_views(build, reviews, tok)["labels"])[:, 1]
     labels = np.tile(reviews["label"].to_numpy(), 4)
     taught = (targets - 0.7 * labels) / 0.3  # the teacher's share of each target
