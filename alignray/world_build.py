@@ -837,7 +837,11 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
         },
         torch_threads=torch.get_num_threads(),
         # Worlds saved before commands were recorded came from the default command of their preset.
-        commands={"world": _default_command(card["name"], out), **card.get("commands", {}), role: command},
+        commands={
+            "world": _default_command(card["name"], out),
+            **{k: v for k, v in card.get("commands", {}).items() if k != role},
+            role: command,  # last: the card tells the rebuilds in the order they were run
+        },
     )
     (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(out / ".scratch", ignore_errors=True)
@@ -848,13 +852,42 @@ def _rebuilds(card: dict) -> list[str]:
     """The model card's sentences on classifiers retrained alone after the world was built."""
     commands, seconds, threads = card.get("commands", {}), card["seconds"], card["torch_threads"]
     lines = []
-    for role in CLASSIFIERS:
-        if commands.get(role):
+    for role in commands:  # in the order they were run
+        if role in CLASSIFIERS and commands[role]:
             cpu = seconds.get(f"{role}_cpu")
             spent = f"; {cpu / 60:.1f} CPU-min" if cpu else ""
             lines.append(f"The {role} was then retrained alone by `{commands[role]}` ({seconds[role] / 60:.1f} min"
                          f" with {threads} torch threads{spent}), which measured every figure above and wrote"
                          " `build.json`.")  # fmt: skip
+    return lines
+
+
+def _bodies(build: dict) -> list[str]:
+    """The model card's sentences on what each classifier starts from, and what the judge shares with the reward."""
+    whole = [role for role in CLASSIFIERS if build.get(f"{role}_body", "distilbert") == "policy"]
+    lines = ["The classifiers are as wide as the policy so that they start from what it learnt."]
+    if whole:
+        stretched = [role for role in whole if build[f"{role}_max_length"] > build["policy_context"]]
+        lines.append(
+            f"The {' and the '.join(whole)} {'are' if len(whole) > 1 else 'is'} the policy's own network with a"
+            " classification head, fine-tuned as ULMFiT (Howard & Ruder 2018) fine-tunes a language model: its"
+            " layers already know how the words of a review go together, which a network trained on the labels"
+            " alone must learn from 22k reviews."
+            + (f" To read as much of a whole review as the card says, the position table of the"
+               f" {' and the '.join(stretched)} is stretched from the policy's {build['policy_context']} positions by"
+               " linear interpolation (Chen et al. 2023)." if stretched else "")
+        )  # fmt: skip
+    if len(whole) == 2:
+        lines.append("The judge differs from the reward in its seed, head, openings, teachers and data order only: both"
+                     " read with the policy's layers, so their errors are less independent than those of two kinds"
+                     " of network.")  # fmt: skip
+    elif whole == ["reward"]:
+        lines.append("The judge is another kind of network, a bidirectional DistilBERT that takes only the policy's"
+                     " word embeddings, so that its errors are its own more than a second fine-tuned policy's"
+                     " would be.")  # fmt: skip
+    elif not whole:
+        lines.append("Only their word embeddings come from the policy; the reward scores every sample of every trial"
+                     " and stays small, the judge scores evaluations only and is larger.")  # fmt: skip
     return lines
 
 
@@ -916,6 +949,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     curve = card.get("policy_curve") or []
     judge = "judge" in params
     judge_taught = ", teachers" if build.get("judge_teacher") else ""
+    same_body = build.get("judge_body", "distilbert") == build.get("reward_body", "distilbert") == "policy"
+    judge_differs = "" if same_body else "shape, "
 
     def accuracies(role: str) -> str:
         return (f"whole reviews **{figures[f'{role}_heldout_accuracy']:.1%}**; their first 48 words"
@@ -973,7 +1008,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f" {build['policy_steps']} steps x {build['policy_batch']} blocks of {build['policy_context']} tokens"
         f" ({tokens / 1e6:.1f}M tokens), lr {build['policy_lr']} cosine.",
         classifier("reward", "It labels the preference pairs and is the reward a sweep optimises."),
-        *([classifier("judge", f"Another shape, seed, set of openings{judge_taught} and data order than the reward's;"
+        *([classifier("judge", f"Another {judge_differs}seed, set of openings{judge_taught} and data order than the"
+                               " reward's;"
                                " sweeps record it (`judge/mean`) and never optimise it.")]
           if judge else []),
         "",
@@ -984,8 +1020,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f"and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want"
         f" ~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
-        "The classifiers are as wide as the policy so that they start from its trained word embeddings; the reward",
-        "scores every sample of every trial and stays small, the judge scores evaluations only and is larger.",
+        *_bodies(build),
         *(["Trained on the labels alone, a network this small reads a completion-length opening worse than the",
            "classic bag-of-bigrams logistic regression does, and is taught that every opening of a positive review is",
            "certainly positive. So a classifier with a teacher also learns from such a regression's out-of-fold",

@@ -474,3 +474,21 @@ def test_reward_only_build_refuses_settings_of_another_policy(micro_world, tmp_p
     )
     assert run.returncode == 2
     assert "build.json is missing" in run.stderr
+
+
+def test_the_card_tells_the_rebuilds_in_the_order_they_were_run(micro_world, tmp_path):
+    source, _ = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    build = BUILDS["micro"]
+    rebuild_reward(build, out, command="first reward")
+    rebuild_reward(build, out, command="the judge", role="judge")
+    card = rebuild_reward(build, out, command="second reward")
+    text = write_model_card(card, out).read_text()
+    assert "first reward" not in text
+    assert text.index("by `the judge`") < text.index("by `second reward`")
+    # a judge-only build of a world whose both classifiers are fine-tuned policies does not call it another shape
+    both = rebuild_reward(dataclasses.replace(build, judge_body="policy"), out, role="judge")
+    text = write_model_card(both, out).read_text()
+    assert "Another seed, set of openings, teachers and data order" in text
+    assert "less independent than those of two kinds of network" in text
