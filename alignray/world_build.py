@@ -126,13 +126,14 @@ class WorldBuild:
     judge_body: str = "distilbert"
     """The judge's network (``BODIES``, as reward_body)."""
     judge_dim: int = 128
-    """The judge's DistilBERT width; equal to policy_dim so its embeddings start from the policy's, as the reward's."""
+    """The judge's DistilBERT width (judge_body "distilbert", as the judge's other sizes); equal to policy_dim so its
+    embeddings start from the policy's."""
     judge_layers: int = 3
-    """The judge's depth: larger than the reward, since it only scores."""
+    """The judge's DistilBERT depth."""
     judge_heads: int = 4
-    """The judge's attention heads (another shape than the reward's)."""
+    """The judge's DistilBERT attention heads."""
     judge_hidden: int = 512
-    """The judge's feed-forward width."""
+    """The judge's DistilBERT feed-forward width."""
     judge_max_length: int = 256
     """Tokens of a review the judge reads."""
     judge_epochs: float = 1.0
@@ -178,6 +179,9 @@ class WorldBuild:
         for name in ("reward_teacher", "judge_teacher"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
+        if self.judge_seed == self.seed:
+            raise ValueError(f"judge_seed={self.judge_seed!r} must differ from seed, the reward's: the judge's errors"
+                             " are to be its own")
         if self.teacher_folds < 2:
             raise ValueError(f"teacher_folds={self.teacher_folds!r} must be >= 2")
         if self.reward_eval_reviews is not None and self.reward_eval_reviews <= 0:
@@ -210,7 +214,7 @@ BUILDS: dict[str, WorldBuild] = {
         reward_layers=1,
         reward_heads=2,
         reward_hidden=32,
-        reward_max_length=64,
+        reward_max_length=96,  # more than the policy reads: its position table is stretched
         reward_epochs=0.2,
         reward_openings=1,
         reward_batch=8,
@@ -261,10 +265,12 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def reward_tokenizer(policy_tokenizer: PreTrainedTokenizerFast, max_length: int) -> PreTrainedTokenizerFast:
-    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: DistilBERT pools position 0.
+    """The policy's vocabulary with ``<|endoftext|>`` prepended to every text: a DistilBERT pools position 0, and a
+    GPT-2 classifier reads it as the start of a text, as the policy learnt.
 
     It pads on the right whatever the policy's tokenizer does (a policy pads on the left to generate): padding on
-    the left would move that pooled token away from position 0 in every batch of mixed lengths.
+    the left would move DistilBERT's pooled token away from position 0, and shift a GPT-2's positions, in every
+    batch of mixed lengths.
     """
     core = Tokenizer.from_str(policy_tokenizer.backend_tokenizer.to_str())
     core.no_padding()
@@ -420,7 +426,7 @@ def _reward_views(
     seed = _setting(build, role, "seed")
     rng = np.random.default_rng(seed)
     low, high = build.reward_opening_min_tokens, build.reward_opening_max_tokens
-    # One more than the drawn length: the head starts with the eos that DistilBERT pools.
+    # One more than the drawn length: the head starts with the eos the tokenizer prepends.
     lengths = rng.integers(low, high + 1, size=(openings, len(texts))) + 1
     cut = [ids[:k] for row in lengths for ids, k in zip(views["head"], row, strict=True)]
     input_ids = views["head"] + views["tail"] + cut
@@ -533,7 +539,7 @@ def _distilbert(
 def stretch_positions(table: torch.Tensor, length: int) -> torch.Tensor:
     """A learned position table (n, d) resampled to ``length`` rows by linear interpolation: position interpolation
     (Chen et al. 2023), which lets a model trained on n positions read ``length`` after a little fine-tuning."""
-    at = torch.linspace(0, table.shape[0] - 1, length, dtype=torch.float64)
+    at = torch.linspace(0, table.shape[0] - 1, length, dtype=torch.float64, device=table.device)
     low, high = at.floor().long(), at.ceil().long()
     weight = (at - low).to(table.dtype)[:, None]
     return (1 - weight) * table[low] + weight * table[high]
@@ -862,10 +868,25 @@ def _rebuilds(card: dict) -> list[str]:
     return lines
 
 
-def _bodies(build: dict) -> list[str]:
-    """The model card's sentences on what each classifier starts from, and what the judge shares with the reward."""
-    whole = [role for role in CLASSIFIERS if build.get(f"{role}_body", "distilbert") == "policy"]
-    lines = ["The classifiers are as wide as the policy so that they start from what it learnt."]
+def _body(build: dict, role: str) -> str:
+    """A saved build's ``<role>_body`` (worlds saved before bodies existed had DistilBERTs)."""
+    return build.get(f"{role}_body", "distilbert")
+
+
+def _same_shape(build: dict) -> bool:
+    """Whether the judge's network has the reward's shape (same body, same reading length, same sizes)."""
+    sizes = ("max_length",) if _body(build, "reward") == "policy" else ("max_length", "dim", "layers", "heads", "hidden")
+    return _body(build, "judge") == _body(build, "reward") and all(
+        build[f"judge_{size}"] == build[f"reward_{size}"] for size in sizes
+    )
+
+
+def _bodies(build: dict, roles: tuple[str, ...]) -> list[str]:
+    """The model card's sentences on what each of ``roles`` (the world's classifiers) starts from, and what the
+    judge then shares with the reward."""
+    whole = [role for role in roles if _body(build, role) == "policy"]
+    words = [role for role in roles if role not in whole and build[f"{role}_dim"] == build["policy_dim"]]
+    lines = []
     if whole:
         stretched = [role for role in whole if build[f"{role}_max_length"] > build["policy_context"]]
         lines.append(
@@ -877,17 +898,15 @@ def _bodies(build: dict) -> list[str]:
                f" {' and the '.join(stretched)} is stretched from the policy's {build['policy_context']} positions by"
                " linear interpolation (Chen et al. 2023)." if stretched else "")
         )  # fmt: skip
+    if words:
+        lines.append(f"The {' and the '.join(words)} {'are DistilBERTs' if len(words) > 1 else 'is a DistilBERT'} as"
+                     " wide as the policy, so that its word embeddings start from the policy's.")  # fmt: skip
     if len(whole) == 2:
-        lines.append("The judge differs from the reward in its seed, head, openings, teachers and data order only: both"
-                     " read with the policy's layers, so their errors are less independent than those of two kinds"
-                     " of network.")  # fmt: skip
-    elif whole == ["reward"]:
-        lines.append("The judge is another kind of network, a bidirectional DistilBERT that takes only the policy's"
-                     " word embeddings, so that its errors are its own more than a second fine-tuned policy's"
-                     " would be.")  # fmt: skip
-    elif not whole:
-        lines.append("Only their word embeddings come from the policy; the reward scores every sample of every trial"
-                     " and stays small, the judge scores evaluations only and is larger.")  # fmt: skip
+        lines.append("Both classifiers read with the policy's layers, so their errors are less independent than those"
+                     " of two kinds of network.")  # fmt: skip
+    elif whole == ["reward"] and "judge" in roles:
+        lines.append("The judge is another kind of network, a bidirectional DistilBERT, so that its errors are its own"
+                     " more than a second fine-tuned policy's would be.")  # fmt: skip
     return lines
 
 
@@ -949,8 +968,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     curve = card.get("policy_curve") or []
     judge = "judge" in params
     judge_taught = ", teachers" if build.get("judge_teacher") else ""
-    same_body = build.get("judge_body", "distilbert") == build.get("reward_body", "distilbert") == "policy"
-    judge_differs = "" if same_body else "shape, "
+    judge_differs = "" if _same_shape(build) else "shape, "
 
     def accuracies(role: str) -> str:
         return (f"whole reviews **{figures[f'{role}_heldout_accuracy']:.1%}**; their first 48 words"
@@ -960,7 +978,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     def classifier(role: str, what: str) -> str:
         seed = build["seed"] if role == "reward" else build["judge_seed"]
         length = build[f"{role}_max_length"]
-        if build.get(f"{role}_body", "distilbert") == "policy":
+        if _body(build, role) == "policy":
             stretched = (f", its position table stretched from {build['policy_context']} by interpolation"
                          if length > build["policy_context"] else "")
             network = (f"`GPT2ForSequenceClassification`: the trained policy with a classification head (pools the"
@@ -970,7 +988,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
             network = (f"`DistilBertForSequenceClassification`, {build[f'{role}_layers']} layers x"
                        f" {build[f'{role}_dim']} wide, {build[f'{role}_heads']} heads, feed-forward"
                        f" {build[f'{role}_hidden']}, reads {length} tokens, {params[role]:,} parameters;")
-            start = "word embeddings start from the policy's"
+            start = ("word embeddings start from the policy's" if build[f"{role}_dim"] == build["policy_dim"]
+                     else "trained from scratch")
         return (f"- {role} (`{role}/`): {network}"
                 f" {build[f'{role}_epochs']} epochs x {build[f'{role}_batch']} reviews, lr {build[f'{role}_lr']},"
                 f" seed {seed}; labels {{0: NEGATIVE, 1: POSITIVE}}; {start};"
@@ -1020,7 +1039,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f"and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want"
         f" ~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
-        *_bodies(build),
+        *_bodies(build, tuple(role for role in CLASSIFIERS if role in params)),
         *(["Trained on the labels alone, a network this small reads a completion-length opening worse than the",
            "classic bag-of-bigrams logistic regression does, and is taught that every opening of a positive review is",
            "certainly positive. So a classifier with a teacher also learns from such a regression's out-of-fold",

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     fields = dataclasses.fields(WorldBuild)
     for field in fields:
         default = getattr(BUILDS["tiny-imdb"], field.name)
-        kind = {"float": {"type": float}, "str": {"type": str, "choices": BODIES}}.get(field.type, {"type": int})
+        kind = {"type": float} if field.type == "float" else {"type": int}
+        if field.name.endswith("_body"):
+            kind = {"type": str, "choices": BODIES}
         parser.add_argument(
             f"--{field.name.replace('_', '-')}", **kind, help=f"override {field.name} (tiny-imdb: {default})"
         )

@@ -161,12 +161,12 @@ def test_a_policy_classifier_is_the_policy_with_a_head_reading_a_stretched_posit
     # 8 positions spread over 15: every other row is the old one, and the rows between are their means
     assert torch.allclose(stretched[::2], table) and torch.allclose(stretched[1::2], (table[:-1] + table[1:]) / 2)
     assert torch.equal(policy_classifier(policy, 5, 0).transformer.wpe.weight, table[:5])  # shorter: cut, not squeezed
-    # it classifies from the last token that is not padding: right padding changes nothing
-    ids = torch.tensor([[0, 7, 9, 11]])
+    # it classifies from the last token that is not padding: right padding in a batch of mixed lengths changes nothing
+    short, long = [0, 7, 9, 11], [0, 5, 6, 7, 8, 9]
     with torch.no_grad():
-        alone = model(input_ids=ids).logits
-        padded = model(input_ids=torch.tensor([[0, 7, 9, 11, 0, 0]]), attention_mask=torch.tensor([[1, 1, 1, 1, 0, 0]])).logits
-    assert torch.allclose(alone, padded, atol=1e-5)
+        alone = torch.cat([model(input_ids=torch.tensor([ids])).logits for ids in (short, long)])
+        batch = model(input_ids=torch.tensor([short + [0, 0], long]), attention_mask=torch.tensor([[1] * 4 + [0] * 2, [1] * 6]))
+    assert torch.allclose(alone, batch.logits, atol=1e-5) and not torch.allclose(alone[0], alone[1])
     assert model.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
 
 
@@ -212,6 +212,7 @@ def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenize
         ("judge_teacher", -0.1, r"judge_teacher=-0.1 must be in \[0, 1\]"),
         ("teacher_folds", 1, "teacher_folds=1 must be >= 2"),
         ("judge_body", "bert", "judge_body='bert' is unknown; known: policy, distilbert"),
+        ("judge_seed", 0, "judge_seed=0 must differ from seed"),
     ],
 )
 def test_build_config_names_the_bad_field(field, value, message):
@@ -488,7 +489,11 @@ def test_the_card_tells_the_rebuilds_in_the_order_they_were_run(micro_world, tmp
     assert "first reward" not in text
     assert text.index("by `the judge`") < text.index("by `second reward`")
     # a judge-only build of a world whose both classifiers are fine-tuned policies does not call it another shape
-    both = rebuild_reward(dataclasses.replace(build, judge_body="policy"), out, role="judge")
-    text = write_model_card(both, out).read_text()
+    same = dataclasses.replace(build, judge_body="policy", judge_max_length=build.reward_max_length)
+    text = write_model_card(rebuild_reward(same, out, role="judge"), out).read_text()
     assert "Another seed, set of openings, teachers and data order" in text
-    assert "less independent than those of two kinds of network" in text
+    assert "less independent than those of two kinds of network" in text and "another kind of network" not in text
+    # reading another length is another shape (another position table)
+    longer = dataclasses.replace(same, judge_max_length=build.reward_max_length + 8)
+    text = write_model_card(rebuild_reward(longer, out, role="judge"), out).read_text()
+    assert "Another shape, seed, set of openings" in text
