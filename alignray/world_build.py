@@ -838,6 +838,7 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
         seconds={
             **phases,
             # Other work on a shared machine stretches wall time; CPU time says what the model itself cost.
+            **{k: v for k, v in card["seconds"].items() if k.endswith("_cpu")},
             f"{role}_cpu": round(phase_cpu_seconds, 1),
             "total": round(sum(phases.values()) + time.monotonic() - started - phase_seconds, 1),
         },
@@ -898,15 +899,16 @@ def _bodies(build: dict, roles: tuple[str, ...]) -> list[str]:
                f" {' and the '.join(stretched)} is stretched from the policy's {build['policy_context']} positions by"
                " linear interpolation (Chen et al. 2023)." if stretched else "")
         )  # fmt: skip
+    if whole == ["reward"] and "judge" in roles:
+        lines.append("The judge is another kind of network, a bidirectional DistilBERT, so that its errors are its own"
+                     " more than a second fine-tuned policy's would be.")  # fmt: skip
     if words:
         lines.append(f"The {' and the '.join(words)} {'are DistilBERTs' if len(words) > 1 else 'is a DistilBERT'} as"
-                     " wide as the policy, so that its word embeddings start from the policy's.")  # fmt: skip
+                     f" wide as the policy, so that {'their' if len(words) > 1 else 'its'} word embeddings start from"
+                     " the policy's.")  # fmt: skip
     if len(whole) == 2:
         lines.append("Both classifiers read with the policy's layers, so their errors are less independent than those"
                      " of two kinds of network.")  # fmt: skip
-    elif whole == ["reward"] and "judge" in roles:
-        lines.append("The judge is another kind of network, a bidirectional DistilBERT, so that its errors are its own"
-                     " more than a second fine-tuned policy's would be.")  # fmt: skip
     return lines
 
 

@@ -107,14 +107,15 @@ def test_committed_world_is_small_safetensors_only_and_meets_its_card():
     for role in ("policy", "reward", "judge"):
         assert (TINY / role / "model.safetensors").is_file()
     figures = json.loads((TINY / "build.json").read_text())["figures"]
-    assert figures["reward_heldout_accuracy"] >= 0.885
-    # Sweeps score ~35-word completions: the committed reward judges review openings of that length too (distilled
-    # from an n-gram teacher; on the labels alone it read them at 77.6% and 73.0%).
+    assert figures["reward_heldout_accuracy"] >= 0.89
+    # Sweeps score ~35-word completions: the committed reward judges review openings of that length too (the policy
+    # fine-tuned with an n-gram teacher; a DistilBERT on the labels alone read them at 77.6% and 73.0%).
     assert figures["reward_heldout_accuracy_48_words"] >= 0.785
-    assert figures["reward_heldout_accuracy_24_words"] >= 0.74
-    # the judge reads them about as well (within 1 point; 2490 reviews give each accuracy a standard error of ~0.8)
+    assert figures["reward_heldout_accuracy_24_words"] >= 0.745
+    # the judge reads them about as well: within 1.5 points (2490 reviews give each accuracy a standard error of
+    # ~0.8-0.9, and the reward's own recipe with another seed read 0.6-0.9 points less)
     for key in ("", "_48_words", "_24_words"):
-        assert figures[f"judge_heldout_accuracy{key}"] >= figures[f"reward_heldout_accuracy{key}"] - 0.01, key
+        assert figures[f"judge_heldout_accuracy{key}"] >= figures[f"reward_heldout_accuracy{key}"] - 0.015, key
     # a policy that writes words: the first world's was 231.8 and ~11% non-words
     assert figures["policy_heldout_perplexity"] <= 160 and figures["policy_samples_nonword_rate"] <= 0.08
     assert 0.3 <= figures["policy_samples_positive_fraction"] <= 0.7

@@ -485,6 +485,7 @@ def test_the_card_tells_the_rebuilds_in_the_order_they_were_run(micro_world, tmp
     rebuild_reward(build, out, command="first reward")
     rebuild_reward(build, out, command="the judge", role="judge")
     card = rebuild_reward(build, out, command="second reward")
+    assert {"judge_cpu", "reward_cpu"} <= set(card["seconds"])  # each rebuild's CPU time is kept
     text = write_model_card(card, out).read_text()
     assert "first reward" not in text
     assert text.index("by `the judge`") < text.index("by `second reward`")
