@@ -81,8 +81,8 @@ class SweepConfig:
     (log scale), where every divergence can be feasible."""
     learning_rate_max: float = 1e-3
     """Largest learning rate: the edge of the KL budget on tiny-imdb. In the sweep measured under max_kl the trials at
-    lr 7e-4-1.4e-3 ended at KL 9.5-17.3 nats (the reverse-KL one at 9e-4 at 9.5), while every trial at lr <= 5e-4
-    stayed below 3.0 nats; the policy's own pretraining peak rate is 2e-3."""
+    lr 6.9e-4-1.4e-3 ended at KL 9.9-16.1 nats (the reverse-KL one at 8.5e-4 at 9.9), while every trial at
+    lr <= 5.5e-4 stayed below 3.0 nats; the policy's own pretraining peak rate is 2e-3."""
     alpha_min: float = 0.1
     """Smallest α of alpha_divergence (the paper's α; uniform)."""
     alpha_max: float = 0.9
@@ -104,30 +104,31 @@ class SweepConfig:
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
-    Measured on tiny-imdb with its distilled reward (`python jobs/sweep.py --config docs/calibrate_bounds.yaml`: 12
-    random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation prompts x 2, seed 0; 24 candidates with their
-    points; base: non-word rate 0.081, garbled 0.005, word entropy 6.05). Below KL 3.0 (lr <= 5e-4) every candidate
-    kept the base's text: non-words 0.088-0.113, word entropy 5.96-6.13. At 9.5 nats (reverse KL, lr 9e-4) non-words
-    rose to 0.114-0.134 and word entropy held (5.96-6.07); around and past 10 nats the text changed: a JS trial at
-    9.1-11.1 nats wrote 0.145-0.159 non-words and 2.1-4.7% garbled completions, an α trial at 9.3-10.2 fell to word
-    entropy 5.85-5.89, and reverse KL at 15.9-17.3 nats wrote 0.110-0.139 non-words and lost 0.1-0.25 nats of word
-    entropy. (The first world's reward, before distillation, gave the same picture: KL 2.6 at lr <= 5e-4, 8.2-10.4 at
-    lr 9e-4.)"""
+    Measured on tiny-imdb with its reward fine-tuned from the policy (`python jobs/sweep.py --config
+    docs/calibrate_bounds.yaml`: 12 random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation prompts x 2, seed 0;
+    24 candidates with their points; base: non-word rate 0.081, garbled 0.005, word entropy 6.05). Below KL 3.0
+    (lr <= 5.5e-4) every candidate kept the base's text: non-words 0.065-0.107, garbled 0-2.1%, word entropy
+    5.91-6.10. From 7.6 nats the text changed: a JS trial (lr 6.9e-4) at 7.6-10.7 nats wrote 0.136 non-words and
+    4.2-4.7% garbled completions, a reverse-KL one (lr 8.5e-4) at 8.0-9.9 nats 0.111-0.117 and 3.6-4.2%, an α one
+    (lr 1.4e-3) at 9.8-10.9 nats lost 0.3 nats of word entropy (5.71-5.76) for no reward, and reverse KL at
+    13.4-16.1 nats (lr 1.1e-3) wrote 0.127-0.130 non-words and 4.7-5.7% garbled. (The rewards before it, a DistilBERT
+    distilled from an n-gram teacher and the first world's, gave the same picture: KL below 3 at lr <= 5e-4, 8-10
+    around lr 9e-4.)"""
     max_nonword_increase: float | None = 0.05
     """Fluency bound: a trial whose fluency/nonword_rate (share of words outside the reference vocabulary) exceeds the
     base policy's by more than this is infeasible. None: no bound. In the sweep measured under max_kl every candidate
-    below 3 nats lay within +0.032 of the base's 0.081, and the reverse-KL trial at 9.5 nats within +0.053 (its point
-    just outside the bound, its final model inside); this bound catches the JS trial (+0.079 at 9.1 nats, +0.065 at
-    11.1) and the reverse-KL one at 17.3 nats (+0.058)."""
+    below 3 nats lay within +0.026 of the base's 0.081, and the reverse-KL trial at 8.0-9.9 nats within +0.036; this
+    bound catches the JS trial from its first point (+0.055 at 7.6 nats) and leaves reverse KL at 13.4-16.1 nats
+    (+0.046-0.049) to max_kl."""
     max_garbled_increase: float | None = 0.04
     """Fluency bound on the tail: a candidate whose fluency/garbled_rate (the share of its completions at least 40%
     of whose words are non-words: gibberish on tiny-imdb) exceeds the base policy's by more than this is infeasible.
     The mean bound above misses a policy that writes normal text and, now and then, gibberish. None: no bound.
     Calibrated on two default sweeps of the first world (seed 0, 96 evaluation prompts x 2, samples read): the base
     wrote 0 of 192 such completions; candidates below KL 5 wrote 0-4.7%, most under 3%; candidates past KL 5.8 wrote
-    2.1-12.5%, most above 5%. Measured again with the distilled reward (the sweep under max_kl): the base wrote
-    0.5%, every candidate below 3 nats 0-2.6%, the reverse-KL trial at 9.5 nats 1.0%, the JS trial at 9.1-11.1 nats
-    2.1-4.7%, whose first point this bound leaves out."""
+    2.1-12.5%, most above 5%. Measured again with the reward fine-tuned from the policy (the sweep under max_kl):
+    the base wrote 0.5%, every candidate below 3 nats 0-2.1%, the reverse-KL trial at 8.0-9.9 nats 3.6-4.2%, the
+    JS trial at 7.6-10.7 nats 4.2-4.7%, whose first point this bound leaves out as the non-word bound does."""
     hv_reward: float | None = None
     """The first objective's value at the hypervolume reference point (default: the base policy's)."""
     hv_diversity: float | None = None
