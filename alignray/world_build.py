@@ -876,7 +876,9 @@ def _body(build: dict, role: str) -> str:
 
 def _same_shape(build: dict) -> bool:
     """Whether the judge's network has the reward's shape (same body, same reading length, same sizes)."""
-    sizes = ("max_length",) if _body(build, "reward") == "policy" else ("max_length", "dim", "layers", "heads", "hidden")
+    sizes = ["max_length"]
+    if _body(build, "reward") == "distilbert":
+        sizes += ["dim", "layers", "heads", "hidden"]
     return _body(build, "judge") == _body(build, "reward") and all(
         build[f"judge_{size}"] == build[f"reward_{size}"] for size in sizes
     )

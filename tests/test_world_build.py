@@ -63,7 +63,8 @@ def test_the_saved_models_have_the_sizes_asked_for_and_the_card_counts_them(micr
     assert card["parameters"]["policy"] == gpt2
     # the reward is the policy's network with a 2-way head and its own position table; the judge a DistilBERT
     reward = json.loads((out / "reward" / "config.json").read_text())
-    assert (reward["n_embd"], reward["n_layer"], reward["n_positions"]) == (d, build.policy_layers, build.reward_max_length)
+    shape = (reward["n_embd"], reward["n_layer"], reward["n_positions"])
+    assert shape == (d, build.policy_layers, build.reward_max_length)
     classifier = (vocab + build.reward_max_length) * d + build.policy_layers * (12 * d * d + 13 * d) + 2 * d + 2 * d
     assert card["parameters"]["reward"] == classifier
     judge = json.loads((out / "judge" / "config.json").read_text())
@@ -139,7 +140,8 @@ def test_the_reward_starts_from_every_layer_of_the_policy_and_the_judge_from_its
     policy = load_file(out / "policy" / "model.safetensors")
     reward = load_file(out / "reward" / "model.safetensors")
     judge = load_file(out / "judge" / "model.safetensors")
-    pairs = [(policy[f"transformer.{name}"], reward[f"transformer.{name}"]) for name in ("wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight")]
+    names = ("wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight")
+    pairs = [(policy[f"transformer.{name}"], reward[f"transformer.{name}"]) for name in names]
     pairs.append((policy["transformer.wte.weight"], judge["distilbert.embeddings.word_embeddings.weight"]))
     for started, trained in pairs:
         assert started.shape == trained.shape
@@ -165,7 +167,8 @@ def test_a_policy_classifier_is_the_policy_with_a_head_reading_a_stretched_posit
     short, long = [0, 7, 9, 11], [0, 5, 6, 7, 8, 9]
     with torch.no_grad():
         alone = torch.cat([model(input_ids=torch.tensor([ids])).logits for ids in (short, long)])
-        batch = model(input_ids=torch.tensor([short + [0, 0], long]), attention_mask=torch.tensor([[1] * 4 + [0] * 2, [1] * 6]))
+        mask = torch.tensor([[1] * 4 + [0] * 2, [1] * 6])
+        batch = model(input_ids=torch.tensor([short + [0, 0], long]), attention_mask=mask)
     assert torch.allclose(alone, batch.logits, atol=1e-5) and not torch.allclose(alone[0], alone[1])
     assert model.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
 
