@@ -869,17 +869,12 @@ def _rebuilds(card: dict) -> list[str]:
     return lines
 
 
-def _body(build: dict, role: str) -> str:
-    """A saved build's ``<role>_body`` (worlds saved before bodies existed had DistilBERTs)."""
-    return build.get(f"{role}_body", "distilbert")
-
-
 def _same_shape(build: dict) -> bool:
     """Whether the judge's network has the reward's shape (same body, same reading length, same sizes)."""
     sizes = ["max_length"]
-    if _body(build, "reward") == "distilbert":
+    if build["reward_body"] == "distilbert":
         sizes += ["dim", "layers", "heads", "hidden"]
-    return _body(build, "judge") == _body(build, "reward") and all(
+    return build["judge_body"] == build["reward_body"] and all(
         build[f"judge_{size}"] == build[f"reward_{size}"] for size in sizes
     )
 
@@ -887,7 +882,7 @@ def _same_shape(build: dict) -> bool:
 def _bodies(build: dict, roles: tuple[str, ...]) -> list[str]:
     """The model card's sentences on what each of ``roles`` (the world's classifiers) starts from, and what the
     judge then shares with the reward."""
-    whole = [role for role in roles if _body(build, role) == "policy"]
+    whole = [role for role in roles if build[f"{role}_body"] == "policy"]
     words = [role for role in roles if role not in whole and build[f"{role}_dim"] == build["policy_dim"]]
     lines = []
     if whole:
@@ -961,7 +956,8 @@ def target_lines(figures: dict) -> list[str]:
 def write_model_card(card: dict, out: str | Path) -> Path:
     """``MODEL_CARD.md`` beside the models: data, split, sizes, hyper-parameters, the policy's learning curve, build
     commands and times, and the held-out figures."""
-    build, figures, split, seconds = card["build"], card["figures"], card["split"], card["seconds"]
+    figures, split, seconds = card["figures"], card["split"], card["seconds"]
+    build = {**_OLDER_WORLDS, **card["build"]}  # a card saved before a field existed says what that world used
     commands = card.get("commands", {})
     world_command = commands.get("world") or "(not recorded)"
     phases = ", ".join(f"{role} {seconds[role] / 60:.1f}" for role in ("policy", *CLASSIFIERS) if role in seconds)
@@ -971,7 +967,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     params = card["parameters"]
     curve = card.get("policy_curve") or []
     judge = "judge" in params
-    judge_taught = ", teachers" if build.get("judge_teacher") else ""
+    judge_taught = ", teachers" if build["judge_teacher"] else ""
     judge_differs = "" if _same_shape(build) else "shape, "
 
     def accuracies(role: str) -> str:
@@ -982,7 +978,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
     def classifier(role: str, what: str) -> str:
         seed = build["seed"] if role == "reward" else build["judge_seed"]
         length = build[f"{role}_max_length"]
-        if _body(build, role) == "policy":
+        if build[f"{role}_body"] == "policy":
             stretched = (f", its position table stretched from {build['policy_context']} by interpolation"
                          if length > build["policy_context"] else "")
             network = (f"`GPT2ForSequenceClassification`: the trained policy with a classification head (pools the"
@@ -1003,7 +999,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
                 f" texts. {what}")
 
     def taught(role: str) -> str:
-        weight = build.get(f"{role}_teacher", 0)
+        weight = build[f"{role}_teacher"]
         if not weight:
             return ""
         return (f"each row's target is {1 - weight:g} x its review's label + {weight:g} x the out-of-fold"
@@ -1051,7 +1047,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
            "and doubts an opening that says little. The reward's and the judge's teachers are the same kind of",
            "regression on the same reviews, fitted on their own openings and folds: the judge shares more of the",
            "reward's view of the words than two networks trained on the labels alone would."]
-          if build.get("reward_teacher") or build.get("judge_teacher") else []),
+          if build["reward_teacher"] or build["judge_teacher"] else []),
         "",
         "## Policy learning curve",
         "Training loss and held-out perplexity (the first 256 blocks of the held-out reviews) along training:",
