@@ -88,12 +88,17 @@ class WorldBuild:
     """GPT-2 attention heads."""
     policy_context: int = 128
     """Tokens per training block and the policy's n_positions (prompt + completion must fit)."""
-    policy_steps: int = 3000
-    """Optimizer steps of language-model training (3000 x 32 x 128 tokens: ~1.7 passes over the training reviews)."""
+    policy_steps: int = 4500
+    """Optimizer steps of language-model training (4500 x 32 x 128 tokens: ~2.5 passes over the training reviews)."""
     policy_batch: int = 32
     """Blocks per step."""
     policy_lr: float = 2e-3
     """Peak learning rate (cosine decay, 3% warm-up)."""
+    policy_dropout: float = 0.0
+    """Dropout of the policy's embeddings, residuals and attention while it trains. 0: ~2 passes over the reviews are
+    too few for a model this small to overfit; with GPT-2's 0.1 its held-out loss stayed below its training loss
+    (4.68 against 4.82 nats at the end of 3000 steps), a handicap without a gain. Trials never use it (TRL's
+    ``disable_dropout``)."""
     reward_body: str = "policy"
     """The reward's network (``BODIES``): "policy", the trained policy itself with a classification head (its shape is
     the policy's, so reward_dim/layers/heads/hidden are unused); "distilbert", a DistilBERT of those sizes whose word
@@ -168,7 +173,8 @@ class WorldBuild:
         for name in ("reward_body", "judge_body"):
             if getattr(self, name) not in BODIES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; known: {', '.join(BODIES)}")
-        may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings", "reward_teacher", "judge_teacher")
+        may_be_zero = ("seed", "judge_seed", "reward_openings", "judge_openings", "reward_teacher", "judge_teacher",
+                       "policy_dropout")
         positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in may_be_zero]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -179,6 +185,8 @@ class WorldBuild:
         for name in ("reward_teacher", "judge_teacher"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
+        if not 0 <= self.policy_dropout < 1:
+            raise ValueError(f"policy_dropout={self.policy_dropout!r} must be in [0, 1)")
         if self.judge_seed == self.seed:
             raise ValueError(f"judge_seed={self.judge_seed!r} must differ from seed, the reward's: the judge's errors"
                              " are to be its own")
@@ -332,6 +340,9 @@ def train_policy(
         n_embd=build.policy_dim,
         n_layer=build.policy_layers,
         n_head=build.policy_heads,
+        resid_pdrop=build.policy_dropout,
+        embd_pdrop=build.policy_dropout,
+        attn_pdrop=build.policy_dropout,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,
@@ -545,6 +556,11 @@ def stretch_positions(table: torch.Tensor, length: int) -> torch.Tensor:
     return (1 - weight) * table[low] + weight * table[high]
 
 
+CLASSIFIER_DROPOUT = {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+"""A policy-bodied classifier's dropout: GPT-2's default, whatever the policy trained with (fine-tuning on ~22k
+reviews' labels can overfit, as a pass of language modelling cannot)."""
+
+
 def policy_classifier(policy: GPT2LMHeadModel, max_length: int, pad_token_id: int) -> GPT2ForSequenceClassification:
     """The policy's own network with a fresh classification head (initialised from the current torch seed), reading
     ``max_length`` tokens: its position table is stretched to that length when the policy's context is shorter.
@@ -555,6 +571,7 @@ def policy_classifier(policy: GPT2LMHeadModel, max_length: int, pad_token_id: in
     """
     config = copy.deepcopy(policy.config)
     config.update({
+        **CLASSIFIER_DROPOUT,
         "n_positions": max_length,
         "pad_token_id": pad_token_id,
         "id2label": LABELS,
@@ -667,9 +684,15 @@ def _load_policy(out: Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     return load_policy(str(out / "policy"))  # safetensors, no remote code, on pick_device(), eval mode
 
 
-_OLDER_WORLDS = {"reward_teacher": 0.0, "judge_teacher": 0.0, "reward_body": "distilbert", "judge_body": "distilbert"}
+_OLDER_WORLDS = {
+    "reward_teacher": 0.0,
+    "judge_teacher": 0.0,
+    "reward_body": "distilbert",
+    "judge_body": "distilbert",
+    "policy_dropout": 0.1,
+}
 """What a world saved before these fields existed used, whatever today's defaults: classifiers trained on the labels
-alone, both DistilBERTs."""
+alone, both DistilBERTs, a policy trained with GPT-2's default dropout."""
 
 
 def _saved_build(out: Path) -> tuple[dict, WorldBuild]:
@@ -1025,7 +1048,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f"- policy (`policy/`): `GPT2LMHeadModel`, {build['policy_layers']} layers x {build['policy_dim']} wide,"
         f" {build['policy_heads']} heads, context {build['policy_context']}, {params['policy']:,} parameters;"
         f" {build['policy_steps']} steps x {build['policy_batch']} blocks of {build['policy_context']} tokens"
-        f" ({tokens / 1e6:.1f}M tokens), lr {build['policy_lr']} cosine.",
+        f" ({tokens / 1e6:.1f}M tokens), lr {build['policy_lr']} cosine, dropout {build['policy_dropout']}.",
         classifier("reward", "It labels the preference pairs and is the reward a sweep optimises."),
         *([classifier("judge", f"Another {judge_differs}seed, set of openings{judge_taught} and data order than the"
                                " reward's;"
@@ -1039,6 +1062,10 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f"and ~1.7x faster than 4 x 256. By Chinchilla's ~20 tokens per parameter this policy would want"
         f" ~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
+        *(["It trains without dropout: a few passes over the reviews are too few for a model this small to overfit,",
+           "and with GPT-2's 0.1 an earlier build's held-out loss stayed below its training loss (4.68 against 4.82",
+           "nats after 3000 steps). Its classifiers keep GPT-2's dropout while they learn the labels."]
+          if build["policy_dropout"] == 0 else []),
         *_bodies(build, tuple(role for role in CLASSIFIERS if role in params)),
         *(["Trained on the labels alone, a network this small reads a completion-length opening worse than the",
            "classic bag-of-bigrams logistic regression does, and is taught that every opening of a positive review is",

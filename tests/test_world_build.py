@@ -173,6 +173,28 @@ def test_a_policy_classifier_is_the_policy_with_a_head_reading_a_stretched_posit
     assert model.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
 
 
+def test_the_policy_trains_with_the_build_s_dropout_and_its_classifier_with_gpt2_s(micro_world):
+    out, _ = micro_world
+    assert BUILDS["micro"].policy_dropout == 0 != GPT2Config().resid_pdrop  # the build's, not transformers' default
+    policy = json.loads((out / "policy" / "config.json").read_text())
+    reward = json.loads((out / "reward" / "config.json").read_text())
+    names = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+    assert [policy[name] for name in names] == [0.0] * 3
+    assert [reward[name] for name in names] == [0.1] * 3  # fine-tuning on labels keeps GPT-2's dropout
+
+
+def test_an_older_world_s_policy_trained_with_gpt2_s_dropout(micro_world, tmp_path):
+    source, _ = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    card = json.loads((out / "build.json").read_text())
+    del card["build"]["policy_dropout"]
+    (out / "build.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="policy_dropout=0.0 differs from the saved world's 0.1"):
+        check_reward_only(BUILDS["micro"], out)
+    assert "cosine, dropout 0.1." in write_model_card(card, out).read_text()
+
+
 def test_reward_tokenizer_prepends_eos_and_keeps_the_end_of_long_texts(micro_world):
     out, _ = micro_world
     policy_tok = load_tokenizer(str(out / "policy"), "policy")
@@ -216,6 +238,8 @@ def test_reward_tokenizer_pads_on_the_right_after_a_left_padding_policy_tokenize
         ("teacher_folds", 1, "teacher_folds=1 must be >= 2"),
         ("judge_body", "bert", "judge_body='bert' is unknown; known: policy, distilbert"),
         ("judge_seed", 0, "judge_seed=0 must differ from seed"),
+        ("policy_dropout", 1.0, r"policy_dropout=1.0 must be in \[0, 1\)"),
+        ("policy_dropout", -0.1, r"policy_dropout=-0.1 must be in \[0, 1\)"),
     ],
 )
 def test_build_config_names_the_bad_field(field, value, message):
