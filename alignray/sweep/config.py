@@ -80,9 +80,9 @@ class SweepConfig:
     """Smallest learning rate (log-uniform). Each divergence's first trial draws from the lower half of the range
     (log scale), where every divergence can be feasible."""
     learning_rate_max: float = 1e-3
-    """Largest learning rate: the edge of the KL budget on tiny-imdb. In the sweep measured under max_kl the trials at
-    lr 6.9e-4-1.4e-3 ended at KL 9.9-16.1 nats (the reverse-KL one at 8.5e-4 at 9.9), while every trial at
-    lr <= 5.5e-4 stayed below 3.0 nats; the policy's own pretraining peak rate is 2e-3."""
+    """Largest learning rate: past the edge of the KL budget on tiny-imdb, so that the search learns where the edge
+    lies. In the sweep measured under max_kl the trials at lr 6.9e-4-1.4e-3 ended at KL 11.8-28.4 nats, while every
+    trial at lr <= 5.5e-4 stayed below 4.7 nats; the policy's own pretraining peak rate is 2e-3."""
     alpha_min: float = 0.1
     """Smallest α of alpha_divergence (the paper's α; uniform)."""
     alpha_max: float = 0.9
@@ -104,31 +104,32 @@ class SweepConfig:
     max_kl: float | None = 10.0
     """KL budget: a trial whose kl/ref (nats per completion, the DPO paper's KL axis) exceeds it is infeasible (kept in
     results.parquet, left out of the frontier, the hypervolume and the picks; Optuna is told). None: no budget.
-    Measured on tiny-imdb with its reward fine-tuned from the policy (`python jobs/sweep.py --config
-    docs/calibrate_bounds.yaml`: 12 random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation prompts x 2, seed 0;
-    24 candidates with their points; base: non-word rate 0.081, garbled 0.005, word entropy 6.05). Below KL 3.0
-    (lr <= 5.5e-4) every candidate kept the base's text: non-words 0.065-0.107, garbled 0-2.1%, word entropy
-    5.91-6.10. From 7.6 nats the text changed: a JS trial (lr 6.9e-4) at 7.6-10.7 nats wrote 0.136 non-words and
-    4.2-4.7% garbled completions, a reverse-KL one (lr 8.5e-4) at 8.0-9.9 nats 0.111-0.117 and 3.6-4.2%, an α one
-    (lr 1.4e-3) at 9.8-10.9 nats lost 0.3 nats of word entropy (5.71-5.76) for no reward, and reverse KL at
-    13.4-16.1 nats (lr 1.1e-3) wrote 0.127-0.130 non-words and 4.7-5.7% garbled. (The rewards before it, a DistilBERT
-    distilled from an n-gram teacher and the first world's, gave the same picture: KL below 3 at lr <= 5e-4, 8-10
-    around lr 9e-4.)"""
+    Measured on tiny-imdb, its policy trained without dropout and its reward fine-tuned from that policy (`python
+    jobs/sweep.py --config docs/calibrate_bounds.yaml`: 12 random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation
+    prompts x 2, seed 0; 24 candidates with their points; base: non-word rate 0.073, garbled 0.010, word entropy
+    6.09). Below KL 4.7 (lr <= 5.5e-4) every candidate kept the base's text: non-words 0.075-0.105, garbled 0-2.1%,
+    word entropy 5.94-6.13. No candidate fell between 4.7 and 11.8 nats; from there the text changed: an α trial
+    (lr 1.4e-3) at 11.8-14.3 nats lost 0.15 nats of word entropy (5.94-5.95) and wrote up to 0.117 non-words and
+    4.7% garbled, for less reward than trials at lr ~2e-4; reverse KL (lr 8.5e-4) at 17.2-18.4 nats and JS (lr 6.9e-4)
+    at 17.6-20.4 wrote 0.134-0.161 non-words with 5.75-5.84 nats of word entropy; reverse KL at 27.4-28.4 nats
+    (lr 1.1e-3) 0.151-0.186 non-words and 5.2-9.4% garbled. (The worlds before it, with a policy trained with
+    dropout, gave the same picture nearer the budget: KL below 3 at lr <= 5.5e-4, 7.6-16 from lr 6.9e-4.)"""
     max_nonword_increase: float | None = 0.05
     """Fluency bound: a trial whose fluency/nonword_rate (share of words outside the reference vocabulary) exceeds the
     base policy's by more than this is infeasible. None: no bound. In the sweep measured under max_kl every candidate
-    below 3 nats lay within +0.027 of the base's 0.081, and the reverse-KL trial at 8.0-9.9 nats within +0.037; this
-    bound catches the JS trial from its first point (+0.055 at 7.6 nats) and leaves reverse KL at 13.4-16.1 nats
-    (+0.046-0.050) to max_kl."""
+    below 4.7 nats lay within +0.032 of the base's 0.073, and the α trial at 11.8-14.3 nats within +0.044; this bound
+    catches the reverse-KL and JS trials at 17.2-20.4 nats (+0.061 to +0.088) and reverse KL at 27.4-28.4 nats
+    (+0.078 to +0.113), all also past max_kl. (With the policy before, trained with dropout: candidates below 3 nats
+    within +0.027 of 0.081, a JS trial caught from +0.055 at 7.6 nats.)"""
     max_garbled_increase: float | None = 0.04
     """Fluency bound on the tail: a candidate whose fluency/garbled_rate (the share of its completions at least 40%
     of whose words are non-words: gibberish on tiny-imdb) exceeds the base policy's by more than this is infeasible.
     The mean bound above misses a policy that writes normal text and, now and then, gibberish. None: no bound.
     Calibrated on two default sweeps of the first world (seed 0, 96 evaluation prompts x 2, samples read): the base
     wrote 0 of 192 such completions; candidates below KL 5 wrote 0-4.7%, most under 3%; candidates past KL 5.8 wrote
-    2.1-12.5%, most above 5%. Measured again with the reward fine-tuned from the policy (the sweep under max_kl):
-    the base wrote 0.5%, every candidate below 3 nats 0-2.1%, the reverse-KL trial at 8.0-9.9 nats 3.6-4.2%, the
-    JS trial at 7.6-10.7 nats 4.2-4.7%, whose first point this bound leaves out as the non-word bound does."""
+    2.1-12.5%, most above 5%. Measured again on today's world (the sweep under max_kl): the base wrote 1.0%, every
+    candidate below 4.7 nats 0-2.1%, the α trial at 11.8-14.3 nats 2.1-4.7%, reverse KL and JS at 17.2-20.4 nats
+    1.0-3.1%, reverse KL at 27.4-28.4 nats 5.2-9.4%, which this bound leaves out."""
     hv_reward: float | None = None
     """The first objective's value at the hypervolume reference point (default: the base policy's)."""
     hv_diversity: float | None = None
