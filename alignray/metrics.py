@@ -73,7 +73,8 @@ RECORDED = (*METRICS, *JUDGE_METRICS)
 GARBLED = 0.4
 """A completion is garbled when at least this share of its words are non-words (``garbled_rate``). On tiny-imdb such
 a completion reads as gibberish: the first world's base policy wrote none of 192 (make sweep's evaluation, seed 0),
-while 30% non-words was still its ordinary text (2.6% of its completions); the rebuilt world's writes 0.5-0.8%."""
+while 30% non-words was still its ordinary text (2.6% of its completions); today's world's writes 1.0%
+(`docs/calibrate_bounds.yaml`'s base, 192 completions)."""
 
 
 def _entropy(counts: Counter) -> float:

@@ -181,6 +181,9 @@ def test_the_policy_trains_with_the_build_s_dropout_and_its_classifier_with_gpt2
     names = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
     assert [policy[name] for name in names] == [0.0] * 3
     assert [reward[name] for name in names] == [0.1] * 3  # fine-tuning on labels keeps GPT-2's dropout
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "cosine, dropout 0.0." in card and "It trains without dropout" in card
+    assert "The reward keeps GPT-2's dropout of 0.1" in card  # the judge, a DistilBERT, is not said to
 
 
 def test_an_older_world_s_policy_trained_with_gpt2_s_dropout(micro_world, tmp_path):

@@ -108,12 +108,13 @@ class SweepConfig:
     jobs/sweep.py --config docs/calibrate_bounds.yaml`: 12 random trials without bounds, lr 1e-4 to 2e-3, 96 evaluation
     prompts x 2, seed 0; 24 candidates with their points; base: non-word rate 0.073, garbled 0.010, word entropy
     6.09). Below KL 4.7 (lr <= 5.5e-4) every candidate kept the base's text: non-words 0.075-0.105, garbled 0-2.1%,
-    word entropy 5.94-6.13. No candidate fell between 4.7 and 11.8 nats; from there the text changed: an α trial
-    (lr 1.4e-3) at 11.8-14.3 nats lost 0.15 nats of word entropy (5.94-5.95) and wrote up to 0.117 non-words and
-    4.7% garbled, for less reward than trials at lr ~2e-4; reverse KL (lr 8.5e-4) at 17.2-18.4 nats and JS (lr 6.9e-4)
-    at 17.6-20.4 wrote 0.134-0.161 non-words with 5.75-5.84 nats of word entropy; reverse KL at 27.4-28.4 nats
-    (lr 1.1e-3) 0.151-0.186 non-words and 5.2-9.4% garbled. (The worlds before it, with a policy trained with
-    dropout, gave the same picture nearer the budget: KL below 3 at lr <= 5.5e-4, 7.6-16 from lr 6.9e-4.)"""
+    word entropy 5.94-6.13. No candidate fell between 4.7 and 11.8 nats. An α trial (lr 1.4e-3) ended at 11.8 nats
+    with the base's text (0.068 non-words) but its point at 14.3 nats wrote 0.117 non-words and 4.7% garbled, both
+    for less reward than trials at lr ~2e-4; past 17 nats the text changed: reverse KL (lr 8.5e-4) at 17.2-18.4
+    nats and JS (lr 6.9e-4) at 17.6-20.4 wrote 0.135-0.161 non-words with 5.75-5.84 nats of word entropy, reverse KL
+    at 27.4-28.4 nats (lr 1.1e-3) 0.151-0.186 non-words and 5.2-9.4% garbled. (The worlds before it, with a policy
+    trained with dropout, gave the same picture nearer the budget: KL below 3 at lr <= 5.5e-4, 7.6-16 from lr
+    6.9e-4.)"""
     max_nonword_increase: float | None = 0.05
     """Fluency bound: a trial whose fluency/nonword_rate (share of words outside the reference vocabulary) exceeds the
     base policy's by more than this is infeasible. None: no bound. In the sweep measured under max_kl every candidate
