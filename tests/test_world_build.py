@@ -173,15 +173,15 @@ def test_a_policy_classifier_is_the_policy_with_a_head_reading_a_stretched_posit
     assert model.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
 
 
-def test_the_policy_trains_with_the_build_s_dropout_and_its_classifier_with_gpt2_s(micro_world):
-    out, _ = micro_world
+def test_the_policy_trains_with_the_build_s_dropout_and_its_classifier_with_gpt2_s(micro_world, tmp_path):
+    out, built = micro_world
     assert BUILDS["micro"].policy_dropout == 0 != GPT2Config().resid_pdrop  # the build's, not transformers' default
     policy = json.loads((out / "policy" / "config.json").read_text())
     reward = json.loads((out / "reward" / "config.json").read_text())
     names = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
     assert [policy[name] for name in names] == [0.0] * 3
     assert [reward[name] for name in names] == [0.1] * 3  # fine-tuning on labels keeps GPT-2's dropout
-    card = (out / "MODEL_CARD.md").read_text()
+    card = write_model_card(built, tmp_path).read_text()
     assert "cosine, dropout 0.0." in card and "It trains without dropout" in card
     assert "The reward keeps GPT-2's dropout of 0.1" in card  # the judge, a DistilBERT, is not said to
 
