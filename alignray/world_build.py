@@ -320,6 +320,11 @@ def _blocks(texts: list[str], tokenizer: PreTrainedTokenizerFast, size: int) -> 
     return flat[: n * size].reshape(n, size)
 
 
+def gpt2_dropout(rate: float) -> dict[str, float]:
+    """A ``GPT2Config``'s three dropouts (embeddings, residuals, attention), all at ``rate``."""
+    return dict.fromkeys(("embd_pdrop", "resid_pdrop", "attn_pdrop"), rate)
+
+
 def train_policy(
     build: WorldBuild,
     texts: list[str],
@@ -340,9 +345,7 @@ def train_policy(
         n_embd=build.policy_dim,
         n_layer=build.policy_layers,
         n_head=build.policy_heads,
-        resid_pdrop=build.policy_dropout,
-        embd_pdrop=build.policy_dropout,
-        attn_pdrop=build.policy_dropout,
+        **gpt2_dropout(build.policy_dropout),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,
@@ -556,7 +559,7 @@ def stretch_positions(table: torch.Tensor, length: int) -> torch.Tensor:
     return (1 - weight) * table[low] + weight * table[high]
 
 
-CLASSIFIER_DROPOUT = {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+CLASSIFIER_DROPOUT = 0.1
 """A policy-bodied classifier's dropout: GPT-2's default, whatever the policy trained with (fine-tuning on ~22k
 reviews' labels can overfit, as a pass of language modelling cannot)."""
 
@@ -571,7 +574,7 @@ def policy_classifier(policy: GPT2LMHeadModel, max_length: int, pad_token_id: in
     """
     config = copy.deepcopy(policy.config)
     config.update({
-        **CLASSIFIER_DROPOUT,
+        **gpt2_dropout(CLASSIFIER_DROPOUT),
         "n_positions": max_length,
         "pad_token_id": pad_token_id,
         "id2label": LABELS,
@@ -1066,8 +1069,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
         *(["It trains without dropout: a few passes over the reviews are too few for a model this small to overfit."]
           if build["policy_dropout"] == 0 else []),
-        *([f"The {' and the '.join(bodied)} keep{'s' if len(bodied) == 1 else ''} GPT-2's dropout of 0.1 while"
-           " learning the labels, whatever the policy trained with."] if bodied else []),
+        *([f"The {' and the '.join(bodied)} keep{'s' if len(bodied) == 1 else ''} GPT-2's dropout of"
+           f" {CLASSIFIER_DROPOUT} while learning the labels, whatever the policy trained with."] if bodied else []),
         *_bodies(build, tuple(role for role in CLASSIFIERS if role in params)),
         *(["Trained on the labels alone, a network this small reads a completion-length opening worse than the",
            "classic bag-of-bigrams logistic regression does, and is taught that every opening of a positive review is",

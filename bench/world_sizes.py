@@ -11,11 +11,10 @@ import time
 import torch
 from transformers import DistilBertConfig, DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
-from alignray.world_build import BUILDS
+from alignray.world_build import BUILDS, gpt2_dropout
 
 VOCAB, STEPS = 8192, 6
-DROPOUT = BUILDS["tiny-imdb"].policy_dropout  # the policy trains as the build trains it
-DROPOUTS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+DROPOUT = gpt2_dropout(BUILDS["tiny-imdb"].policy_dropout)  # the policy trains as the build trains it
 
 
 def tokens_per_second(model: torch.nn.Module, batch: dict[str, torch.Tensor], tokens: int) -> float:
@@ -35,7 +34,7 @@ def main() -> None:
     ids = torch.randint(0, VOCAB, (32, 128))
     for dim, layers in [(128, 4), (192, 4), (256, 4)]:
         config = GPT2Config(
-            vocab_size=VOCAB, n_positions=128, n_embd=dim, n_layer=layers, n_head=4, **dict.fromkeys(DROPOUTS, DROPOUT)
+            vocab_size=VOCAB, n_positions=128, n_embd=dim, n_layer=layers, n_head=4, **DROPOUT
         )
         model = GPT2LMHeadModel(config)
         speed = tokens_per_second(model, {"input_ids": ids, "labels": ids}, ids.numel())
