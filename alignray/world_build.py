@@ -1062,8 +1062,8 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         "## Why these sizes",
         "A sweep trains and samples the policy in every trial, so its shape is fixed by a trial's cost, and the build",
         "spends its time on tokens instead. Most of the policy's parameters are its embedding, tied to the output",
-        "layer; `python bench/world_sizes.py` measures a 4 x 128 GPT-2 training ~1.7-1.8x faster per token than",
-        "4 x 192 and ~2.1-2.4x faster than 4 x 256 (two runs, without dropout, as the build trains it).",
+        "layer; `python bench/world_sizes.py` measures a 4 x 128 GPT-2 training ~1.5-1.8x faster per token than",
+        "4 x 192 and ~2.0-2.4x faster than 4 x 256 (three runs, without dropout, as the build trains it).",
         "By Chinchilla's ~20 tokens per parameter this policy would want"
         f" ~{20 * params['policy'] / 1e6:.0f}M tokens; the build gives it {tokens / 1e6:.1f}M"
         f" ({tokens / params['policy']:.1f} per parameter) in {seconds['policy'] / 60:.0f} minutes. {_trend(curve)}",
