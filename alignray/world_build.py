@@ -15,7 +15,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +55,10 @@ __all__ = [
     "check_reward_only",
     "first_words",
     "measure_world",
+    "policy_schedules",
     "rebuild_reward",
     "reward_accuracies",
+    "schedule_lines",
     "teacher_probabilities",
     "world_reviews",
     "write_model_card",
@@ -629,6 +631,21 @@ def perplexity(model: GPT2LMHeadModel, blocks: np.ndarray, batch_size: int = 32)
     return math.exp(total / count)
 
 
+def _policy_figures(
+    build: WorldBuild, policy: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, heldout: pd.DataFrame
+) -> tuple[float, list[str], list[str]]:
+    """The policy's perplexity on ``eval_reviews`` held-out reviews, and ``eval_prompts`` held-out prefixes with the
+    continuations it samples (the card's fluency figures are measured on them)."""
+    sample = heldout.sample(n=min(build.eval_reviews, len(heldout)), random_state=build.seed)
+    ppl = perplexity(policy, _blocks(sample["text"].tolist(), tokenizer, build.policy_context))
+    tokenizer.padding_side = "left"
+    prompts = imdb_prefix_prompts(heldout["text"].tolist(), tokenizer, build.eval_prompts, seed=build.seed)
+    completions = sample_continuations(
+        policy, tokenizer, prompts, max_new_tokens=build.eval_new_tokens, seed=build.seed, progress=True
+    )
+    return ppl, prompts, completions
+
+
 def measure(
     build: WorldBuild,
     policy: GPT2LMHeadModel,
@@ -642,13 +659,7 @@ def measure(
     judged = heldout
     if build.reward_eval_reviews is not None:
         judged = heldout.sample(n=min(build.reward_eval_reviews, len(heldout)), random_state=build.seed)
-    sample = heldout.sample(n=min(build.eval_reviews, len(heldout)), random_state=build.seed)
-    ppl = perplexity(policy, _blocks(sample["text"].tolist(), policy_tokenizer, build.policy_context))
-    policy_tokenizer.padding_side = "left"
-    prompts = imdb_prefix_prompts(heldout["text"].tolist(), policy_tokenizer, build.eval_prompts, seed=build.seed)
-    completions = sample_continuations(
-        policy, policy_tokenizer, prompts, max_new_tokens=build.eval_new_tokens, seed=build.seed, progress=True
-    )
+    ppl, prompts, completions = _policy_figures(build, policy, policy_tokenizer, heldout)
     texts = [p + c for p, c in zip(prompts, completions, strict=True)]
     logits = reward.logits(texts)
     sampled = logits[:, reward.positive_index]
@@ -657,7 +668,7 @@ def measure(
         **reward_accuracies(reward, judged),
         "reward_heldout_reviews": len(judged),
         "policy_heldout_perplexity": ppl,
-        "policy_heldout_reviews": len(sample),
+        "policy_heldout_reviews": min(build.eval_reviews, len(heldout)),
         "policy_samples_nonword_rate": nonword_rate(completions, load_vocabulary()),
         "policy_samples_positive_fraction": positive,
         "policy_samples_reward_mean": float(sampled.mean()),
@@ -881,6 +892,50 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
     return card
 
 
+def policy_schedules(out: str | Path, steps: list[int], command: str | None = None) -> list[dict]:
+    """Train the saved world's policy again on schedules of other lengths and record how fluent each ends.
+
+    Only ``policy_steps`` changes: the tokenizer, data, shape, learning rate and seed are the saved world's, and each
+    policy is measured as the build measured its own (``_policy_figures``). The rows, the built policy's among them,
+    go to ``build.json`` (``policy_schedules``) as each is measured, so a stopped run keeps those it finished; the
+    models are not kept. The card fits the figures on the schedule's length and says what a longer build would
+    reach (``schedule_lines``).
+    """
+    out = Path(out)
+    if not steps or min(steps) <= 0:
+        raise ValueError(f"steps={steps!r} must name one or more schedules of > 0 steps")
+    card, build = _saved_build(out)
+    _, tokenizer = _load_policy(out)
+    train, heldout = world_reviews(build)
+    figures = card["figures"]
+    rows = {row["steps"]: row for row in card.get("policy_schedules", [])}
+    rows[build.policy_steps] = {
+        "steps": build.policy_steps,
+        "seconds": card["seconds"]["policy"],
+        "heldout_perplexity": figures["policy_heldout_perplexity"],
+        "nonword_rate": figures["policy_samples_nonword_rate"],
+    }
+    card.setdefault("commands", {})["schedules"] = command
+    for count in steps:
+        started = time.monotonic()
+        schedule = replace(build, policy_steps=count)
+        log.info("schedule of %d steps", count)
+        policy, _ = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
+        seconds = time.monotonic() - started
+        ppl, _, completions = _policy_figures(schedule, policy, tokenizer, heldout)
+        rows[count] = {
+            "steps": count,
+            "seconds": round(seconds, 1),
+            "heldout_perplexity": ppl,
+            "nonword_rate": nonword_rate(completions, load_vocabulary()),
+        }
+        card["policy_schedules"] = [rows[k] for k in sorted(rows)]
+        (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
+        log.info("%d steps: perplexity %.1f, non-words %.2f%%", count, ppl, 100 * rows[count]["nonword_rate"])
+    shutil.rmtree(out / ".scratch", ignore_errors=True)
+    return card["policy_schedules"]
+
+
 def _rebuilds(card: dict) -> list[str]:
     """The model card's sentences on classifiers retrained alone after the world was built."""
     commands, seconds, threads = card.get("commands", {}), card["seconds"], card["torch_threads"]
@@ -944,6 +999,46 @@ def _trend(curve: list[dict]) -> str:
     return (f"Held-out perplexity still fell {1 - held[-1] / half:.0%} over the second half of training and flattens"
             f" at the end ({held[-1] / held[-2] - 1:+.1%} over the last tenth) as the cosine learning rate decays: a"
             " longer schedule, more passes over the reviews, is what would lower it further.")
+
+
+def schedule_lines(card: dict) -> list[str]:
+    """The model card's section on ``policy_schedules`` (``jobs/policy_schedules.py``): each schedule's fluency, and
+    what a fit on the schedule's length predicts for the longest schedule the policy's share of the build fits.
+
+    Perplexity is fitted as a power of the number of steps, the non-word rate as a line in its logarithm, both by
+    least squares; the pace is the built policy's (its steps over its phase's seconds, tokenizer and curve included).
+    """
+    rows = card.get("policy_schedules") or []
+    if len(rows) < 2:
+        return []
+    build = card["build"]
+    tokens = build["policy_batch"] * build["policy_context"]
+    steps = np.log([row["steps"] for row in rows])
+    pace = build["policy_steps"] / card["seconds"]["policy"]
+    minutes = BUDGET_SHARES["policy"] * build["time_budget_minutes"]
+    longest = int(pace * 60 * minutes)
+    log_ppl = np.polyfit(steps, np.log([row["heldout_perplexity"] for row in rows]), 1)
+    ppl = np.exp(np.polyval(log_ppl, np.log(longest)))
+    rate = np.polyval(np.polyfit(steps, [row["nonword_rate"] for row in rows], 1), np.log(longest))
+    command = card.get("commands", {}).get("schedules")
+    return [
+        "## Policy schedules",
+        "The policy trained again on schedules of other lengths"
+        + (f" by `{command}`" if command else "")
+        + ": only the number of steps changes, and each is measured as above.",
+        "",
+        "| steps | tokens | minutes | held-out perplexity | non-words |",
+        "|---|---|---|---|---|",
+        *[f"| {row['steps']}{' (built)' if row['steps'] == build['policy_steps'] else ''}"
+          f" | {row['steps'] * tokens / 1e6:.1f}M | {row['seconds'] / 60:.1f} | {row['heldout_perplexity']:.1f}"
+          f" | {row['nonword_rate']:.2%} |" for row in rows],
+        "",
+        f"Fitted on the logarithm of the number of steps (perplexity as a power law, non-words as a line), these"
+        f" {len(rows)} schedules predict perplexity **{ppl:.1f}** and non-words **{rate:.2%}** for {longest} steps,"
+        f" the longest schedule the policy's {minutes:.0f}-minute share of the build fits at the built policy's pace"
+        f" ({pace:.2f} steps/s).",
+        "",
+    ]
 
 
 TARGETS = (
@@ -1106,6 +1201,7 @@ def write_model_card(card: dict, out: str | Path) -> Path:
         + f"; their reward is {figures['policy_samples_reward_mean']:.2f}"
         f" +- {figures['policy_samples_reward_std']:.2f}",
         "",
+        *schedule_lines(card),
         *(["## Targets", *target_lines(figures), ""] if card["name"] == "tiny-imdb" else []),
         "## Build",
         *how,

@@ -24,8 +24,10 @@ from alignray.world_build import (
     measure_world,
     perplexity,
     policy_classifier,
+    policy_schedules,
     rebuild_reward,
     reward_tokenizer,
+    schedule_lines,
     target_lines,
     teacher_probabilities,
     train_tokenizer,
@@ -528,3 +530,61 @@ def test_the_card_tells_the_rebuilds_in_the_order_they_were_run(micro_world, tmp
     longer = dataclasses.replace(same, judge_max_length=build.reward_max_length + 8)
     text = write_model_card(rebuild_reward(longer, out, role="judge"), out).read_text()
     assert "Another shape, seed, set of openings" in text
+
+
+def test_a_schedule_of_the_built_length_gives_the_built_policy_s_figures_and_others_are_kept(micro_world, tmp_path):
+    source, card = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    built = BUILDS["micro"].policy_steps
+    rows = policy_schedules(out, [built, 1], command="python jobs/policy_schedules.py --steps 4 1")
+    # retrained on the build's own schedule, the policy is the built one again, measured the same way
+    again = {row["steps"]: row for row in rows}[built]
+    assert again["heldout_perplexity"] == pytest.approx(card["figures"]["policy_heldout_perplexity"], rel=1e-5)
+    assert again["nonword_rate"] == pytest.approx(card["figures"]["policy_samples_nonword_rate"], abs=1e-9)
+    shorter = {row["steps"]: row for row in rows}[1]
+    assert shorter["heldout_perplexity"] > again["heldout_perplexity"]
+    saved = json.loads((out / "build.json").read_text())
+    assert [row["steps"] for row in saved["policy_schedules"]] == [1, built]
+    assert saved["commands"]["schedules"] == "python jobs/policy_schedules.py --steps 4 1"
+    # the models and every other figure stay as built
+    assert saved["figures"] == card["figures"]
+    weights = "policy/model.safetensors"
+    assert (out / weights).read_bytes() == (source / weights).read_bytes()
+    write_model_card(saved, out)
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "## Policy schedules" in text and f"| {built} (built) |" in text
+    assert "`python jobs/policy_schedules.py --steps 4 1`" in text
+
+
+def test_the_card_predicts_a_longer_schedule_from_a_fit_on_the_logarithm_of_its_length():
+    # perplexity 1000 x steps^-0.5 and non-words 0.2 - 0.01 ln(steps): at 10,000 steps, 10.0 and 10.79%
+    rows = [
+        {"steps": n, "seconds": n / 2, "heldout_perplexity": 1000 * n**-0.5, "nonword_rate": 0.2 - 0.01 * math.log(n)}
+        for n in (100, 400, 1600)
+    ]
+    build = {"policy_steps": 1600, "policy_batch": 2, "policy_context": 8, "time_budget_minutes": 5000 / 60 / 0.45}
+    card = {"build": build, "seconds": {"policy": 800.0}, "policy_schedules": rows}
+    text = "\n".join(schedule_lines(card))  # 2 steps/s for 5000 s: 10,000 steps
+    assert "| 1600 (built) | 0.0M | 13.3 | 25.0 | 12.62% |" in text
+    assert "perplexity **10.0** and non-words **10.79%** for 10000 steps" in text
+    assert "83-minute share" in text and "(2.00 steps/s)" in text
+    assert schedule_lines({**card, "policy_schedules": rows[:1]}) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--steps", "0"], "--steps: 0 is not a schedule"),
+        (["--steps", "100"], "has no build.json; build the world first"),
+    ],
+)
+def test_the_schedules_job_refuses_bad_input_before_training(tmp_path, arguments, message):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "policy_schedules.py"), "--world", str(tmp_path), *arguments],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert not any(tmp_path.iterdir())
