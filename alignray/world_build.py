@@ -53,7 +53,9 @@ __all__ = [
     "WorldBuild",
     "build_world",
     "check_reward_only",
+    "check_schedules",
     "first_words",
+    "longest_schedule",
     "measure_world",
     "policy_schedules",
     "rebuild_reward",
@@ -892,45 +894,64 @@ def rebuild_reward(build: WorldBuild, out: str | Path, command: str | None = Non
     return card
 
 
+def longest_schedule(card: dict) -> int:
+    """The most steps the policy's share of the build's time budget fits at the built policy's pace (its steps over
+    its phase's seconds: reading the reviews, training the tokenizer and the learning curve's evaluations included)."""
+    build = card["build"]
+    pace = build["policy_steps"] / card["seconds"]["policy"]
+    return int(pace * 60 * BUDGET_SHARES["policy"] * build["time_budget_minutes"])
+
+
+def check_schedules(card: dict, steps: list[int]) -> None:
+    """Refuse ``steps`` unless each is a schedule of 1 to ``longest_schedule`` steps of the world ``card``."""
+    longest = longest_schedule(card)
+    if not steps or min(steps) <= 0 or max(steps) > longest:
+        raise ValueError(
+            f"steps={steps!r} must name schedules of 1 to {longest} steps: the most the policy's share of the"
+            f" build's {card['build']['time_budget_minutes']:g}-minute budget fits at the built policy's pace"
+        )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """``data`` as ``path``, replaced whole: a run stopped while writing leaves the old file, not half of one."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+
+
 def policy_schedules(out: str | Path, steps: list[int], command: str | None = None) -> list[dict]:
     """Train the saved world's policy again on schedules of other lengths and record how fluent each ends.
 
     Only ``policy_steps`` changes: the tokenizer, data, shape, learning rate and seed are the saved world's, and each
-    policy is measured as the build measured its own (``_policy_figures``). The rows, the built policy's among them,
-    go to ``build.json`` (``policy_schedules``) as each is measured, so a stopped run keeps those it finished; the
-    models are not kept. The card fits the figures on the schedule's length and says what a longer build would
-    reach (``schedule_lines``).
+    policy is measured as the build measured its own (``_policy_figures``), then dropped. Each row (with the
+    ``command`` that trained it) goes to ``build.json`` (``policy_schedules``, one row per length, the latest kept) as
+    soon as it is measured, so a stopped run keeps those it finished. The built policy's own figures stay the card's.
+    A schedule longer than ``longest_schedule`` is refused: the build's wall clock would stop it short.
     """
     out = Path(out)
-    if not steps or min(steps) <= 0:
-        raise ValueError(f"steps={steps!r} must name one or more schedules of > 0 steps")
     card, build = _saved_build(out)
+    check_schedules(card, steps)
     _, tokenizer = _load_policy(out)
     train, heldout = world_reviews(build)
-    figures = card["figures"]
     rows = {row["steps"]: row for row in card.get("policy_schedules", [])}
-    rows[build.policy_steps] = {
-        "steps": build.policy_steps,
-        "seconds": card["seconds"]["policy"],
-        "heldout_perplexity": figures["policy_heldout_perplexity"],
-        "nonword_rate": figures["policy_samples_nonword_rate"],
-    }
-    card.setdefault("commands", {})["schedules"] = command
-    for count in steps:
-        started = time.monotonic()
+    for count in dict.fromkeys(steps):
+        started, cpu_started = time.monotonic(), time.process_time()
         schedule = replace(build, policy_steps=count)
         log.info("schedule of %d steps", count)
         policy, _ = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
-        seconds = time.monotonic() - started
+        seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
         ppl, _, completions = _policy_figures(schedule, policy, tokenizer, heldout)
         rows[count] = {
             "steps": count,
             "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
+            "torch_threads": torch.get_num_threads(),
             "heldout_perplexity": ppl,
             "nonword_rate": nonword_rate(completions, load_vocabulary()),
+            "command": command,
         }
         card["policy_schedules"] = [rows[k] for k in sorted(rows)]
-        (out / "build.json").write_text(json.dumps(card, indent=2) + "\n")
+        _write_json(out / "build.json", card)
         log.info("%d steps: perplexity %.1f, non-words %.2f%%", count, ppl, 100 * rows[count]["nonword_rate"])
     shutil.rmtree(out / ".scratch", ignore_errors=True)
     return card["policy_schedules"]
@@ -1002,41 +1023,48 @@ def _trend(curve: list[dict]) -> str:
 
 
 def schedule_lines(card: dict) -> list[str]:
-    """The model card's section on ``policy_schedules`` (``jobs/policy_schedules.py``): each schedule's fluency, and
-    what a fit on the schedule's length predicts for the longest schedule the policy's share of the build fits.
+    """The model card's section on ``policy_schedules`` (``jobs/policy_schedules.py``): each schedule's fluency beside
+    the built policy's, and what a fit on the schedule's length predicts for ``longest_schedule``.
 
-    Perplexity is fitted as a power of the number of steps, the non-word rate as a line in its logarithm, both by
-    least squares; the pace is the built policy's (its steps over its phase's seconds, tokenizer and curve included).
+    Perplexity is fitted as a power of the number of steps, the non-word rate as a line in its logarithm (floored at
+    0), both by least squares over every row, the built policy's included.
     """
+    figures, build = card["figures"], card["build"]
     rows = card.get("policy_schedules") or []
-    if len(rows) < 2:
+    if not rows or "policy_samples_nonword_rate" not in figures:
         return []
-    build = card["build"]
+    built = {
+        "steps": build["policy_steps"],
+        "seconds": card["seconds"]["policy"],
+        "heldout_perplexity": figures["policy_heldout_perplexity"],
+        "nonword_rate": figures["policy_samples_nonword_rate"],
+    }
+    table = sorted([*rows, built], key=lambda row: (row["steps"], row is not built))
     tokens = build["policy_batch"] * build["policy_context"]
-    steps = np.log([row["steps"] for row in rows])
-    pace = build["policy_steps"] / card["seconds"]["policy"]
-    minutes = BUDGET_SHARES["policy"] * build["time_budget_minutes"]
-    longest = int(pace * 60 * minutes)
-    log_ppl = np.polyfit(steps, np.log([row["heldout_perplexity"] for row in rows]), 1)
+    longest = longest_schedule(card)
+    steps = np.log([row["steps"] for row in table])
+    log_ppl = np.polyfit(steps, np.log([row["heldout_perplexity"] for row in table]), 1)
     ppl = np.exp(np.polyval(log_ppl, np.log(longest)))
-    rate = np.polyval(np.polyfit(steps, [row["nonword_rate"] for row in rows], 1), np.log(longest))
-    command = card.get("commands", {}).get("schedules")
+    rate = max(0.0, np.polyval(np.polyfit(steps, [row["nonword_rate"] for row in table], 1), np.log(longest)))
+    commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
+    minutes = BUDGET_SHARES["policy"] * build["time_budget_minutes"]
     return [
         "## Policy schedules",
         "The policy trained again on schedules of other lengths"
-        + (f" by `{command}`" if command else "")
-        + ": only the number of steps changes, and each is measured as above.",
+        + (f" by {' and '.join(f'`{command}`' for command in commands)}" if commands else "")
+        + ": only the number of steps changes, and each is measured as above. Minutes are its training's (the built"
+        " policy's: its whole phase, the tokenizer and the learning curve included).",
         "",
         "| steps | tokens | minutes | held-out perplexity | non-words |",
         "|---|---|---|---|---|",
-        *[f"| {row['steps']}{' (built)' if row['steps'] == build['policy_steps'] else ''}"
-          f" | {row['steps'] * tokens / 1e6:.1f}M | {row['seconds'] / 60:.1f} | {row['heldout_perplexity']:.1f}"
-          f" | {row['nonword_rate']:.2%} |" for row in rows],
+        *[f"| {row['steps']}{' (built)' if row is built else ''} | {row['steps'] * tokens / 1e6:.1f}M"
+          f" | {row['seconds'] / 60:.1f} | {row['heldout_perplexity']:.1f} | {row['nonword_rate']:.2%} |"
+          for row in table],
         "",
         f"Fitted on the logarithm of the number of steps (perplexity as a power law, non-words as a line), these"
-        f" {len(rows)} schedules predict perplexity **{ppl:.1f}** and non-words **{rate:.2%}** for {longest} steps,"
+        f" {len(table)} schedules predict perplexity **{ppl:.1f}** and non-words **{rate:.2%}** for {longest} steps,"
         f" the longest schedule the policy's {minutes:.0f}-minute share of the build fits at the built policy's pace"
-        f" ({pace:.2f} steps/s).",
+        f" ({build['policy_steps'] / card['seconds']['policy']:.2f} steps/s).",
         "",
     ]
 

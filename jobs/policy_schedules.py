@@ -5,8 +5,9 @@ python jobs/policy_schedules.py --world alignray/assets/tiny-imdb --steps 1125 2
 
 Each schedule keeps the world's tokenizer, data, shape, learning rate and seed; only the number of steps changes. Its
 policy is measured as the build measured the world's (held-out perplexity, non-words in sampled continuations) and
-then dropped. The figures, beside the built policy's, go to the world's build.json (``policy_schedules``), and
-MODEL_CARD.md is rewritten with them and with what a fit on the schedule's length predicts.
+then dropped. The figures go to the world's build.json (``policy_schedules``), and MODEL_CARD.md is rewritten with
+them beside the built policy's, and with what a fit on the schedule's length predicts for the longest schedule the
+policy's share of the build's time budget fits. A longer schedule is refused: the build's wall clock would cut it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from alignray.world_build import policy_schedules, write_model_card
+from alignray.world_build import check_schedules, policy_schedules, write_model_card
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -26,10 +27,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--world", required=True, help="directory with policy/ and build.json (a built world)")
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="schedule lengths to train, in steps")
     args = parser.parse_args(argv)
-    if min(args.steps) <= 0:
-        parser.error(f"--steps: {min(args.steps)} is not a schedule; give lengths of > 0 steps")
-    if not (Path(args.world) / "build.json").is_file():
+    try:
+        check_schedules(json.loads((Path(args.world) / "build.json").read_text()), args.steps)
+    except FileNotFoundError:
         parser.error(f"--world: {args.world} has no build.json; build the world first (jobs/build_world.py)")
+    except ValueError as err:
+        parser.error(f"--steps: {err}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "python jobs/policy_schedules.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     rows = policy_schedules(args.world, args.steps, command)

@@ -20,6 +20,7 @@ from alignray.world_build import (
     _reward_views,
     _soft_cross_entropy,
     check_reward_only,
+    longest_schedule,
     measure,
     measure_world,
     perplexity,
@@ -537,45 +538,58 @@ def test_a_schedule_of_the_built_length_gives_the_built_policy_s_figures_and_oth
     out = tmp_path / "world"
     shutil.copytree(source, out)
     built = BUILDS["micro"].policy_steps
-    rows = policy_schedules(out, [built, 1], command="python jobs/policy_schedules.py --steps 4 1")
+    rows = policy_schedules(out, [built, 1], command="first")
     # retrained on the build's own schedule, the policy is the built one again, measured the same way
     again = {row["steps"]: row for row in rows}[built]
     assert again["heldout_perplexity"] == pytest.approx(card["figures"]["policy_heldout_perplexity"], rel=1e-5)
     assert again["nonword_rate"] == pytest.approx(card["figures"]["policy_samples_nonword_rate"], abs=1e-9)
-    shorter = {row["steps"]: row for row in rows}[1]
-    assert shorter["heldout_perplexity"] > again["heldout_perplexity"]
+    assert {row["steps"]: row for row in rows}[1]["heldout_perplexity"] > again["heldout_perplexity"]
+    # a later run adds its rows and keeps the earlier ones, each with the command that trained it
+    policy_schedules(out, [2], command="second")
     saved = json.loads((out / "build.json").read_text())
-    assert [row["steps"] for row in saved["policy_schedules"]] == [1, built]
-    assert saved["commands"]["schedules"] == "python jobs/policy_schedules.py --steps 4 1"
-    # the models and every other figure stay as built
+    assert [(row["steps"], row["command"]) for row in saved["policy_schedules"]] == [
+        (1, "first"), (2, "second"), (built, "first")
+    ]
+    # the models and the build's own figures stay as built
     assert saved["figures"] == card["figures"]
     weights = "policy/model.safetensors"
     assert (out / weights).read_bytes() == (source / weights).read_bytes()
     write_model_card(saved, out)
     text = (out / "MODEL_CARD.md").read_text()
-    assert "## Policy schedules" in text and f"| {built} (built) |" in text
-    assert "`python jobs/policy_schedules.py --steps 4 1`" in text
+    assert "## Policy schedules" in text and "by `first` and `second`" in text
+    section = text.split("## Policy schedules")[1].split("\n## ")[0]
+    assert f"| {built} (built) |" in section and section.count(f"| {built} ") == 2  # the build's and the retrained
+    with pytest.raises(ValueError, match="must name schedules of 1 to"):
+        policy_schedules(out, [longest_schedule(saved) + 1])
 
 
 def test_the_card_predicts_a_longer_schedule_from_a_fit_on_the_logarithm_of_its_length():
     # perplexity 1000 x steps^-0.5 and non-words 0.2 - 0.01 ln(steps): at 10,000 steps, 10.0 and 10.79%
-    rows = [
-        {"steps": n, "seconds": n / 2, "heldout_perplexity": 1000 * n**-0.5, "nonword_rate": 0.2 - 0.01 * math.log(n)}
-        for n in (100, 400, 1600)
-    ]
-    build = {"policy_steps": 1600, "policy_batch": 2, "policy_context": 8, "time_budget_minutes": 5000 / 60 / 0.45}
-    card = {"build": build, "seconds": {"policy": 800.0}, "policy_schedules": rows}
-    text = "\n".join(schedule_lines(card))  # 2 steps/s for 5000 s: 10,000 steps
-    assert "| 1600 (built) | 0.0M | 13.3 | 25.0 | 12.62% |" in text
+    def row(n):
+        ppl, rate = 1000 * n**-0.5, 0.2 - 0.01 * math.log(n)
+        return {"steps": n, "seconds": n / 2, "heldout_perplexity": ppl, "nonword_rate": rate}
+
+    built = row(1600)
+    # 2 steps/s for 0.45 of the budget, 5000.25 s: 10,000 steps
+    build = {"policy_steps": 1600, "policy_batch": 32, "policy_context": 128, "time_budget_minutes": 10000.5 / 54}
+    card = {
+        "build": build,
+        "seconds": {"policy": 800.0},
+        "figures": {"policy_heldout_perplexity": 25.0, "policy_samples_nonword_rate": built["nonword_rate"]},
+        "policy_schedules": [row(100), row(400)],
+    }
+    assert longest_schedule(card) == 10000
+    text = "\n".join(schedule_lines(card))
+    assert "| 100 | 0.4M | 0.8 | 100.0 | 15.39% |" in text
+    assert "| 1600 (built) | 6.6M | 13.3 | 25.0 | 12.62% |" in text
     assert "perplexity **10.0** and non-words **10.79%** for 10000 steps" in text
     assert "83-minute share" in text and "(2.00 steps/s)" in text
-    assert schedule_lines({**card, "policy_schedules": rows[:1]}) == []
+    assert schedule_lines({**card, "policy_schedules": []}) == []
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--steps", "0"], "--steps: 0 is not a schedule"),
         (["--steps", "100"], "has no build.json; build the world first"),
     ],
 )
