@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
+from scipy.optimize import OptimizeWarning, curve_fit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -1022,12 +1024,33 @@ def _trend(curve: list[dict]) -> str:
             " longer schedule, more passes over the reviews, is what would lower it further.")
 
 
+def _learning_curve_at(steps: list[int], values: list[float], at: int) -> float | None:
+    """``E + A * steps ** -alpha`` (Hoffmann et al. 2022's form of a loss against data) fitted to ``values`` by least
+    squares, at ``at`` steps; None when fewer than 3 schedules pin it down or the fit fails. E and A are at least 0
+    and alpha lies in (0, 2], so the curve falls and flattens towards E, as a learning curve does."""
+    if len(steps) < 3:
+        return None
+    scale = max(steps)  # steps measured in the longest schedule's: the fit is better conditioned
+
+    def curve(x, floor, height, alpha):
+        return floor + height * x**-alpha
+
+    x, y = np.asarray(steps, float) / scale, np.asarray(values, float)
+    try:
+        with warnings.catch_warnings():  # three schedules fix three parameters: no covariance to estimate
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(
+                curve, x, y, p0=(0.5 * y.min(), 0.5 * y.min(), 0.5), bounds=([0, 0, 1e-3], [np.inf, np.inf, 2])
+            )
+    except (RuntimeError, ValueError):
+        return None
+    return float(curve(at / scale, *params))
+
+
 def schedule_lines(card: dict) -> list[str]:
     """The model card's section on ``policy_schedules`` (``jobs/policy_schedules.py``): each schedule's fluency beside
-    the built policy's, and what a fit on the schedule's length predicts for ``longest_schedule``.
-
-    Perplexity is fitted as a power of the number of steps, the non-word rate as a line in its logarithm (floored at
-    0), both by least squares over every row, the built policy's included.
+    the built policy's, and what a learning curve fitted to them (``_learning_curve_at``; perplexity through its log,
+    the loss in nats) predicts for ``longest_schedule``.
     """
     figures, build = card["figures"], card["build"]
     rows = card.get("policy_schedules") or []
@@ -1042,12 +1065,22 @@ def schedule_lines(card: dict) -> list[str]:
     table = sorted([*rows, built], key=lambda row: (row["steps"], row is not built))
     tokens = build["policy_batch"] * build["policy_context"]
     longest = longest_schedule(card)
-    steps = np.log([row["steps"] for row in table])
-    log_ppl = np.polyfit(steps, np.log([row["heldout_perplexity"] for row in table]), 1)
-    ppl = np.exp(np.polyval(log_ppl, np.log(longest)))
-    rate = max(0.0, np.polyval(np.polyfit(steps, [row["nonword_rate"] for row in table], 1), np.log(longest)))
+    steps = [row["steps"] for row in table]
+    loss = _learning_curve_at(steps, [math.log(row["heldout_perplexity"]) for row in table], longest)
+    rate = _learning_curve_at(steps, [row["nonword_rate"] for row in table], longest)
     commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
     minutes = BUDGET_SHARES["policy"] * build["time_budget_minutes"]
+    pace = build["policy_steps"] / card["seconds"]["policy"]
+    budget = (f" for {longest} steps, the longest schedule the policy's {minutes:.0f}-minute share of the build fits"
+              f" at the built policy's pace ({pace:.2f} steps/s).")
+    exact = "; three schedules fix its three parameters, so it passes through each" if len(table) == 3 else ""
+    prediction = (
+        f"A learning curve E + A x steps^-alpha fitted to these {len(table)} schedules (to the log of perplexity and"
+        f" to the non-word rate{exact}) predicts perplexity **{math.exp(loss):.1f}** and non-words"
+        f" **{rate:.2%}**{budget}"
+        if loss is not None and rate is not None
+        else f"Fewer than 3 schedules, or a fit that failed: no prediction{budget}"
+    )
     return [
         "## Policy schedules",
         "The policy trained again on schedules of other lengths"
@@ -1061,10 +1094,7 @@ def schedule_lines(card: dict) -> list[str]:
           f" | {row['seconds'] / 60:.1f} | {row['heldout_perplexity']:.1f} | {row['nonword_rate']:.2%} |"
           for row in table],
         "",
-        f"Fitted on the logarithm of the number of steps (perplexity as a power law, non-words as a line), these"
-        f" {len(table)} schedules predict perplexity **{ppl:.1f}** and non-words **{rate:.2%}** for {longest} steps,"
-        f" the longest schedule the policy's {minutes:.0f}-minute share of the build fits at the built policy's pace"
-        f" ({build['policy_steps'] / card['seconds']['policy']:.2f} steps/s).",
+        prediction,
         "",
     ]
 

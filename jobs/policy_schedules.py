@@ -6,7 +6,7 @@ python jobs/policy_schedules.py --world alignray/assets/tiny-imdb --steps 1125 2
 Each schedule keeps the world's tokenizer, data, shape, learning rate and seed; only the number of steps changes. Its
 policy is measured as the build measured the world's (held-out perplexity, non-words in sampled continuations) and
 then dropped. The figures go to the world's build.json (``policy_schedules``), and MODEL_CARD.md is rewritten with
-them beside the built policy's, and with what a fit on the schedule's length predicts for the longest schedule the
+them beside the built policy's, and with what a learning curve fitted to them predicts for the longest schedule the
 policy's share of the build's time budget fits. A longer schedule is refused: the build's wall clock would cut it.
 """
 

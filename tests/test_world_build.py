@@ -563,10 +563,11 @@ def test_a_schedule_of_the_built_length_gives_the_built_policy_s_figures_and_oth
         policy_schedules(out, [longest_schedule(saved) + 1])
 
 
-def test_the_card_predicts_a_longer_schedule_from_a_fit_on_the_logarithm_of_its_length():
-    # perplexity 1000 x steps^-0.5 and non-words 0.2 - 0.01 ln(steps): at 10,000 steps, 10.0 and 10.79%
+def test_the_card_predicts_a_longer_schedule_from_a_learning_curve_fitted_to_the_schedules():
+    # loss 3 + 20 / sqrt(steps) nats and non-words 0.05 + 1 / sqrt(steps): at 10,000 steps perplexity e^3.2 = 24.5 and
+    # non-words 6.00%, which neither a line nor a power law without a floor fitted to the same rows would give
     def row(n):
-        ppl, rate = 1000 * n**-0.5, 0.2 - 0.01 * math.log(n)
+        ppl, rate = math.exp(3 + 20 / n**0.5), 0.05 + n**-0.5
         return {"steps": n, "seconds": n / 2, "heldout_perplexity": ppl, "nonword_rate": rate}
 
     built = row(1600)
@@ -575,15 +576,18 @@ def test_the_card_predicts_a_longer_schedule_from_a_fit_on_the_logarithm_of_its_
     card = {
         "build": build,
         "seconds": {"policy": 800.0},
-        "figures": {"policy_heldout_perplexity": 25.0, "policy_samples_nonword_rate": built["nonword_rate"]},
+        "figures": {"policy_heldout_perplexity": built["heldout_perplexity"], "policy_samples_nonword_rate": 0.075},
         "policy_schedules": [row(100), row(400)],
     }
     assert longest_schedule(card) == 10000
     text = "\n".join(schedule_lines(card))
-    assert "| 100 | 0.4M | 0.8 | 100.0 | 15.39% |" in text
-    assert "| 1600 (built) | 6.6M | 13.3 | 25.0 | 12.62% |" in text
-    assert "perplexity **10.0** and non-words **10.79%** for 10000 steps" in text
+    assert "| 100 | 0.4M | 0.8 | 148.4 | 15.00% |" in text
+    assert "| 1600 (built) | 6.6M | 13.3 | 33.1 | 7.50% |" in text
+    assert "predicts perplexity **24.5** and non-words **6.00%** for 10000 steps" in text
     assert "83-minute share" in text and "(2.00 steps/s)" in text
+    # two schedules cannot pin a learning curve down: the table, and no prediction
+    text = "\n".join(schedule_lines({**card, "policy_schedules": [row(100)]}))
+    assert "| 100 |" in text and "no prediction" in text and "predicts" not in text
     assert schedule_lines({**card, "policy_schedules": []}) == []
 
 
