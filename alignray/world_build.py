@@ -940,8 +940,13 @@ def policy_schedules(out: str | Path, steps: list[int], command: str | None = No
         started, cpu_started = time.monotonic(), time.process_time()
         schedule = replace(build, policy_steps=count)
         log.info("schedule of %d steps", count)
-        policy, _ = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
+        policy, curve = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
         seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+        if curve[-1]["step"] < count:  # the wall clock stopped it: its figures are not a schedule of that length
+            raise RuntimeError(
+                f"the schedule of {count} steps stopped at step {curve[-1]['step']}, its time budget spent (a busy"
+                " machine trains slower than the build did); it is not recorded"
+            )
         ppl, _, completions = _policy_figures(schedule, policy, tokenizer, heldout)
         rows[count] = {
             "steps": count,

@@ -563,6 +563,19 @@ def test_a_schedule_of_the_built_length_gives_the_built_policy_s_figures_and_oth
         policy_schedules(out, [longest_schedule(saved) + 1])
 
 
+def test_a_schedule_the_wall_clock_stops_is_not_recorded(micro_world, tmp_path, monkeypatch):
+    import alignray.world_build as world_build
+
+    source, card = micro_world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    clock = world_build._WallClock
+    monkeypatch.setattr(world_build, "_WallClock", lambda seconds: clock(-1.0))  # spent before the first step ends
+    with pytest.raises(RuntimeError, match="the schedule of 3 steps stopped at step 1"):
+        policy_schedules(out, [3])
+    assert "policy_schedules" not in json.loads((out / "build.json").read_text())
+
+
 def test_the_card_predicts_a_longer_schedule_from_a_learning_curve_fitted_to_the_schedules():
     # loss 3 + 20 / sqrt(steps) nats and non-words 0.05 + 1 / sqrt(steps): at 10,000 steps perplexity e^3.2 = 24.5 and
     # non-words 6.00%, which neither a line nor a power law without a floor fitted to the same rows would give
