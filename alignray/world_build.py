@@ -16,6 +16,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -936,31 +937,33 @@ def policy_schedules(out: str | Path, steps: list[int], command: str | None = No
     _, tokenizer = _load_policy(out)
     train, heldout = world_reviews(build)
     rows = {row["steps"]: row for row in card.get("policy_schedules", [])}
-    for count in dict.fromkeys(steps):
-        started, cpu_started = time.monotonic(), time.process_time()
-        schedule = replace(build, policy_steps=count)
-        log.info("schedule of %d steps", count)
-        policy, curve = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
-        seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
-        if curve[-1]["step"] < count:  # the wall clock stopped it: its figures are not a schedule of that length
-            raise RuntimeError(
-                f"the schedule of {count} steps stopped at step {curve[-1]['step']}, its time budget spent (a busy"
-                " machine trains slower than the build did); it is not recorded"
-            )
-        ppl, _, completions = _policy_figures(schedule, policy, tokenizer, heldout)
-        rows[count] = {
-            "steps": count,
-            "seconds": round(seconds, 1),
-            "cpu_seconds": round(cpu_seconds, 1),
-            "torch_threads": torch.get_num_threads(),
-            "heldout_perplexity": ppl,
-            "nonword_rate": nonword_rate(completions, load_vocabulary()),
-            "command": command,
-        }
-        card["policy_schedules"] = [rows[k] for k in sorted(rows)]
-        _write_json(out / "build.json", card)
-        log.info("%d steps: perplexity %.1f, non-words %.2f%%", count, ppl, 100 * rows[count]["nonword_rate"])
-    shutil.rmtree(out / ".scratch", ignore_errors=True)
+    try:
+        for count in dict.fromkeys(steps):
+            started, cpu_started = time.monotonic(), time.process_time()
+            schedule = replace(build, policy_steps=count)
+            log.info("schedule of %d steps", count)
+            policy, curve = train_policy(schedule, train["text"].tolist(), tokenizer, out / ".scratch")
+            seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+            if curve[-1]["step"] < count:  # the wall clock stopped it: not a schedule of that length
+                raise RuntimeError(
+                    f"the schedule of {count} steps stopped at step {curve[-1]['step']}, its time budget spent (a"
+                    " busy machine trains slower than the build did); it is not recorded"
+                )
+            ppl, _, completions = _policy_figures(schedule, policy, tokenizer, heldout)
+            rows[count] = {
+                "steps": count,
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu_seconds, 1),
+                "torch_threads": torch.get_num_threads(),
+                "heldout_perplexity": ppl,
+                "nonword_rate": nonword_rate(completions, load_vocabulary()),
+                "command": command,
+            }
+            card["policy_schedules"] = [rows[k] for k in sorted(rows)]
+            _write_json(out / "build.json", card)
+            log.info("%d steps: perplexity %.1f, non-words %.2f%%", count, ppl, 100 * rows[count]["nonword_rate"])
+    finally:
+        shutil.rmtree(out / ".scratch", ignore_errors=True)
     return card["policy_schedules"]
 
 
@@ -1029,11 +1032,12 @@ def _trend(curve: list[dict]) -> str:
             " longer schedule, more passes over the reviews, is what would lower it further.")
 
 
-def _learning_curve_at(steps: list[int], values: list[float], at: int) -> float | None:
+def _learning_curve(steps: list[int], values: list[float]) -> tuple[Callable[[float], float], float] | None:
     """``E + A * steps ** -alpha`` (Hoffmann et al. 2022's form of a loss against data) fitted to ``values`` by least
-    squares, at ``at`` steps; None when fewer than 3 schedules pin it down or the fit fails. E and A are at least 0
-    and alpha lies in (0, 2], so the curve falls and flattens towards E, as a learning curve does."""
-    if len(steps) < 3:
+    squares: the curve and its largest misfit. E and A are at least 0 and alpha lies in (0, 2], so the curve falls and
+    flattens towards E, as a learning curve does. None when fewer than 3 lengths pin it down, when the longest
+    schedule's value is not below the shortest's, or when the fit fails."""
+    if len(set(steps)) < 3:
         return None
     scale = max(steps)  # steps measured in the longest schedule's: the fit is better conditioned
 
@@ -1041,6 +1045,8 @@ def _learning_curve_at(steps: list[int], values: list[float], at: int) -> float 
         return floor + height * x**-alpha
 
     x, y = np.asarray(steps, float) / scale, np.asarray(values, float)
+    if y[x.argmax()] >= y[x.argmin()]:  # no fall from the shortest schedule to the longest: no learning curve
+        return None
     try:
         with warnings.catch_warnings():  # three schedules fix three parameters: no covariance to estimate
             warnings.simplefilter("ignore", OptimizeWarning)
@@ -1049,49 +1055,54 @@ def _learning_curve_at(steps: list[int], values: list[float], at: int) -> float 
             )
     except (RuntimeError, ValueError):
         return None
-    return float(curve(at / scale, *params))
+    return (lambda at: float(curve(at / scale, *params))), float(np.abs(curve(x, *params) - y).max())
 
 
 def schedule_lines(card: dict) -> list[str]:
     """The model card's section on ``policy_schedules`` (``jobs/policy_schedules.py``): each schedule's fluency beside
-    the built policy's, and what a learning curve fitted to them (``_learning_curve_at``; perplexity through its log,
-    the loss in nats) predicts for ``longest_schedule``.
+    the built policy's, and what a learning curve fitted to them (``_learning_curve``, one point per length, the built
+    policy's for its own; perplexity through its log, the loss in nats) predicts for ``longest_schedule``.
     """
     figures, build = card["figures"], card["build"]
     rows = card.get("policy_schedules") or []
-    if not rows or "policy_samples_nonword_rate" not in figures:
+    if not rows:
         return []
     built = {
         "steps": build["policy_steps"],
         "seconds": card["seconds"]["policy"],
         "heldout_perplexity": figures["policy_heldout_perplexity"],
-        "nonword_rate": figures["policy_samples_nonword_rate"],
+        "nonword_rate": figures.get("policy_samples_nonword_rate", math.nan),
     }
     table = sorted([*rows, built], key=lambda row: (row["steps"], row is not built))
+    fitted = [built, *[row for row in rows if row["steps"] != built["steps"]]]
     tokens = build["policy_batch"] * build["policy_context"]
     longest = longest_schedule(card)
-    steps = [row["steps"] for row in table]
-    loss = _learning_curve_at(steps, [math.log(row["heldout_perplexity"]) for row in table], longest)
-    rate = _learning_curve_at(steps, [row["nonword_rate"] for row in table], longest)
+    steps = [row["steps"] for row in fitted]
+    loss = _learning_curve(steps, [math.log(row["heldout_perplexity"]) for row in fitted])
+    rate = _learning_curve(steps, [row["nonword_rate"] for row in fitted])
     commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
     minutes = BUDGET_SHARES["policy"] * build["time_budget_minutes"]
     pace = build["policy_steps"] / card["seconds"]["policy"]
     budget = (f" for {longest} steps, the longest schedule the policy's {minutes:.0f}-minute share of the build fits"
               f" at the built policy's pace ({pace:.2f} steps/s).")
-    exact = "; three schedules fix its three parameters, so it passes through each" if len(table) == 3 else ""
-    prediction = (
-        f"A learning curve E + A x steps^-alpha fitted to these {len(table)} schedules (to the log of perplexity and"
-        f" to the non-word rate{exact}) predicts perplexity **{math.exp(loss):.1f}** and non-words"
-        f" **{rate:.2%}**{budget}"
-        if loss is not None and rate is not None
-        else f"Fewer than 3 schedules, or a fit that failed: no prediction{budget}"
-    )
+    if loss is None or rate is None:
+        prediction = (f"With {len(fitted)} schedule lengths, or figures that do not fall as the schedule grows, no"
+                      f" learning curve is fitted: no prediction{budget}")  # fmt: skip
+    else:
+        misfit = (f"{len(fitted)} schedules fix its three parameters, so it passes through each and nothing is left"
+                  " to test it" if len(fitted) == 3 else
+                  f"its largest misfit is {loss[1]:.3f} nats and {rate[1]:.2%} of words")  # fmt: skip
+        prediction = (
+            f"A learning curve E + A x steps^-alpha fitted to these {len(fitted)} schedule lengths (to the log of"
+            f" perplexity and to the non-word rate; {misfit}) predicts perplexity **{math.exp(loss[0](longest)):.1f}**"
+            f" and non-words **{rate[0](longest):.2%}**{budget}"
+        )
     return [
         "## Policy schedules",
         "The policy trained again on schedules of other lengths"
         + (f" by {' and '.join(f'`{command}`' for command in commands)}" if commands else "")
-        + ": only the number of steps changes, and each is measured as above. Minutes are its training's (the built"
-        " policy's: its whole phase, the tokenizer and the learning curve included).",
+        + ": only the number of steps changes, and each is measured as above. Minutes: training alone for a"
+        " retrained schedule; for the built policy, its whole phase (the tokenizer and the learning curve included).",
         "",
         "| steps | tokens | minutes | held-out perplexity | non-words |",
         "|---|---|---|---|---|",

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from alignray.world_build import check_schedules, policy_schedules, write_model_card
+from alignray.world_build import check_schedules, longest_schedule, policy_schedules, write_model_card
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -27,16 +27,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--world", required=True, help="directory with policy/ and build.json (a built world)")
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="schedule lengths to train, in steps")
     args = parser.parse_args(argv)
+    saved = Path(args.world) / "build.json"
     try:
-        check_schedules(json.loads((Path(args.world) / "build.json").read_text()), args.steps)
+        card = json.loads(saved.read_text())
+        longest_schedule(card)
     except FileNotFoundError:
         parser.error(f"--world: {args.world} has no build.json; build the world first (jobs/build_world.py)")
+    except (ValueError, KeyError, TypeError) as err:
+        parser.error(f"--world: {saved} is not a world's build record ({err!r})")
+    try:
+        check_schedules(card, args.steps)
     except ValueError as err:
         parser.error(f"--steps: {err}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "python jobs/policy_schedules.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    rows = policy_schedules(args.world, args.steps, command)
-    write_model_card(json.loads((Path(args.world) / "build.json").read_text()), args.world)
+    try:
+        rows = policy_schedules(args.world, args.steps, command)
+    finally:  # the rows measured before a stop reach the card too
+        write_model_card(json.loads(saved.read_text()), args.world)
     print(json.dumps(rows, indent=2))
     return rows
 

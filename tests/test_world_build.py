@@ -559,8 +559,9 @@ def test_a_schedule_of_the_built_length_gives_the_built_policy_s_figures_and_oth
     assert "## Policy schedules" in text and "by `first` and `second`" in text
     section = text.split("## Policy schedules")[1].split("\n## ")[0]
     assert f"| {built} (built) |" in section and section.count(f"| {built} ") == 2  # the build's and the retrained
-    with pytest.raises(ValueError, match="must name schedules of 1 to"):
-        policy_schedules(out, [longest_schedule(saved) + 1])
+    for bad in ([longest_schedule(saved) + 1], [0], []):
+        with pytest.raises(ValueError, match="must name schedules of 1 to"):
+            policy_schedules(out, bad)
 
 
 def test_a_schedule_the_wall_clock_stops_is_not_recorded(micro_world, tmp_path, monkeypatch):
@@ -574,6 +575,19 @@ def test_a_schedule_the_wall_clock_stops_is_not_recorded(micro_world, tmp_path, 
     with pytest.raises(RuntimeError, match="the schedule of 3 steps stopped at step 1"):
         policy_schedules(out, [3])
     assert "policy_schedules" not in json.loads((out / "build.json").read_text())
+
+
+def test_the_schedules_job_refuses_a_schedule_it_cannot_train_before_training(micro_world):
+    out, _ = micro_world
+    before = (out / "build.json").read_text()
+    for steps in ("0", "100000"):
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "jobs" / "policy_schedules.py"), "--world", str(out), "--steps", steps],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 2 and f"--steps: steps=[{steps}] must name schedules of 1 to" in run.stderr
+    assert (out / "build.json").read_text() == before
 
 
 def test_the_card_predicts_a_longer_schedule_from_a_learning_curve_fitted_to_the_schedules():
@@ -598,9 +612,17 @@ def test_the_card_predicts_a_longer_schedule_from_a_learning_curve_fitted_to_the
     assert "| 1600 (built) | 6.6M | 13.3 | 33.1 | 7.50% |" in text
     assert "predicts perplexity **24.5** and non-words **6.00%** for 10000 steps" in text
     assert "83-minute share" in text and "(2.00 steps/s)" in text
-    # two schedules cannot pin a learning curve down: the table, and no prediction
-    text = "\n".join(schedule_lines({**card, "policy_schedules": [row(100)]}))
-    assert "| 100 |" in text and "no prediction" in text and "predicts" not in text
+    assert "3 schedules fix its three parameters, so it passes through each" in text
+    # a fourth length leaves the fit something to miss, and the card says by how much
+    noisy = {**row(6400), "nonword_rate": row(6400)["nonword_rate"] + 0.003}
+    text = "\n".join(schedule_lines({**card, "policy_schedules": [row(100), row(400), noisy]}))
+    assert "its largest misfit is 0.000 nats and 0.09% of words" in text and "passes through each" not in text
+    # two lengths cannot pin a learning curve down, even with the built length retrained: the table, no prediction
+    text = "\n".join(schedule_lines({**card, "policy_schedules": [row(100), row(1600)]}))
+    assert text.count("| 1600 ") == 2 and "no prediction" in text and "predicts" not in text
+    # figures that do not fall as the schedule grows give no learning curve either
+    rising = [{**row(n), "nonword_rate": 0.05 + n / 1e5} for n in (100, 400)]
+    assert "no prediction" in "\n".join(schedule_lines({**card, "policy_schedules": rising}))
     assert schedule_lines({**card, "policy_schedules": []}) == []
 
 
