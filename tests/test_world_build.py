@@ -253,19 +253,20 @@ def test_build_config_names_the_bad_field(field, value, message):
         WorldBuild(**{field: value})
 
 
+def _run_job(job: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / job), *arguments], capture_output=True, text=True)
+
+
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("job", "arguments", "message"),
     [
-        (["--policy-steps", "0"], "policy_steps=0 must be > 0"),
-        (["--reward-body", "bert"], "--reward-body: invalid choice: 'bert'"),
+        ("build_world.py", ["--out", "{dir}", "--policy-steps", "0"], "policy_steps=0 must be > 0"),
+        ("build_world.py", ["--out", "{dir}", "--reward-body", "bert"], "--reward-body: invalid choice: 'bert'"),
+        ("policy_schedules.py", ["--world", "{dir}", "--steps", "100"], "has no build.json; build the world first"),
     ],
 )
-def test_build_job_rejects_a_bad_override_before_building(tmp_path, override, message):
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--out", str(tmp_path), *override],
-        capture_output=True,
-        text=True,
-    )
+def test_a_world_job_refuses_bad_input_before_writing(tmp_path, job, arguments, message):
+    run = _run_job(job, *(argument.format(dir=tmp_path) for argument in arguments))
     assert run.returncode == 2
     assert message in run.stderr
     assert not any(tmp_path.iterdir())
@@ -501,11 +502,7 @@ def test_reward_only_build_refuses_settings_of_another_policy(micro_world, tmp_p
     out, _ = micro_world
     with pytest.raises(ValueError, match="policy_steps=5 differs from the saved world's 4"):
         check_reward_only(dataclasses.replace(BUILDS["micro"], policy_steps=5), out)
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "build_world.py"), "--reward-only", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    run = _run_job("build_world.py", "--reward-only", "--out", str(tmp_path))
     assert run.returncode == 2
     assert "build.json is missing" in run.stderr
 
@@ -581,11 +578,7 @@ def test_the_schedules_job_refuses_a_schedule_it_cannot_train_before_training(mi
     out, _ = micro_world
     before = (out / "build.json").read_text()
     for steps in ("0", "100000"):
-        run = subprocess.run(
-            [sys.executable, str(ROOT / "jobs" / "policy_schedules.py"), "--world", str(out), "--steps", steps],
-            capture_output=True,
-            text=True,
-        )
+        run = _run_job("policy_schedules.py", "--world", str(out), "--steps", steps)
         assert run.returncode == 2 and f"--steps: steps=[{steps}] must name schedules of 1 to" in run.stderr
     assert (out / "build.json").read_text() == before
 
@@ -624,20 +617,3 @@ def test_the_card_predicts_a_longer_schedule_from_a_learning_curve_fitted_to_the
     rising = [{**row(n), "nonword_rate": 0.05 + n / 1e5} for n in (100, 400)]
     assert "no prediction" in "\n".join(schedule_lines({**card, "policy_schedules": rising}))
     assert schedule_lines({**card, "policy_schedules": []}) == []
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["--steps", "100"], "has no build.json; build the world first"),
-    ],
-)
-def test_the_schedules_job_refuses_bad_input_before_training(tmp_path, arguments, message):
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "policy_schedules.py"), "--world", str(tmp_path), *arguments],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2
-    assert message in run.stderr
-    assert not any(tmp_path.iterdir())
